@@ -1,0 +1,3 @@
+from campusvpn.cli.main import main
+
+main()

@@ -1,0 +1,594 @@
+"""`campusvpn`: the operators' command line. Every read command takes --json."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from campusvpn.cli.render import decision_text, emit_json, local
+from campusvpn.cli.setup import init_dir
+from campusvpn.core.policy import AccountStatus
+from campusvpn.core.usernames import InvalidUsername
+from campusvpn.platform.clock import Clock, FixedClock, SystemClock
+from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
+from campusvpn.platform.config_render import reference_markdown
+from campusvpn.platform.secretbox import SecretBoxError
+from campusvpn.service import accounts, audit, eligibility, mfa, training, trusted
+from campusvpn.service.context import Context, open_context
+from campusvpn.service.errors import ServiceError
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
+
+FAKE_NOW_ENV = "CAMPUSVPN_FAKE_NOW"  # tests and demos only: pins the clock to this ISO time
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Env:
+    def __init__(self, config_option: str | None) -> None:
+        self.config_path = config_path_from(config_option)
+        self._cfg: Config | None = None
+        self._ctx: Context | None = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            self._cfg = load_config(self.config_path)
+        return self._cfg
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = open_context(self.cfg, _clock())
+        return self._ctx
+
+    @property
+    def actor(self) -> str:
+        return f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+
+    def parse_time(self, text: str) -> datetime:
+        """ISO 8601; a time without offset, or a bare date, is read in the service's time zone."""
+        try:
+            if len(text.strip()) == 10:
+                return datetime.combine(date.fromisoformat(text.strip()), time(0), tzinfo=self.cfg.zone)
+            at = datetime.fromisoformat(text.strip())
+        except ValueError as exc:
+            raise click.BadParameter(f"{text!r} is not an ISO 8601 time like 2026-05-01T09:00") from exc
+        return at if at.tzinfo else at.replace(tzinfo=self.cfg.zone)
+
+
+def _clock() -> Clock:
+    fake = os.environ.get(FAKE_NOW_ENV)
+    if fake:
+        at = datetime.fromisoformat(fake)
+        return FixedClock(at)
+    return SystemClock()
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_option",
+    metavar="FILE",
+    envvar=None,
+    help="Configuration file (default: $CAMPUSVPN_CONFIG, else ./campusvpn.toml).",
+)
+@click.version_option(package_name="campusvpn")
+@click.pass_context
+def cli(cx: click.Context, config_option: str | None) -> None:
+    """campusvpn: accounts, MFA and VPN access policy for a university."""
+    cx.obj = Env(config_option)
+
+
+# --- init / config -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the config, keys, certificate and database.",
+)
+def init(directory: Path) -> None:
+    """Create a working folder with a commented default configuration."""
+    try:
+        for line in init_dir(directory):
+            click.echo(line)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"next: campusvpn --config {directory / 'campusvpn.toml'} user add 1234567890 --role student")
+
+
+@cli.group()
+def config() -> None:
+    """Check the configuration, or print its reference."""
+
+
+@config.command("check")
+@pass_env
+def config_check(env: Env) -> None:
+    """Validate the configuration file and say so."""
+    env.cfg  # noqa: B018 - loading is the check
+    click.echo(f"{env.config_path}: OK")
+
+
+@config.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the schema."""
+    click.echo(reference_markdown(), nl=False)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Accounts: add, import, show, suspend, restore, revoke."""
+
+
+def _date(env: Env, text: str | None, what: str) -> date | None:
+    return accounts.parse_date(text, what) if text else None
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", required=True, help="faculty, staff, student, dispatched, visiting (see config).")
+@click.option("--name", help="Display name.")
+@click.option("--email", help="Recovery and notice e-mail address.")
+@click.option("--from", "start", metavar="DATE", help="Affiliation start (default: today).")
+@click.option("--until", "end", metavar="DATE", help="Affiliation end, inclusive (default: open-ended).")
+@click.option("--password-stdin", is_flag=True, help="Read a password from the first line of standard input.")
+@pass_env
+def user_add(
+    env: Env,
+    username: str,
+    role: str,
+    name: str | None,
+    email: str | None,
+    start: str | None,
+    end: str | None,
+    password_stdin: bool,
+) -> None:
+    """Add an account, or a new affiliation period to an existing one."""
+    password = _stdin_line("password") if password_stdin else None
+    u = accounts.add_user(
+        env.ctx,
+        accounts.NewUser(username, role, name, email, _date(env, start, "--from"), _date(env, end, "--until")),
+        actor=env.actor,
+        password=password,
+    )
+    click.echo(f"{u.username}: account ready ({role}){', password set' if password else ''}")
+
+
+@user.command("passwd")
+@click.argument("username")
+@pass_env
+def user_passwd(env: Env, username: str) -> None:
+    """Set a password, read from the first line of standard input."""
+    accounts.set_password(env.ctx, username, _stdin_line("password"), actor=env.actor)
+    click.echo("password set; trusted devices of this user were revoked")
+
+
+@user.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@json_option
+@pass_env
+def user_import(env: Env, file: Any, as_json: bool) -> None:
+    """Import a roster CSV: username,name,role,email,from,until (a header line first)."""
+    text = file.read()
+    rows = max(0, len([x for x in text.splitlines() if x.strip()]) - 1)
+    with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
+        report = accounts.import_users(env.ctx, text, actor=env.actor, progress=bar.update)
+    _import_report(as_json, {"added": report.added, "updated": report.updated}, report.errors)
+
+
+def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int, str]]) -> None:
+    if as_json:
+        emit_json({**counts, "errors": [{"line": n, "error": e} for n, e in errors]})
+    else:
+        click.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + f", {len(errors)} rejected")
+        for n, e in errors:
+            click.echo(f"line {n}: {e}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@user.command("show")
+@click.argument("username")
+@json_option
+@pass_env
+def user_show(env: Env, username: str, as_json: bool) -> None:
+    """Show an account (never its secrets)."""
+    with env.ctx.tx() as s:
+        u = env.ctx.user(s, username)
+        info = accounts.describe(env.ctx, s, u)
+        d = eligibility.decision_for(env.ctx, s, u)
+    info["vpn"] = eligibility.as_json(d)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info['username']}  {info['name'] or ''}  <{info['email'] or 'no e-mail'}>")
+    click.echo(f"  status: {info['status']}" + (f" ({info['status_reason']})" if info["status_reason"] else ""))
+    for a in info["affiliations"]:  # type: ignore[attr-defined]
+        click.echo(f"  affiliation: {a['role']} from {a['from']} until {a['until'] or '(open)'}")
+    click.echo(f"  password: {'set' if info['has_password'] else 'not set'}")
+    click.echo(f"  MFA applied: {info['mfa_applied_at'] or 'no'}; methods: {len(info['methods'])}")  # type: ignore[arg-type]
+    click.echo(f"  trusted devices: {info['trusted_devices']}")
+    click.echo(decision_text(env.cfg, str(info["username"]), d))
+
+
+def _status_cmd(name: str, status: AccountStatus, doc: str, needs_reason: bool) -> None:
+    @user.command(name, help=doc)
+    @click.argument("username")
+    @click.option("--reason", required=needs_reason, help="Why; shown to the user and kept in the audit trail.")
+    @pass_env
+    def _cmd(env: Env, username: str, reason: str | None) -> None:
+        u = accounts.set_status(env.ctx, username, status, actor=env.actor, reason=reason)
+        click.echo(f"{u.username}: {status.value}")
+
+
+_status_cmd("suspend", AccountStatus.SUSPENDED, "Suspend an account (it cannot connect until restored).", True)
+_status_cmd("restore", AccountStatus.ACTIVE, "Lift a suspension or revocation.", False)
+_status_cmd("revoke", AccountStatus.REVOKED, "Close an account; its trusted devices are revoked.", False)
+
+
+# --- MFA ---------------------------------------------------------------------------------------
+
+
+@cli.group("mfa")
+def mfa_group() -> None:
+    """Multi-factor authentication: apply, register methods, recovery codes, reset."""
+
+
+@mfa_group.command("apply")
+@click.argument("username")
+@pass_env
+def mfa_apply(env: Env, username: str) -> None:
+    """Record the user's MFA application (VPN use starts after [mfa] activation_delay)."""
+    u = mfa.apply(env.ctx, username, actor=env.actor)
+    assert u.mfa_applied_at is not None
+    ready = u.mfa_applied_at + env.cfg.mfa.activation_delay
+    click.echo(
+        f"{u.username}: applied for MFA; must register a method at next sign-in; "
+        f"VPN possible from {local(env.cfg, ready)}"
+    )
+
+
+@mfa_group.command("add-totp")
+@click.argument("username")
+@json_option
+@pass_env
+def mfa_add_totp(env: Env, username: str, as_json: bool) -> None:
+    """Start an authenticator-app registration: prints the secret, URI and QR code."""
+    e = mfa.begin_totp(env.ctx, username, actor=env.actor)
+    if as_json:
+        emit_json({"method_id": e.method_id, "secret": e.secret, "uri": e.uri})
+        return
+    click.echo(e.qr_terminal())
+    click.echo(f"secret: {' '.join(e.secret[i : i + 4] for i in range(0, len(e.secret), 4))}")
+    click.echo(f"uri:    {e.uri}")
+    click.echo(f"Scan it, then prove it works: campusvpn mfa confirm {username} CODE")
+
+
+def _show_codes(codes: list[str] | None, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        emit_json({**(extra or {}), "codes": codes or []})
+    elif codes:
+        click.echo("Recovery codes (shown once; each works once; keep them somewhere safe):")
+        for c in codes:
+            click.echo(f"  {c}")
+
+
+@mfa_group.command("confirm")
+@click.argument("username")
+@click.argument("code")
+@json_option
+@pass_env
+def mfa_confirm(env: Env, username: str, code: str, as_json: bool) -> None:
+    """Confirm a pending authenticator app with a code it shows."""
+    codes = mfa.confirm_totp(env.ctx, username, code, actor=env.actor)
+    if not as_json:
+        click.echo("authenticator app confirmed")
+    _show_codes(codes, as_json, {"confirmed": True})
+
+
+@mfa_group.command("add-phone")
+@click.argument("username")
+@click.option("--kind", required=True, type=click.Choice(["mobile", "alternate", "office"]))
+@click.option("--number", required=True, help="E.164, like +819012345678.")
+@click.option("--extension", help="Office phone extension.")
+@json_option
+@pass_env
+def mfa_add_phone(env: Env, username: str, kind: str, number: str, extension: str | None, as_json: bool) -> None:
+    """Register a phone the operator has verified (the portal confirms by code instead)."""
+    m = mfa.add_phone(env.ctx, username, kind, number, extension, actor=env.actor)
+    if as_json:
+        emit_json({"method_id": m.public_id, "number": m.phone_number, "kind": kind})
+    else:
+        click.echo(f"{mfa.method_label(m)} registered ({m.public_id})")
+
+
+@mfa_group.command("recovery-codes")
+@click.argument("username")
+@json_option
+@pass_env
+def mfa_recovery(env: Env, username: str, as_json: bool) -> None:
+    """Issue a new set of recovery codes; the old set stops working."""
+    _show_codes(mfa.regenerate_recovery_codes(env.ctx, username, actor=env.actor), as_json)
+
+
+@mfa_group.command("reset")
+@click.argument("username")
+@click.option("--reason", default="reset by an administrator", show_default=True, help="Why; kept in the audit trail.")
+@pass_env
+def mfa_reset(env: Env, username: str, reason: str) -> None:
+    """Remove every method: the user registers again at the next sign-in."""
+    mfa.reset(env.ctx, username, actor=env.actor, reason=reason)
+    click.echo(f"{username}: MFA reset; methods, recovery codes and trusted devices removed")
+
+
+@mfa_group.command("delete")
+@click.argument("username")
+@click.argument("method_id")
+@pass_env
+def mfa_delete(env: Env, username: str, method_id: str) -> None:
+    """Delete one method (the operator vouches for the user's identity)."""
+    now = env.ctx.clock.now()
+    state = mfa.delete_method(env.ctx, username, method_id, actor=env.actor, fresh_second_factor_at=now)
+    click.echo(f"deleted; MFA state now {state.value}")
+
+
+@mfa_group.command("default")
+@click.argument("username")
+@click.argument("method_id")
+@pass_env
+def mfa_default(env: Env, username: str, method_id: str) -> None:
+    """Make a method the one asked for first."""
+    mfa.set_default(env.ctx, username, method_id, actor=env.actor)
+    click.echo("default method changed")
+
+
+@mfa_group.command("show")
+@click.argument("username")
+@json_option
+@pass_env
+def mfa_show(env: Env, username: str, as_json: bool) -> None:
+    """MFA state, methods (never secrets) and recovery codes left."""
+    info = mfa.show(env.ctx, username)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info['username']}: MFA {info['state']}; applied {info['applied_at'] or 'never'}")
+    for m in info["methods"]:  # type: ignore[attr-defined]
+        click.echo(
+            f"  {'*' if m['default'] else ' '} {m['id']}  {m['label']}  (last used {m['last_used_at'] or 'never'})"
+        )
+    click.echo(f"  recovery codes: {info['recovery_codes_left']} of {info['recovery_codes_total']} left")
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def devices() -> None:
+    """Trusted devices ("skip the code on this device")."""
+
+
+@devices.command("list")
+@click.argument("username")
+@json_option
+@pass_env
+def devices_list(env: Env, username: str, as_json: bool) -> None:
+    """List a user's trusted devices."""
+    rows = trusted.list_devices(env.ctx, username)
+    if as_json:
+        emit_json(rows)
+        return
+    for d in rows:
+        click.echo(
+            f"{d['id']}  {d['label']}  first {d['first_used']}  last {d['last_used'] or '-'}  until {d['expires']}"
+        )
+    if not rows:
+        click.echo("no trusted devices")
+
+
+@devices.command("revoke")
+@click.argument("username")
+@click.argument("device_id", required=False)
+@click.option("--all", "revoke_all", is_flag=True, help="Revoke every trusted device of the user.")
+@pass_env
+def devices_revoke(env: Env, username: str, device_id: str | None, revoke_all: bool) -> None:
+    """Revoke one trusted device, or all of them."""
+    ctx = env.ctx
+    if revoke_all:
+        with ctx.tx() as s:
+            n = trusted.revoke_all_devices(
+                s, ctx.user(s, username), ctx.clock.now(), actor=env.actor, reason="revoked by an administrator"
+            )
+        click.echo(f"{n} device(s) revoked")
+    elif device_id:
+        trusted.revoke_device(ctx, username, device_id, actor=env.actor)
+        click.echo("device revoked")
+    else:
+        raise click.UsageError("name a DEVICE_ID or use --all")
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@cli.group("training")
+def training_group() -> None:
+    """Information-security training completions."""
+
+
+@training_group.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@json_option
+@pass_env
+def training_import(env: Env, file: Any, as_json: bool) -> None:
+    """Import completions: username,completed_on."""
+    text = file.read()
+    rows = max(0, len([x for x in text.splitlines() if x.strip()]) - 1)
+    with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
+        r = training.import_completions(env.ctx, text, actor=env.actor, progress=bar.update)
+    _import_report(as_json, {"recorded": r.recorded, "unchanged": r.unchanged}, r.errors)
+
+
+@training_group.command("status")
+@click.option("--year", "fiscal_year", type=int, help="Fiscal year (named by the year it starts in).")
+@json_option
+@pass_env
+def training_status(env: Env, fiscal_year: int | None, as_json: bool) -> None:
+    """Who has done the training, who is exempt, who is missing."""
+    info = training.status(env.ctx, fiscal_year)
+    if as_json:
+        emit_json(info)
+        return
+    counts = info["counts"]
+    click.echo(f"FY{info['fiscal_year']}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))  # type: ignore[attr-defined]
+    for u in info["users"]:  # type: ignore[attr-defined]
+        click.echo(
+            f"  {u['username']}  {u['role'] or '-':10} {u['state']:12} "
+            f"{u['completed_on'] or ''}{'' if u['completed_on'] else 'due ' + (u['deadline'] or '-')}"
+        )
+
+
+# --- policy, audit, verify ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("username")
+@click.option("--at", "at_text", metavar="TIME", help="Ask as of this time (ISO 8601), for the help desk.")
+@json_option
+@pass_env
+def check(env: Env, username: str, at_text: str | None, as_json: bool) -> None:
+    """May this user use the VPN now (or --at TIME)? Every reason, and when it changes."""
+    at = env.parse_time(at_text) if at_text else None
+    d = eligibility.check(env.ctx, username, at)
+    if as_json:
+        emit_json({"username": env.ctx.usernames.normalise(username), **eligibility.as_json(d)})
+    else:
+        click.echo(decision_text(env.cfg, env.ctx.usernames.normalise(username), d))
+
+
+@cli.command("audit")
+@click.option("--user", "username", help="Only events about this user.")
+@click.option("--since", "since_text", metavar="TIME", help="Only events at or after this time.")
+@click.option("--limit", default=1000, show_default=True)
+@json_option
+@pass_env
+def audit_cmd(env: Env, username: str | None, since_text: str | None, limit: int, as_json: bool) -> None:
+    """The audit trail."""
+    ctx = env.ctx
+    subject = ctx.usernames.normalise(username) if username else None
+    since = env.parse_time(since_text) if since_text else None
+    with ctx.tx() as s:
+        rows = audit.query(s, subject=subject, since=since, limit=limit)
+        out: list[dict[str, Any]] = [
+            {
+                "at": r.at.isoformat(),
+                "event": r.event,
+                "actor": r.actor,
+                "subject": r.subject,
+                "source": r.source,
+                "outcome": r.outcome,
+                "note": r.note,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+    if as_json:
+        emit_json(out)
+        return
+    for r in out:
+        detail = " ".join(f"{k}={v}" for k, v in (r["detail"] or {}).items() if v is not None)
+        src = f" src={r['source']}" if r["source"] else ""
+        note = f" — {r['note']}" if r["note"] else ""
+        click.echo(
+            f"{r['at']}  {r['event']:28} {r['outcome']:9} actor={r['actor']} subject={r['subject'] or '-'}"
+            f"{src} {detail}{note}"
+        )
+
+
+@cli.command()
+@click.argument("username")
+@click.option("--source", help="Source address to account the attempt to (throttling).")
+@json_option
+@pass_env
+def verify(env: Env, username: str, source: str | None, as_json: bool) -> None:
+    """Would this sign-in succeed? Reads the password, then a code, from standard input.
+
+    Uses the same sign-in engine as the gateway and portal; a code accepted here is used up.
+    Exit status 0 when both factors are right, 1 when not (the VPN decision is printed too).
+    """
+    lines = sys.stdin.read().splitlines()
+    password = lines[0] if lines else ""
+    code = lines[1].strip() if len(lines) > 1 else ""
+    engine = SignIn(env.ctx, Purpose.VPN, source=source or "cli")
+    out = engine.handle(Password(username, password))
+    if isinstance(out, Prompt) and out.step is Step.SECOND_FACTOR:
+        out = engine.handle(Code(code))  # a wrong code leaves the prompt up: that is a failure here
+    authenticated = isinstance(out, Finished) and out.factors == 2
+    result: dict[str, Any] = {"authenticated": authenticated}
+    if isinstance(out, Finished):
+        result.update(
+            code=out.code,
+            message=out.message,
+            method=out.used_method,
+            vpn=eligibility.as_json(out.decision) if out.decision else None,
+        )
+    else:
+        result.update(code="bad_code", message=out.error or out.message)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(("OK: password and code are right. " if authenticated else "FAILED: ") + str(result["message"]))
+        if isinstance(out, Finished) and out.decision is not None and authenticated:
+            click.echo(decision_text(env.cfg, out.username or username, out.decision))
+    sys.exit(0 if authenticated else 1)
+
+
+def _stdin_line(what: str) -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise click.ClickException(f"no {what} on standard input")
+    return line
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        for p in exc.problems:
+            click.echo(p, err=True)
+        sys.exit(2)
+    except (ServiceError, InvalidUsername, SecretBoxError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # never a traceback to a user; the detail is for CAMPUSVPN_DEBUG
+        if os.environ.get("CAMPUSVPN_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set CAMPUSVPN_DEBUG=1 for details)", err=True)
+        sys.exit(70)

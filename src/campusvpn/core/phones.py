@@ -1,0 +1,67 @@
+"""Phone methods: which kinds exist, which channels each may use, E.164 numbers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import phonenumbers
+
+
+class PhoneKind(enum.StrEnum):
+    MOBILE = "mobile"
+    ALTERNATE = "alternate"
+    OFFICE = "office"
+
+
+class Channel(enum.StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
+
+
+CHANNELS: dict[PhoneKind, tuple[Channel, ...]] = {
+    PhoneKind.MOBILE: (Channel.SMS, Channel.VOICE),
+    PhoneKind.ALTERNATE: (Channel.VOICE,),
+    PhoneKind.OFFICE: (Channel.VOICE,),
+}
+
+
+class InvalidPhone(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    e164: str
+    extension: str | None = None
+
+    def masked(self) -> str:
+        """What we show in prompts: enough to recognise, not enough to harvest."""
+        tail = self.e164[-2:]
+        return f"{self.e164[:3]}{'*' * (len(self.e164) - 5)}{tail}" + (
+            f" ext. {self.extension}" if self.extension else ""
+        )
+
+
+def parse_phone(kind: PhoneKind, number: str, extension: str | None, default_region: str) -> PhoneNumber:
+    try:
+        parsed = phonenumbers.parse(number, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"{number!r} is not a phone number; write it like +81 90 1234 5678") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhone(f"{number!r} is not a valid phone number; write it like +81 90 1234 5678")
+    if extension is not None:
+        extension = extension.strip()
+        if kind is not PhoneKind.OFFICE:
+            raise InvalidPhone("only an office phone has an extension")
+        if not extension.isdigit() or len(extension) > 10:
+            raise InvalidPhone(f"extension {extension!r} must be 1 to 10 digits")
+    if kind is PhoneKind.MOBILE:
+        ntype = phonenumbers.number_type(parsed)
+        if ntype not in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        ):
+            raise InvalidPhone(f"{number!r} is not a mobile number; SMS codes need a mobile phone")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return PhoneNumber(e164=e164, extension=extension or None)

@@ -1,0 +1,290 @@
+"""VPN eligibility: one pure function that every front end asks, with every reason."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from campusvpn.core.calendar import (
+    day_in_fiscal_year,
+    fiscal_year_of,
+    format_local,
+    local_day,
+    month_day,
+    start_of_day,
+)
+from campusvpn.platform.config import Config
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+class MfaState(enum.StrEnum):
+    NOT_APPLIED = "not_applied"
+    REGISTRATION_REQUIRED = "registration_required"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class Affiliation:
+    role: str
+    start: date
+    end: date | None = None  # inclusive; None = open-ended
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    name: str
+    roles: tuple[str, ...]
+    opens: tuple[int, int]
+    deadline: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    zone: ZoneInfo
+    activation_delay: timedelta
+    training_required: bool
+    fiscal_year_start: tuple[int, int]
+    windows: tuple[TrainingWindow, ...]
+    portal_url: str
+    training_url: str
+    helpdesk: str
+    notice_before_end: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    username: str
+    status: AccountStatus
+    status_reason: str | None
+    affiliations: tuple[Affiliation, ...]
+    mfa_applied_at: datetime | None
+    mfa_methods: int  # confirmed methods
+    training_completed: tuple[date, ...]  # completion days
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    at: datetime
+    reasons: tuple[Reason, ...] = ()
+    notices: tuple[Reason, ...] = field(default=())
+
+    @property
+    def changes_at(self) -> datetime | None:
+        """When a refusal lifts by itself (the latest timed reason), if every reason is timed."""
+        if self.allowed or any(r.until is None for r in self.reasons):
+            return None
+        return max(r.until for r in self.reasons if r.until is not None)
+
+    def user_message(self) -> str:
+        if self.allowed:
+            return "VPN access is allowed."
+        return " ".join(r.message for r in self.reasons)
+
+
+def mfa_state(applied_at: datetime | None, methods: int) -> MfaState:
+    if applied_at is None:
+        return MfaState.NOT_APPLIED
+    return MfaState.ACTIVE if methods > 0 else MfaState.REGISTRATION_REQUIRED
+
+
+def continuous_since(affiliations: tuple[Affiliation, ...], day: date) -> Affiliation | None:
+    """The affiliation covering `day`, with `start` moved back to where its gap-free run began.
+
+    A change of affiliation without a gap (student → staff the next day) keeps the account,
+    so "when did this person join" is the start of the unbroken run.
+    """
+    current = next((a for a in sorted(affiliations, key=lambda a: a.start, reverse=True) if a.covers(day)), None)
+    if current is None:
+        return None
+    start = current.start
+    changed = True
+    while changed:
+        changed = False
+        for a in affiliations:
+            if a.start < start and (a.end is None or a.end >= start - timedelta(days=1)):
+                start = a.start
+                changed = True
+    return Affiliation(role=current.role, start=start, end=current.end)
+
+
+def window_for(role: str, rules: PolicyRules) -> TrainingWindow | None:
+    return next((w for w in rules.windows if role in w.roles), None)
+
+
+def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
+    """May this account use the VPN at `now`? Refusals list every reason, not just the first."""
+    reasons: list[Reason] = []
+    notices: list[Reason] = []
+    today = local_day(now, rules.zone)
+
+    if facts.status is AccountStatus.REVOKED:
+        reasons.append(
+            Reason(
+                "account_revoked",
+                f"Your account has been closed, so it cannot use the VPN. If you are still a member of the "
+                f"university, contact {rules.helpdesk}.",
+            )
+        )
+    elif facts.status is AccountStatus.SUSPENDED:
+        why = f" (reason: {facts.status_reason})" if facts.status_reason else ""
+        reasons.append(
+            Reason(
+                "account_suspended",
+                f"Your account is suspended{why}, so it cannot use the VPN. Contact {rules.helpdesk}.",
+            )
+        )
+
+    aff = continuous_since(facts.affiliations, today)
+    if aff is None:
+        upcoming = sorted(a.start for a in facts.affiliations if a.start > today)
+        if upcoming:
+            starts = start_of_day(upcoming[0], rules.zone)
+            reasons.append(
+                Reason(
+                    "affiliation_not_started",
+                    f"Your affiliation with the university starts on {upcoming[0].isoformat()}; "
+                    f"you can use the VPN from then.",
+                    until=starts,
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "affiliation_ended",
+                    f"You have no current affiliation with the university, so your account cannot use the VPN. "
+                    f"If this is wrong, contact {rules.helpdesk}.",
+                )
+            )
+    elif aff.end is not None and start_of_day(aff.end, rules.zone) - now <= rules.notice_before_end:
+        notices.append(
+            Reason(
+                "affiliation_ending",
+                f"Your affiliation ends on {aff.end.isoformat()}; after that day your account and VPN access end. "
+                f"Back up anything you keep on university services before then.",
+                until=start_of_day(aff.end + timedelta(days=1), rules.zone),
+            )
+        )
+
+    state = mfa_state(facts.mfa_applied_at, facts.mfa_methods)
+    delay_min = int(rules.activation_delay.total_seconds() // 60)
+    if state is MfaState.NOT_APPLIED:
+        reasons.append(
+            Reason(
+                "mfa_not_applied",
+                f"You have not applied for multi-factor authentication (MFA), which the VPN requires. "
+                f"Apply at {rules.portal_url}; the VPN can be used {delay_min} minutes after you apply.",
+            )
+        )
+    else:
+        assert facts.mfa_applied_at is not None
+        if state is MfaState.REGISTRATION_REQUIRED:
+            reasons.append(
+                Reason(
+                    "mfa_registration_required",
+                    f"You have no verification method registered. Sign in at {rules.portal_url} and register an "
+                    f"authenticator app or a phone.",
+                )
+            )
+        ready = facts.mfa_applied_at + rules.activation_delay
+        if now < ready:
+            left = ready - now
+            minutes = int(-(-left.total_seconds() // 60))
+            reasons.append(
+                Reason(
+                    "mfa_activation_pending",
+                    "Your MFA application is still being activated: you can use the VPN from "
+                    f"{format_local(ready, rules.zone)} "
+                    f"(in {minutes} minute{'s' if minutes != 1 else ''}).",
+                    until=ready,
+                )
+            )
+
+    if rules.training_required and aff is not None:
+        _training(facts, aff, today, now, rules, reasons, notices)
+
+    return Decision(allowed=not reasons, at=now, reasons=tuple(reasons), notices=tuple(notices))
+
+
+def training_deadline(role: str, fy: int, rules: PolicyRules) -> tuple[date, date] | None:
+    w = window_for(role, rules)
+    if w is None:
+        return None
+    return (
+        day_in_fiscal_year(fy, w.opens, rules.fiscal_year_start),
+        day_in_fiscal_year(fy, w.deadline, rules.fiscal_year_start),
+    )
+
+
+def training_done(completed: tuple[date, ...], fy: int, fy_start: tuple[int, int]) -> bool:
+    return any(fiscal_year_of(d, fy_start) == fy for d in completed)
+
+
+def _training(
+    facts: AccountFacts,
+    aff: Affiliation,
+    today: date,
+    now: datetime,
+    rules: PolicyRules,
+    reasons: list[Reason],
+    notices: list[Reason],
+) -> None:
+    fy = fiscal_year_of(today, rules.fiscal_year_start)
+    window = training_deadline(aff.role, fy, rules)
+    if window is None or training_done(facts.training_completed, fy, rules.fiscal_year_start):
+        return
+    opens, deadline = window
+    if aff.start > deadline:
+        return  # joined after this year's window closed: exempt for this fiscal year
+    if today > deadline:
+        reasons.append(
+            Reason(
+                "training_missing",
+                f"You have not completed this year's (FY{fy}) information-security training, which was due on "
+                f"{deadline.isoformat()}. Complete it at {rules.training_url}; VPN use is possible again once "
+                f"your completion is recorded.",
+            )
+        )
+    elif today >= opens:
+        notices.append(
+            Reason(
+                "training_due",
+                f"Complete this year's (FY{fy}) information-security training at {rules.training_url} by "
+                f"{deadline.isoformat()}, or the VPN will refuse you from the day after.",
+                until=start_of_day(deadline + timedelta(days=1), rules.zone),
+            )
+        )
+
+
+def rules_from_config(cfg: Config) -> PolicyRules:
+    """Build the rules from the configuration (kept here so the mapping exists once)."""
+    return PolicyRules(
+        zone=cfg.zone,
+        activation_delay=cfg.mfa.activation_delay,
+        training_required=cfg.training.required,
+        fiscal_year_start=month_day(cfg.training.fiscal_year_start),
+        windows=tuple(
+            TrainingWindow(w.name, tuple(w.roles), month_day(w.opens), month_day(w.deadline))
+            for w in cfg.training.windows
+        ),
+        portal_url=cfg.service.portal_url,
+        training_url=cfg.training.url,
+        helpdesk=cfg.service.helpdesk,
+    )

@@ -1,0 +1,1 @@
+"""Platform services every layer may use: configuration, clock, secret box."""

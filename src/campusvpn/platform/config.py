@@ -1,0 +1,394 @@
+"""The configuration schema, its loader and its error messages.
+
+The pydantic models below are the one description of every setting: validation at
+start-up, the commented default file written by `campusvpn init` and the reference page
+in docs/ are all generated from them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campusvpn.platform.durations import DurationError, format_duration, parse_duration
+
+CONFIG_ENV = "CAMPUSVPN_CONFIG"
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('write a duration as a string with a unit, like "40m", "12h" or "30d"')
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
+
+_MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
+
+
+def _month_day(value: Any) -> str:
+    if not isinstance(value, str) or not _MONTH_DAY.match(value):
+        raise ValueError('write a day of the year as "MM-DD", like "04-01"')
+    month, day = (int(x) for x in value.split("-"))
+    try:
+        date(2024, month, day)  # a leap year, so 02-29 is accepted
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a day of the year") from exc
+    return value
+
+
+MonthDay = Annotated[str, BeforeValidator(_month_day)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSection(Section):
+    name: str = Field("Campus VPN", description="Name shown to users in messages, the portal and the TOTP app.")
+    timezone: str = Field(
+        "Asia/Tokyo", description="IANA time zone in which dates (affiliations, training deadlines) are read."
+    )
+    realms: list[str] = Field(
+        default_factory=lambda: ["example.ac.jp"],
+        description="Domains people may type after their user name (`1234567890@example.ac.jp`); dropped.",
+    )
+    username_pattern: str = Field(
+        r"^[0-9]{10}$", description="Regular expression a normalised user name must match in full."
+    )
+    username_hint: str = Field(
+        "10 digits, like 1234567890", description="How a valid user name looks, in words, for error messages."
+    )
+    roles: list[str] = Field(
+        default_factory=lambda: ["faculty", "staff", "student", "dispatched", "visiting"],
+        description="Roles an affiliation period may have.",
+    )
+    portal_url: str = Field(
+        "https://vpn.example.ac.jp/", description="Where users manage MFA; named in refusal messages."
+    )
+    helpdesk: str = Field("the IT help desk", description="Who to contact, as it ends a sentence in refusal messages.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f'unknown time zone {v!r}; use an IANA name like "Asia/Tokyo" or "UTC"') from exc
+        return v
+
+    @field_validator("username_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one role is needed")
+        for r in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", r):
+                raise ValueError(f"role {r!r}: use lower-case letters, digits, - or _ (at most 32)")
+        return v
+
+
+class StorageSection(Section):
+    database: str = Field(
+        "sqlite:///campusvpn.db",
+        description="SQLAlchemy URL. Relative SQLite paths are read from the config file's folder; "
+        "use postgresql+psycopg://user:pass@host/db for several nodes.",
+    )
+    key_file: str = Field(
+        "secret.keys", description="File with the keys that encrypt TOTP seeds; keep it out of DB backups."
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("use a sqlite:/// or postgresql+psycopg:// URL")
+        return v
+
+
+class TlsSection(Section):
+    certificate: str = Field("tls/cert.pem", description="PEM certificate chain served to clients and browsers.")
+    key: str = Field("tls/key.pem", description="PEM private key of the certificate.")
+
+
+class PasswordSection(Section):
+    argon2_time_cost: int = Field(3, ge=1, le=50, description="Argon2id iterations.")
+    argon2_memory_kib: int = Field(
+        65536,
+        ge=8192,
+        le=4194304,
+        description="Argon2id memory in KiB (65536 = 64 MiB, RFC 9106's second choice).",
+    )
+    argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
+    min_length: int = Field(12, ge=8, le=128, description="Shortest password accepted when one is set here.")
+
+
+class MfaSection(Section):
+    activation_delay: Duration = Field(
+        timedelta(minutes=40), description="How long after the MFA application VPN use becomes possible."
+    )
+    issuer: str = Field("Campus VPN", description="Issuer shown in authenticator apps (no colon).")
+    totp_digits: Literal[6, 8] = Field(6, description="Digits of TOTP codes; 6 works with every app.")
+    totp_period: int = Field(30, ge=15, le=120, description="TOTP time step in seconds; 30 works with every app.")
+    totp_algorithm: Literal["SHA1", "SHA256", "SHA512"] = Field(
+        "SHA1", description="TOTP hash; SHA1 is the only one every app honours."
+    )
+    totp_drift_steps: int = Field(
+        1, ge=0, le=2, description="Time steps accepted before and after now (1 = about ±30 s)."
+    )
+    recovery_code_count: int = Field(10, ge=5, le=20, description="Recovery codes in a set.")
+    phone_code_lifetime: Duration = Field(
+        timedelta(minutes=5), description="How long a code sent by SMS or voice call stays valid."
+    )
+    phone_sends_per_hour: int = Field(
+        5, ge=1, le=60, description="Codes a user may have sent by SMS or voice in one hour (toll fraud)."
+    )
+    step_up_max_age: Duration = Field(
+        timedelta(minutes=20), description="How fresh a second factor must be to change security info."
+    )
+    default_region: str = Field(
+        "JP", description="Country assumed for phone numbers typed without +country code (ISO 3166 alpha-2)."
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _no_colon(cls, v: str) -> str:
+        if ":" in v or not v.strip():
+            raise ValueError("the issuer must be non-empty and must not contain a colon")
+        return v
+
+
+class ThrottleSection(Section):
+    free_failures: int = Field(3, ge=0, le=20, description="Failures allowed before any wait is imposed.")
+    backoff_base: Duration = Field(timedelta(seconds=2), description="First wait after the free failures.")
+    backoff_max: Duration = Field(timedelta(minutes=15), description="Longest wait between attempts.")
+    password_lock_after: int = Field(
+        30,
+        ge=1,
+        le=100,
+        description="Consecutive password failures that lock the account (NIST: at most 100).",
+    )
+    second_factor_lock_after: int = Field(
+        10, ge=1, le=100, description="Consecutive second-factor failures that lock the account."
+    )
+    source_lock_after: int = Field(
+        100, ge=1, le=10000, description="Failures from one source address that block that address."
+    )
+    lock_duration: Duration = Field(
+        timedelta(hours=1), description="How long a lock lasts unless an administrator lifts it sooner."
+    )
+
+
+class TrustedDeviceSection(Section):
+    lifetime: Duration = Field(timedelta(days=30), description='How long "skip the code on this device" lasts.')
+    max_per_user: int = Field(10, ge=1, le=100, description="Trusted devices per user; the oldest goes first.")
+
+
+class TrainingWindow(Section):
+    name: str = Field(description="Name of the window, e.g. students.")
+    roles: list[str] = Field(description="Roles this window applies to.")
+    opens: MonthDay = Field(description="Day (MM-DD) the training opens each fiscal year.")
+    deadline: MonthDay = Field(description="Last day (MM-DD) to complete; from the next day VPN use is refused.")
+
+
+def _default_windows() -> list[TrainingWindow]:
+    return [
+        TrainingWindow(name="students", roles=["student"], opens="05-01", deadline="06-30"),
+        TrainingWindow(
+            name="staff",
+            roles=["faculty", "staff", "dispatched", "visiting"],
+            opens="07-01",
+            deadline="09-30",
+        ),
+    ]
+
+
+class TrainingSection(Section):
+    required: bool = Field(True, description="Whether the yearly information-security training is enforced.")
+    fiscal_year_start: MonthDay = Field("04-01", description="First day (MM-DD) of the fiscal year.")
+    url: str = Field("https://lms.example.ac.jp/security-training", description="Where users take the training.")
+    windows: list[TrainingWindow] = Field(default_factory=_default_windows, description="Training windows by role.")
+
+
+class SenderSection(Section):
+    kind: Literal["outbox"] = Field(
+        "outbox",
+        description="How SMS and voice codes go out; `outbox` writes them to a file for development.",
+    )
+    outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
+
+
+class Config(Section):
+    service: ServiceSection = Field(default_factory=ServiceSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    tls: TlsSection = Field(default_factory=TlsSection)
+    passwords: PasswordSection = Field(default_factory=PasswordSection)
+    mfa: MfaSection = Field(default_factory=MfaSection)
+    throttle: ThrottleSection = Field(default_factory=ThrottleSection)
+    trusted_devices: TrustedDeviceSection = Field(default_factory=TrustedDeviceSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    sender: SenderSection = Field(default_factory=SenderSection)
+
+    # Where the file was read from: relative paths in it are read from there.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        roles = set(self.service.roles)
+        seen: dict[str, str] = {}
+        for w in self.training.windows:
+            for r in w.roles:
+                if r not in roles:
+                    raise ValueError(f"training window {w.name!r} names role {r!r}, not in service.roles")
+                if r in seen:
+                    raise ValueError(f"role {r!r} is in two training windows: {seen[r]!r} and {w.name!r}")
+                seen[r] = w.name
+        if self.throttle.backoff_base > self.throttle.backoff_max:
+            raise ValueError("throttle.backoff_base is longer than throttle.backoff_max")
+        return self
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def database_url(self) -> str:
+        url = self.storage.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]).resolve())
+        return url
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.service.timezone)
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as `file:line: key: what is wrong`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{path}: no such file; create one with `campusvpn init --dir DIR`"]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError([f"{where}: not valid TOML: {what}"]) from exc
+    try:
+        return Config.model_validate({**data, "base_dir": path.parent.resolve()})
+    except ValidationError as exc:
+        lines = key_lines(text)
+        raise ConfigError([_describe(err, path, lines) for err in exc.errors()]) from exc
+
+
+def _describe(err: Any, path: Path, lines: dict[tuple[str | int, ...], int]) -> str:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    line = 0
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            line = lines[loc[:n]]
+            break
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[") or "(top)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown setting; {_allowed_keys(loc[:-1])}"
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {key}: {msg}"
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> str:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return "see docs/configuration.md"
+        ann = field.annotation
+        model = getattr(ann, "__args__", (ann,))[0] if getattr(ann, "__origin__", None) is list else ann
+    names = [n for n in model.model_fields if n != "base_dir"]
+    return "allowed here: " + ", ".join(names)
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_.-]+)\s*=")
+
+
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each table and key path to the line it is written on, for error messages."""
+    out: dict[tuple[str | int, ...], int] = {}
+    prefix: tuple[str | int, ...] = ()
+    array_counts: dict[tuple[str, ...], int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        h = _HEADER.match(line)
+        if h:
+            names = tuple(p.strip().strip("\"'") for p in h.group(2).split("."))
+            if h.group(1) == "[[":
+                idx = array_counts.get(names, 0)
+                array_counts[names] = idx + 1
+                prefix = (*names, idx)
+                out.setdefault(names, lineno)
+            else:
+                prefix = names
+            out[prefix] = lineno
+            continue
+        k = _KEY.match(line)
+        if k:
+            parts = tuple(p.strip("\"'") for p in k.group(1).split("."))
+            out[(*prefix, *parts)] = lineno
+    return out
+
+
+def config_path_from(option: str | None) -> Path:
+    if option:
+        return Path(option)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return Path("campusvpn.toml")

@@ -1,0 +1,1 @@
+"""Use cases: the core's rules applied to stored accounts. Front ends call only this layer."""

@@ -1,0 +1,302 @@
+"""Accounts: creation, roster import, affiliation periods, status changes, passwords."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campusvpn.core.policy import AccountFacts, AccountStatus
+from campusvpn.core.policy import Affiliation as AffiliationPeriod
+from campusvpn.core.usernames import InvalidUsername
+from campusvpn.service import audit
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Conflict, Invalid
+from campusvpn.service.mfa import clear_mfa, method_summary
+from campusvpn.service.trusted import revoke_all_devices
+from campusvpn.store.models import Affiliation, TrainingRecord, TrustedDevice, User
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+IMPORT_COLUMNS = ("username", "name", "role", "email", "from", "until")
+
+
+@dataclass(frozen=True)
+class NewUser:
+    username: str
+    role: str
+    name: str | None = None
+    email: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def parse_date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise Invalid(f"{what} {text!r} is not a date; write it as YYYY-MM-DD") from exc
+
+
+def _validate(ctx: Context, new: NewUser) -> NewUser:
+    try:
+        username = ctx.usernames.normalise(new.username)
+    except InvalidUsername as exc:
+        raise Invalid(str(exc)) from exc
+    if new.role not in ctx.config.service.roles:
+        raise Invalid(f"role {new.role!r} is not known; use one of: {', '.join(ctx.config.service.roles)}")
+    if new.email and not _EMAIL.match(new.email):
+        raise Invalid(f"e-mail address {new.email!r} does not look like name@domain")
+    if new.start and new.end and new.end < new.start:
+        raise Invalid(f"the affiliation ends ({new.end}) before it starts ({new.start})")
+    return NewUser(
+        username,
+        new.role,
+        (new.name or "").strip() or None,
+        (new.email or "").strip() or None,
+        new.start,
+        new.end,
+    )
+
+
+def add_user(ctx: Context, new: NewUser, *, actor: str, password: str | None = None) -> User:
+    """Create an account, or add an affiliation period to an existing one (roster re-import)."""
+    new = _validate(ctx, new)
+    now = ctx.clock.now()
+    if password is not None:
+        check_password_rule(ctx, password)
+    with ctx.tx() as s:
+        user = _add(ctx, s, new, now, actor)
+        if password is not None:
+            _set_password(ctx, s, user, password, now, actor)
+        return user
+
+
+def _add(ctx: Context, s: Session, new: NewUser, now: datetime, actor: str) -> User:
+    start = new.start or now.astimezone(ctx.config.zone).date()
+    user = s.scalars(select(User).where(User.username == new.username)).one_or_none()
+    if user is None:
+        user = User(username=new.username, display_name=new.name, email=new.email, status="active", created_at=now)
+        s.add(user)
+        user.affiliations.append(Affiliation(role=new.role, start=start, end=new.end))
+        s.flush()
+        audit.record(
+            s,
+            now,
+            "account.created",
+            actor=actor,
+            subject=user.username,
+            role=new.role,
+            start=start.isoformat(),
+            end=new.end.isoformat() if new.end else None,
+        )
+        return user
+    if new.name:
+        user.display_name = new.name
+    if new.email:
+        user.email = new.email
+    _add_affiliation(ctx, s, user, AffiliationPeriod(new.role, start, new.end), now, actor)
+    return user
+
+
+def _add_affiliation(
+    ctx: Context, s: Session, user: User, period: AffiliationPeriod, now: datetime, actor: str
+) -> None:
+    for a in user.affiliations:
+        if a.role == period.role and a.start == period.start:
+            if a.end != period.end:  # the roster corrected the end date
+                a.end = period.end
+                audit.record(
+                    s,
+                    now,
+                    "affiliation.updated",
+                    actor=actor,
+                    subject=user.username,
+                    role=a.role,
+                    start=a.start.isoformat(),
+                    end=period.end.isoformat() if period.end else None,
+                )
+            return
+        overlaps = a.start <= (period.end or date.max) and period.start <= (a.end or date.max)
+        if overlaps and a.role == period.role:
+            raise Conflict(
+                f"{user.username} already has a {a.role} affiliation from {a.start} "
+                f"{'to ' + a.end.isoformat() if a.end else 'with no end'} overlapping this one"
+            )
+    prior_ends = [a.end for a in user.affiliations if a.start < period.start]
+    gap = bool(prior_ends) and all(e is not None and e + timedelta(days=1) < period.start for e in prior_ends)
+    user.affiliations.append(Affiliation(role=period.role, start=period.start, end=period.end))
+    audit.record(
+        s,
+        now,
+        "affiliation.added",
+        actor=actor,
+        subject=user.username,
+        role=period.role,
+        start=period.start.isoformat(),
+        end=period.end.isoformat() if period.end else None,
+        after_gap=gap,
+    )
+    if gap:
+        # A gap means the account was closed in between: the returning person starts afresh,
+        # with no MFA, devices or password from their earlier time here.
+        clear_mfa(s, user, now, actor=actor, reason="returned after a gap in affiliation", keep_applied=False)
+        user.password_hash = None
+        if user.status == AccountStatus.REVOKED:
+            user.status, user.status_reason, user.status_changed_at = "active", None, now
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def import_users(ctx: Context, text: str, *, actor: str, progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Roster CSV (`username,name,role,email,from,until`). Each row is its own transaction:
+    a bad row is reported with its line number and writes nothing; the rest go in."""
+    report = ImportReport()
+    rows = csv_rows(text, IMPORT_COLUMNS)
+    if isinstance(rows, str):
+        report.errors.append((1, rows))
+        return report
+    for lineno, row in rows:
+        try:
+            if "__error__" in row:
+                raise Invalid(row["__error__"])
+            new = _validate(
+                ctx,
+                NewUser(
+                    username=row.get("username", ""),
+                    role=(row.get("role") or "").strip(),
+                    name=row.get("name"),
+                    email=row.get("email"),
+                    start=parse_date(row["from"], "from") if (row.get("from") or "").strip() else None,
+                    end=parse_date(row["until"], "until") if (row.get("until") or "").strip() else None,
+                ),
+            )
+            with ctx.tx() as s:
+                existed = s.scalars(select(User.id).where(User.username == new.username)).first()
+                _add(ctx, s, new, ctx.clock.now(), actor)
+            if existed:
+                report.updated += 1
+            else:
+                report.added += 1
+        except (Invalid, Conflict) as exc:
+            report.errors.append((lineno, str(exc)))
+        if progress:
+            progress(1)
+    return report
+
+
+def csv_rows(text: str, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]] | str:
+    """Rows with the line each starts on; a string says why the header is unusable."""
+    text = text.removeprefix("\ufeff")  # Excel writes a BOM
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in columns if c not in header and c not in ("name", "email", "until", "from")]
+    if not header:
+        return "the file is empty; the first line must name the columns"
+    if missing:
+        return f"the header lacks column(s) {', '.join(missing)}; expected {','.join(columns)}"
+    reader.fieldnames = header
+    out = []
+    line = reader.line_num
+    try:
+        for row in reader:
+            if None in row:
+                out.append((line + 1, {"__error__": "more fields than columns"}))
+            else:
+                out.append((line + 1, {k: (v or "") for k, v in row.items()}))
+            line = reader.line_num
+    except csv.Error as exc:
+        return f"line {reader.line_num}: not valid CSV: {exc}"
+    return [(n, r) for n, r in out if any(v.strip() for v in r.values())]
+
+
+def check_password_rule(ctx: Context, password: str) -> None:
+    if len(password) < ctx.config.passwords.min_length:
+        raise Invalid(f"the password must have at least {ctx.config.passwords.min_length} characters")
+    if len(password) > 1024:
+        raise Invalid("the password is longer than 1024 characters")
+
+
+def set_password(ctx: Context, username: str, password: str, *, actor: str) -> None:
+    check_password_rule(ctx, password)
+    with ctx.tx() as s:
+        _set_password(ctx, s, ctx.user(s, username), password, ctx.clock.now(), actor)
+
+
+def _set_password(ctx: Context, s: Session, user: User, password: str, now: datetime, actor: str) -> None:
+    had = user.password_hash is not None
+    user.password_hash = ctx.hasher.hash(password)
+    user.password_changed_at = now
+    audit.record(s, now, "password.changed" if had else "password.set", actor=actor, subject=user.username)
+    if had:
+        revoke_all_devices(s, user, now, actor=actor, reason="password changed")
+
+
+def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str, reason: str | None = None) -> User:
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        now = ctx.clock.now()
+        if status is AccountStatus.SUSPENDED and not (reason or "").strip():
+            raise Invalid("say why the account is suspended (--reason); the user is shown it")
+        before = user.status
+        user.status, user.status_reason, user.status_changed_at = status.value, reason, now
+        audit.record(
+            s,
+            now,
+            f"account.{ {'active': 'restored'}.get(status.value, status.value) }",
+            actor=actor,
+            subject=user.username,
+            before=before,
+            note=reason,
+        )
+        if status is AccountStatus.REVOKED:
+            revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
+        return user
+
+
+def facts(ctx: Context, s: Session, user: User) -> AccountFacts:
+    confirmed = [m for m in user.methods if m.confirmed_at is not None]
+    completed = s.scalars(select(TrainingRecord.completed_on).where(TrainingRecord.user_id == user.id))
+    return AccountFacts(
+        username=user.username,
+        status=AccountStatus(user.status),
+        status_reason=user.status_reason,
+        affiliations=tuple(AffiliationPeriod(a.role, a.start, a.end) for a in user.affiliations),
+        mfa_applied_at=user.mfa_applied_at,
+        mfa_methods=len(confirmed),
+        training_completed=tuple(completed),
+    )
+
+
+def describe(ctx: Context, s: Session, user: User) -> dict[str, object]:
+    """Everything an operator may see of an account: never a secret."""
+    devices = s.scalars(
+        select(TrustedDevice).where(TrustedDevice.user_id == user.id, TrustedDevice.revoked_at.is_(None))
+    ).all()
+    now = ctx.clock.now()
+    return {
+        "username": user.username,
+        "name": user.display_name,
+        "email": user.email,
+        "status": user.status,
+        "status_reason": user.status_reason,
+        "created_at": user.created_at.isoformat(),
+        "has_password": user.password_hash is not None,
+        "affiliations": [
+            {"role": a.role, "from": a.start.isoformat(), "until": a.end.isoformat() if a.end else None}
+            for a in user.affiliations
+        ],
+        "mfa_applied_at": user.mfa_applied_at.isoformat() if user.mfa_applied_at else None,
+        "methods": [method_summary(m) for m in user.methods if m.confirmed_at is not None],
+        "trusted_devices": sum(1 for d in devices if d.expires_at > now),
+    }

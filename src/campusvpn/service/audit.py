@@ -1,0 +1,54 @@
+"""The audit trail: every security-relevant event, never a secret."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campusvpn.store.models import AuditEvent
+
+SYSTEM = "system"
+_FORBIDDEN_KEYS = {"password", "code", "secret", "token", "codes"}
+
+
+def record(
+    s: Session,
+    at: datetime,
+    event: str,
+    *,
+    actor: str,
+    subject: str | None = None,
+    source: str | None = None,
+    outcome: str = "ok",
+    note: str | None = None,
+    **detail: Any,
+) -> None:
+    leaked = _FORBIDDEN_KEYS & detail.keys()
+    if leaked:  # a programming error, caught by tests, never a user's
+        raise ValueError(f"audit detail must not hold secrets: {sorted(leaked)}")
+    s.add(
+        AuditEvent(
+            at=at,
+            event=event,
+            actor=actor,
+            subject=subject,
+            source=source,
+            outcome=outcome,
+            note=note,
+            detail=detail,
+        )
+    )
+
+
+def query(
+    s: Session, *, subject: str | None = None, since: datetime | None = None, limit: int = 1000
+) -> list[AuditEvent]:
+    q = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+    if subject is not None:
+        q = q.where(AuditEvent.subject == subject)
+    if since is not None:
+        q = q.where(AuditEvent.at >= since)
+    return list(s.scalars(q.limit(limit)))

@@ -1,0 +1,94 @@
+"""Everything a use case needs, built once from the configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from campusvpn.core.hashing import Argon2Params, Hasher
+from campusvpn.core.policy import PolicyRules, rules_from_config
+from campusvpn.core.throttle import ThrottleRule
+from campusvpn.core.totp import TotpParams
+from campusvpn.core.usernames import UsernameRule
+from campusvpn.platform.clock import Clock, SystemClock
+from campusvpn.platform.config import Config
+from campusvpn.platform.secretbox import SecretBox, load_key_file
+from campusvpn.service.errors import NotFound
+from campusvpn.service.sender import OutboxSender, Sender
+from campusvpn.store import db
+from campusvpn.store.models import User
+
+
+@dataclass
+class Context:
+    config: Config
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    hasher: Hasher
+    box: SecretBox
+    sender: Sender
+    usernames: UsernameRule
+    totp: TotpParams
+    policy: PolicyRules
+    password_throttle: ThrottleRule
+    second_factor_throttle: ThrottleRule
+    source_throttle: ThrottleRule
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        with self.sessions.begin() as s:
+            yield s
+
+    def user(self, s: Session, typed: str) -> User:
+        name = self.usernames.normalise(typed)
+        user = s.scalars(select(User).where(User.username == name)).one_or_none()
+        if user is None:
+            raise NotFound(f"there is no account {name}")
+        return user
+
+
+def open_context(
+    config: Config, clock: Clock | None = None, *, migrate: bool = True, sender: Sender | None = None
+) -> Context:
+    engine = db.make_engine(config.database_url)
+    if migrate:
+        db.upgrade(engine)
+    t = config.throttle
+
+    def rule(lock_after: int) -> ThrottleRule:
+        return ThrottleRule(t.free_failures, t.backoff_base, t.backoff_max, lock_after, t.lock_duration)
+
+    return Context(
+        config=config,
+        clock=clock or SystemClock(),
+        engine=engine,
+        sessions=db.session_factory(engine),
+        hasher=Hasher(
+            Argon2Params(
+                config.passwords.argon2_time_cost,
+                config.passwords.argon2_memory_kib,
+                config.passwords.argon2_parallelism,
+            )
+        ),
+        box=load_key_file(config.path(config.storage.key_file)),
+        sender=sender or OutboxSender(config.path(config.sender.outbox)),
+        usernames=UsernameRule(
+            config.service.username_pattern, tuple(config.service.realms), config.service.username_hint
+        ),
+        totp=TotpParams(
+            config.mfa.totp_digits,
+            config.mfa.totp_period,
+            config.mfa.totp_algorithm,
+            config.mfa.totp_drift_steps,
+        ),
+        policy=rules_from_config(config),
+        password_throttle=rule(t.password_lock_after),
+        second_factor_throttle=rule(t.second_factor_lock_after),
+        source_throttle=rule(t.source_lock_after),
+    )

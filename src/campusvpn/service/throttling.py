@@ -1,0 +1,49 @@
+"""Stored throttle counters, applying core.throttle's rule per user and per source."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from campusvpn.core import throttle
+from campusvpn.core.throttle import Counter, ThrottleRule, Verdict
+from campusvpn.store.models import ThrottleCounter
+
+
+def _load(s: Session, key: str) -> Counter:
+    row = s.get(ThrottleCounter, key)
+    if row is None:
+        return Counter()
+    return Counter(row.failures, row.last_failure, row.locked_until)
+
+
+def _store(s: Session, key: str, c: Counter) -> None:
+    row = s.get(ThrottleCounter, key)
+    if c == Counter():
+        if row is not None:
+            s.delete(row)
+        return
+    if row is None:
+        row = ThrottleCounter(key=key)
+        s.add(row)
+    row.failures, row.last_failure, row.locked_until = c.failures, c.last_failure, c.locked_until
+
+
+def verdict(s: Session, key: str, now: datetime, rule: ThrottleRule) -> Verdict:
+    return throttle.check(_load(s, key), now, rule)
+
+
+def failed(s: Session, key: str, now: datetime, rule: ThrottleRule) -> Counter:
+    c = throttle.record_failure(_load(s, key), now, rule)
+    _store(s, key, c)
+    return c
+
+
+def succeeded(s: Session, key: str) -> None:
+    _store(s, key, throttle.record_success())
+
+
+def keys(step: str, username: str, source: str | None) -> tuple[str, str | None]:
+    """(per-user key, per-source key) for a step: `password` or `second`."""
+    return f"{step}:user:{username}", (f"{step}:src:{source}" if source else None)

@@ -1,0 +1,38 @@
+"""Small helpers shared by service-level tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+
+from campusvpn.platform.clock import FixedClock
+from campusvpn.service import mfa
+from campusvpn.service.context import Context
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn
+
+PASSWORD = "correct horse battery staple"
+
+
+def enrol_totp(ctx: Context, clock: FixedClock, name: str = "1234567890") -> tuple[str, list[str]]:
+    """Apply, register an authenticator app, wait out the activation delay. Returns (secret, codes)."""
+    mfa.apply(ctx, name, actor="test")
+    e = mfa.begin_totp(ctx, name, actor="test")
+    codes = mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(clock.now()), actor="test")
+    assert codes is not None
+    clock.advance(timedelta(minutes=41))
+    return e.secret, codes
+
+
+def totp_now(secret: str, clock: FixedClock) -> str:
+    return str(pyotp.TOTP(secret).at(clock.now()))
+
+
+def sign_in(ctx: Context, code: str | None, *, name: str = "1234567890", password: str = PASSWORD,
+            purpose: Purpose = Purpose.VPN, source: str = "192.0.2.10", device_token: str | None = None,
+            trust: bool = False) -> Prompt | Finished:
+    engine = SignIn(ctx, purpose, source=source)
+    out = engine.handle(Password(name, password, device_token))
+    if isinstance(out, Prompt) and code is not None:
+        out = engine.handle(Code(code, trust_device=trust, device_label="test laptop"))
+    return out

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.conftest import add_user
+from tests.helpers import PASSWORD, enrol_totp, sign_in, totp_now
 
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, mfa, trusted
 from campusvpn.service.context import Context
 from campusvpn.signin import Code, Finished, IllegalEvent, Password, Prompt, Purpose, SendCode, SignIn, Step
-from tests.conftest import add_user
-from tests.helpers import PASSWORD, enrol_totp, sign_in, totp_now
 
 
 def test_password_then_totp_signs_in_and_vpn_is_allowed(ctx: Context, clock: FixedClock) -> None:
@@ -193,8 +193,9 @@ def test_second_factor_counter_is_separate_from_the_password_counter(ctx: Contex
 def test_source_throttle_blocks_an_address_spraying_many_accounts(tmp_path: object, clock: FixedClock) -> None:
     from pathlib import Path
 
-    from campusvpn.service.context import open_context
     from tests.conftest import make_config
+
+    from campusvpn.service.context import open_context
 
     assert isinstance(tmp_path, Path)
     ctx = open_context(make_config(tmp_path, "[throttle]\nsource_lock_after = 5\n"), clock)
@@ -261,13 +262,14 @@ def test_password_change_and_mfa_reset_revoke_trusted_devices(ctx: Context, cloc
 def test_trusted_devices_are_capped_oldest_first(tmp_path: object, clock: FixedClock) -> None:
     from pathlib import Path
 
-    from campusvpn.service.context import open_context
     from tests.conftest import make_config
+
+    from campusvpn.service.context import open_context
 
     assert isinstance(tmp_path, Path)
     ctx = open_context(make_config(tmp_path, "[trusted_devices]\nmax_per_user = 2\n"), clock)
     add_user(ctx)
-    secret, codes = enrol_totp(ctx, clock)
+    _, codes = enrol_totp(ctx, clock)
     tokens = []
     for c in codes[:3]:
         out = sign_in(ctx, c, trust=True)

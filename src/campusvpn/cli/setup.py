@@ -75,5 +75,8 @@ def init_dir(directory: Path) -> list[str]:
     engine = db.make_engine(cfg.database_url)
     db.upgrade(engine)
     engine.dispose()
+    if cfg.database_url.startswith("sqlite:///"):
+        for f in directory.glob(Path(cfg.database_url.removeprefix("sqlite:///")).name + "*"):
+            f.chmod(0o600)  # password and recovery-code hashes: owner only
     done.append(f"created the database ({cfg.storage.database}) at schema {db.head_revision(engine)}")
     return done

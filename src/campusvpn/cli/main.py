@@ -189,11 +189,20 @@ def user_passwd(env: Env, username: str) -> None:
 @pass_env
 def user_import(env: Env, file: Any, as_json: bool) -> None:
     """Import a roster CSV: username,name,role,email,from,until (a header line first)."""
-    text = file.read()
+    report = _with_progress(
+        file.read(), lambda text, bar: accounts.import_users(env.ctx, text, actor=env.actor, progress=bar)
+    )
+    _import_report(as_json, {"added": report.added, "updated": report.updated}, report.errors)
+
+
+R = TypeVar("R")
+
+
+def _with_progress(text: str, run: Callable[[str, Callable[[int], None]], R]) -> R:
+    """Run an import with a progress bar on standard error (one step per data row)."""
     rows = max(0, len([x for x in text.splitlines() if x.strip()]) - 1)
     with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
-        report = accounts.import_users(env.ctx, text, actor=env.actor, progress=bar.update)
-    _import_report(as_json, {"added": report.added, "updated": report.updated}, report.errors)
+        return run(text, bar.update)
 
 
 def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int, str]]) -> None:
@@ -441,10 +450,9 @@ def training_group() -> None:
 @pass_env
 def training_import(env: Env, file: Any, as_json: bool) -> None:
     """Import completions: username,completed_on."""
-    text = file.read()
-    rows = max(0, len([x for x in text.splitlines() if x.strip()]) - 1)
-    with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
-        r = training.import_completions(env.ctx, text, actor=env.actor, progress=bar.update)
+    r = _with_progress(
+        file.read(), lambda text, bar: training.import_completions(env.ctx, text, actor=env.actor, progress=bar)
+    )
     _import_report(as_json, {"recorded": r.recorded, "unchanged": r.unchanged}, r.errors)
 
 

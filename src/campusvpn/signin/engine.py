@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from campusvpn.core.calendar import format_local
 from campusvpn.core.phones import CHANNELS, PhoneKind
 from campusvpn.core.policy import Decision, MfaState
-from campusvpn.core.throttle import ThrottleRule, Verdict
+from campusvpn.core.throttle import Counter, ThrottleRule, Verdict
 from campusvpn.core.usernames import InvalidUsername
 from campusvpn.service import audit, mfa, throttling, trusted
 from campusvpn.service.context import Context
@@ -168,45 +169,16 @@ class SignIn:
         with ctx.tx() as s:
             blocked = self._throttled(s, user_key, src_key, now, ctx.password_throttle)
             if blocked is not None:
-                audit.record(
-                    s,
-                    now,
-                    "signin.password",
-                    actor=name,
-                    subject=name,
-                    source=self.source,
-                    outcome="throttled",
-                    purpose=self.purpose.value,
-                )
+                self._audit_password(s, name, now, "throttled")
                 return blocked
             user = s.scalars(select(User).where(User.username == name)).one_or_none()
             ok = ctx.hasher.verify(user.password_hash if user else None, ev.password)
             if not ok or user is None:
-                throttling.failed(s, user_key, now, ctx.password_throttle)
-                if src_key:
-                    throttling.failed(s, src_key, now, ctx.source_throttle)
-                audit.record(
-                    s,
-                    now,
-                    "signin.password",
-                    actor=name,
-                    subject=name,
-                    source=self.source,
-                    outcome="fail",
-                    purpose=self.purpose.value,
-                    known_user=user is not None,
-                )
+                self._failed(s, user_key, src_key, now, ctx.password_throttle)
+                self._audit_password(s, name, now, "fail", known_user=user is not None)
                 return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
             throttling.succeeded(s, user_key)
-            audit.record(
-                s,
-                now,
-                "signin.password",
-                actor=name,
-                subject=name,
-                source=self.source,
-                purpose=self.purpose.value,
-            )
+            self._audit_password(s, name, now, "ok")
             self.username = user.username
             state = mfa.state_of(user)
             if state is MfaState.REGISTRATION_REQUIRED and self.purpose is Purpose.PORTAL:
@@ -242,9 +214,7 @@ class SignIn:
                 return blocked
             check = mfa.verify_code(ctx, s, user, ev.code, ev.method_id)
             if not check.ok:
-                counter = throttling.failed(s, user_key, now, ctx.second_factor_throttle)
-                if src_key:
-                    throttling.failed(s, src_key, now, ctx.source_throttle)
+                counter = self._failed(s, user_key, src_key, now, ctx.second_factor_throttle)
                 audit.record(
                     s,
                     now,
@@ -424,6 +394,25 @@ class SignIn:
                 f"Too many failed attempts. Wait {secs} second{'s' if secs != 1 else ''} "
                 f"(until {format_local(until, self.ctx.policy.zone)}) and try again.",
             )
+        )
+
+    def _failed(self, s: Session, user_key: str, src_key: str | None, now: datetime, rule: ThrottleRule) -> Counter:
+        """Count a failure against the user (with `rule`) and against the source address."""
+        if src_key:
+            throttling.failed(s, src_key, now, self.ctx.source_throttle)
+        return throttling.failed(s, user_key, now, rule)
+
+    def _audit_password(self, s: Session, name: str, now: datetime, outcome: str, **detail: Any) -> None:
+        audit.record(
+            s,
+            now,
+            "signin.password",
+            actor=name,
+            subject=name,
+            source=self.source,
+            outcome=outcome,
+            purpose=self.purpose.value,
+            **detail,
         )
 
     def _locked_message(self, until: datetime) -> str:

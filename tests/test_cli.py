@@ -28,8 +28,8 @@ def conf(tmp_path: Path) -> Path:
     r = run(None, "init", "--dir", str(tmp_path / "site"))
     assert r.returncode == 0, r.stderr
     path = tmp_path / "site" / "campusvpn.toml"
-    text = path.read_text().replace("argon2_time_cost = 3", "argon2_time_cost = 1")
-    path.write_text(text.replace("argon2_memory_kib = 65536", "argon2_memory_kib = 8192"))
+    text = path.read_text().replace("argon2_time_cost = 2", "argon2_time_cost = 1")
+    path.write_text(text.replace("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"))
     return path
 
 

@@ -327,3 +327,34 @@ def test_events_out_of_order_are_illegal(ctx: Context) -> None:
     engine.handle(Password("1234567890", "wrong"))
     with pytest.raises(IllegalEvent):
         engine.handle(Password("1234567890", PASSWORD))
+
+
+def test_help_desk_unlock_lifts_a_lock(ctx: Context, clock: FixedClock) -> None:
+    from campusvpn.service import throttling
+
+    add_user(ctx)
+    for _ in range(ctx.config.throttle.password_lock_after):
+        clock.advance(ctx.config.throttle.backoff_max)
+        sign_in(ctx, None, password="bad")
+    assert sign_in(ctx, None).code == "locked"  # type: ignore[union-attr]
+    with ctx.tx() as s:
+        assert throttling.unlock(s, "1234567890") == 1
+    assert sign_in(ctx, None, source="192.0.2.99").code == "refused"  # type: ignore[union-attr]  # password accepted again
+
+
+def test_password_hash_is_upgraded_when_argon2_parameters_change(tmp_path: object, clock: FixedClock) -> None:
+    from pathlib import Path
+
+    from sqlalchemy import text
+    from tests.conftest import make_config
+
+    from campusvpn.service.context import open_context
+
+    assert isinstance(tmp_path, Path)
+    ctx = open_context(make_config(tmp_path), clock)
+    add_user(ctx)
+    ctx.engine.dispose()
+    stronger = open_context(make_config(tmp_path, "argon2_parallelism = 2\n"), clock)  # appended to [passwords]
+    sign_in(stronger, None)
+    with stronger.engine.connect() as c:
+        assert ",p=2$" in c.execute(text("select password_hash from users")).scalar_one()

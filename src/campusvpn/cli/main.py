@@ -20,7 +20,7 @@ from campusvpn.platform.clock import Clock, FixedClock, SystemClock
 from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
 from campusvpn.platform.config_render import reference_markdown
 from campusvpn.platform.secretbox import SecretBoxError
-from campusvpn.service import accounts, audit, eligibility, mfa, training, trusted
+from campusvpn.service import accounts, audit, eligibility, mfa, throttling, training, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
@@ -238,6 +238,19 @@ def user_show(env: Env, username: str, as_json: bool) -> None:
     click.echo(f"  MFA applied: {info['mfa_applied_at'] or 'no'}; methods: {len(info['methods'])}")  # type: ignore[arg-type]
     click.echo(f"  trusted devices: {info['trusted_devices']}")
     click.echo(decision_text(env.cfg, str(info["username"]), d))
+
+
+@user.command("unlock")
+@click.argument("username")
+@pass_env
+def user_unlock(env: Env, username: str) -> None:
+    """Lift a sign-in lock or back-off after too many failures."""
+    ctx = env.ctx
+    with ctx.tx() as s:
+        u = ctx.user(s, username)
+        n = throttling.unlock(s, u.username)
+        audit.record(s, ctx.clock.now(), "account.unlocked", actor=env.actor, subject=u.username, counters=n)
+    click.echo(f"{u.username}: unlocked" if n else f"{u.username}: was not locked")
 
 
 def _status_cmd(name: str, status: AccountStatus, doc: str, needs_reason: bool) -> None:

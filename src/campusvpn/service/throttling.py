@@ -47,3 +47,12 @@ def succeeded(s: Session, key: str) -> None:
 def keys(step: str, username: str, source: str | None) -> tuple[str, str | None]:
     """(per-user key, per-source key) for a step: `password` or `second`."""
     return f"{step}:user:{username}", (f"{step}:src:{source}" if source else None)
+
+
+def unlock(s: Session, username: str) -> int:
+    """Clear a user's password and second-factor counters (help desk, after checking identity)."""
+    rows = [s.get(ThrottleCounter, k) for k in (f"password:user:{username}", f"second:user:{username}")]
+    for row in rows:
+        if row is not None:
+            s.delete(row)
+    return sum(1 for r in rows if r is not None)

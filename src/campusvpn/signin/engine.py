@@ -178,6 +178,8 @@ class SignIn:
                 self._audit_password(s, name, now, "fail", known_user=user is not None)
                 return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
             throttling.succeeded(s, user_key)
+            if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
+                user.password_hash = ctx.hasher.hash(ev.password)  # Argon2 parameters changed in config
             self._audit_password(s, name, now, "ok")
             self.username = user.username
             state = mfa.state_of(user)

@@ -20,7 +20,7 @@ from campusvpn.platform.clock import Clock, FixedClock, SystemClock
 from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
 from campusvpn.platform.config_render import reference_markdown
 from campusvpn.platform.secretbox import SecretBoxError
-from campusvpn.service import accounts, audit, eligibility, mfa, throttling, training, trusted
+from campusvpn.service import accounts, audit, eligibility, mfa, sessions, throttling, training, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
@@ -486,6 +486,48 @@ def training_status(env: Env, fiscal_year: int | None, as_json: bool) -> None:
             f"  {u['username']}  {u['role'] or '-':10} {u['state']:12} "
             f"{u['completed_on'] or ''}{'' if u['completed_on'] else 'due ' + (u['deadline'] or '-')}"
         )
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+@cli.group("session")
+def session_group() -> None:
+    """Live VPN sessions."""
+
+
+@session_group.command("list")
+@click.option("--user", "username", help="Only this user's sessions.")
+@click.option("--all", "show_all", is_flag=True, help="Include ended sessions.")
+@json_option
+@pass_env
+def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) -> None:
+    """Sessions: user, address, source, start, bytes in/out."""
+    rows = sessions.listing(env.ctx, live_only=not show_all, username=username)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        state = "connected" if r["connected"] else ("ended: " + str(r["end_reason"]) if r["ended"] else "detached")
+        click.echo(
+            f"{r['id']}  {r['user']}  {r['address']:15} from {r['source'] or '-':15} since {r['start']}  "
+            f"in {r['bytes_in']} out {r['bytes_out']}  {state}"
+        )
+    if not rows:
+        click.echo("no sessions")
+
+
+@session_group.command("kill")
+@click.argument("session_id", required=False)
+@click.option("--user", "username", help="End every session of this user.")
+@click.option("--reason", default="Administrative reset", show_default=True, help="Shown by the client.")
+@pass_env
+def session_kill(env: Env, session_id: str | None, username: str | None, reason: str) -> None:
+    """End a session (its cookie stops working; the tunnel closes within seconds)."""
+    if bool(session_id) == bool(username):
+        raise click.UsageError("name one SESSION_ID or --user USER")
+    n = sessions.kill(env.ctx, session_id=session_id, username=username, actor=env.actor, reason=reason)
+    click.echo(f"{n} session(s) ended")
 
 
 # --- policy, audit, verify ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ in docs/ are all generated from them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -249,6 +250,141 @@ class SenderSection(Section):
     outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
 
 
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f'{value!r} is not a network; write it like "10.0.0.0/8" (host bits zero)') from exc
+    return value
+
+
+def _address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    return value
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{value!r}: write ADDRESS:PORT, like "0.0.0.0:443" or "[::]:443"')
+    _address(host.strip("[]"))
+    return value
+
+
+Network = Annotated[str, BeforeValidator(lambda v: _network(v) if isinstance(v, str) else v)]
+IpAddress = Annotated[str, BeforeValidator(lambda v: _address(v) if isinstance(v, str) else v)]
+Listen = Annotated[str, BeforeValidator(lambda v: _listen(v) if isinstance(v, str) else v)]
+
+
+class GatewaySection(Section):
+    listen: Listen = Field("0.0.0.0:443", description="Address and port of the VPN gateway (and, later, the portal).")
+    hostname: str = Field(
+        "vpn.example.ac.jp", description="Name clients use for the gateway; shown in profiles and the README."
+    )
+    tun_device: str = Field("cvpn0", description="Name of the gateway's TUN device.")
+    max_sessions_per_user: int = Field(3, ge=1, le=100, description="Concurrent VPN sessions one user may hold.")
+    disconnected_timeout: Duration = Field(
+        timedelta(minutes=5), description="How long a session whose connection dropped can be resumed by its cookie."
+    )
+    idle_timeout: Duration = Field(
+        timedelta(minutes=30), description="A session that passes no traffic for this long is ended."
+    )
+    session_timeout: Duration = Field(
+        timedelta(hours=12), description="Longest a session lives before the user signs in again (AAL2: 12 h)."
+    )
+    dpd: Duration = Field(timedelta(seconds=30), description="Dead-peer detection interval told to clients.")
+    keepalive: Duration = Field(timedelta(seconds=20), description="Keepalive interval told to clients.")
+    auth_timeout: Duration = Field(timedelta(minutes=5), description="Time a client has to finish signing in.")
+    handshake_timeout: Duration = Field(
+        timedelta(seconds=15), description="Time a client has to finish the TLS handshake and send a request."
+    )
+    max_pending: int = Field(
+        256, ge=1, le=100000, description="Connections allowed at once that have not yet signed in."
+    )
+    policy_recheck: Duration = Field(
+        timedelta(seconds=60), description="How often live sessions are checked against the access policy."
+    )
+    metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+
+
+class VpnSettings(Section):
+    pool: Network = Field("172.31.0.0/16", description="Address pool; each client gets one /32 from it.")
+    dns: list[IpAddress] = Field(default_factory=list, description="DNS servers pushed to clients (at most 3).")
+    domain: str = Field("", description="Default DNS domain pushed to clients.")
+    wins: list[IpAddress] = Field(default_factory=list, description="WINS servers pushed to clients (at most 3).")
+    split_include: list[Network] = Field(
+        default_factory=list, description="Networks routed into the tunnel (ignored when full_tunnel is true)."
+    )
+    split_exclude: list[Network] = Field(default_factory=list, description="Networks kept outside the tunnel.")
+    full_tunnel: bool = Field(False, description="Route everything through the tunnel (a default route).")
+    proxy_pac: str = Field("", description="Proxy auto-configuration (PAC) URL pushed to clients.")
+    allow_local_lan: bool = Field(True, description="Let clients keep reaching their local LAN while connected.")
+    banner: str = Field("", description="Text shown by the client after connecting.")
+    mtu: int = Field(1400, ge=576, le=9000, description="Tunnel MTU.")
+
+    @field_validator("dns", "wins")
+    @classmethod
+    def _three(cls, v: list[str]) -> list[str]:
+        if len(v) > 3:
+            raise ValueError("clients use at most 3 servers; list at most 3")
+        return v
+
+    @model_validator(mode="after")
+    def _routes(self) -> VpnSettings:
+        if not self.full_tunnel and not self.split_include:
+            raise ValueError("set split_include (the campus networks) or full_tunnel = true")
+        return self
+
+
+class VpnProfile(Section):
+    name: str = Field(description="Group name clients select (openconnect --authgroup NAME).")
+    label: str = Field("", description="Label shown in the client's group list; should start with the name.")
+    roles: list[str] = Field(default_factory=list, description="Roles allowed to use this profile (empty: all).")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Any [vpn] key, overriding the [vpn] value for this profile."
+    )
+
+
+class VpnSection(VpnSettings):
+    profiles: list[VpnProfile] = Field(
+        default_factory=list,
+        description="Groups with their own settings; a group list is shown when there are two or more.",
+    )
+
+    def base(self) -> VpnSettings:
+        return VpnSettings.model_validate(self.model_dump(exclude={"profiles"}))
+
+    def settings_for(self, profile: VpnProfile | None) -> VpnSettings:
+        base = self.model_dump(exclude={"profiles"})
+        return VpnSettings.model_validate({**base, **(profile.settings if profile else {})})
+
+    @model_validator(mode="after")
+    def _profiles(self) -> VpnSection:
+        names = [p.name for p in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("two profiles have the same name")
+        for p in self.profiles:
+            unknown = set(p.settings) - set(VpnSettings.model_fields)
+            if unknown:
+                raise ValueError(f"profile {p.name!r}: unknown setting(s) {', '.join(sorted(unknown))}")
+            try:
+                self.settings_for(p)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(
+                    f"profile {p.name!r}: {first['loc'][-1] if first['loc'] else ''}: {first['msg']}"
+                ) from exc
+        return self
+
+
+def _default_vpn() -> VpnSection:
+    # Only 10/8 by default: routing 192.168/16 into the tunnel would cut users off their home LAN.
+    return VpnSection(split_include=["10.0.0.0/8"], domain="example.ac.jp")
+
+
 class Config(Section):
     service: ServiceSection = Field(default_factory=ServiceSection)
     storage: StorageSection = Field(default_factory=StorageSection)
@@ -259,6 +395,8 @@ class Config(Section):
     trusted_devices: TrustedDeviceSection = Field(default_factory=TrustedDeviceSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     sender: SenderSection = Field(default_factory=SenderSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    vpn: VpnSection = Field(default_factory=_default_vpn)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -274,6 +412,10 @@ class Config(Section):
                 if r in seen:
                     raise ValueError(f"role {r!r} is in two training windows: {seen[r]!r} and {w.name!r}")
                 seen[r] = w.name
+        for p in self.vpn.profiles:
+            for r in p.roles:
+                if r not in roles:
+                    raise ValueError(f"vpn profile {p.name!r} names role {r!r}, not in service.roles")
         if self.throttle.backoff_base > self.throttle.backoff_max:
             raise ValueError("throttle.backoff_base is longer than throttle.backoff_max")
         return self

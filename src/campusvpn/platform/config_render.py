@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from campusvpn.platform.config import Config, TrainingWindow
+from campusvpn.platform.config import Config
 from campusvpn.platform.durations import format_duration
 
 
@@ -24,6 +24,8 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
@@ -43,6 +45,16 @@ def _fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
     return [(n, f) for n, f in model.model_fields.items()]
 
 
+def _table_item(field: FieldInfo) -> type[BaseModel] | None:
+    """The model of an array-of-tables field (`[[section.key]]`), else None."""
+    ann = field.annotation
+    if getattr(ann, "__origin__", None) is list:
+        item = ann.__args__[0]  # type: ignore[union-attr]
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    return None
+
+
 def default_toml() -> str:
     """The commented default configuration file that `campusvpn init` writes."""
     defaults = Config()
@@ -57,20 +69,27 @@ def default_toml() -> str:
         out.append(f"[{name}]")
         for key, field in _fields(model):
             value = getattr(section, key)
-            if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            if _table_item(field) is not None:
                 continue
             out.append(f"# {field.description}")
             out.append(f"{key} = {_toml_value(value)}")
         out.append("")
         for key, field in _fields(model):
             value = getattr(section, key)
-            if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-                out.append(f"# {field.description}")
-                for item in value:
-                    out.append(f"[[{name}.{key}]]")
-                    for ikey, ifield in _fields(type(item)):
-                        out.append(f"{ikey} = {_toml_value(getattr(item, ikey))}  # {ifield.description}")
-                    out.append("")
+            item_model = _table_item(field)
+            if item_model is None:
+                continue
+            out.append(f"# {field.description}")
+            for item in value:
+                out.append(f"[[{name}.{key}]]")
+                for ikey, ifield in _fields(item_model):
+                    out.append(f"{ikey} = {_toml_value(getattr(item, ikey))}  # {ifield.description}")
+                out.append("")
+            if not value:
+                out.append(
+                    f"# [[{name}.{key}]]  (none by default; keys: {', '.join(n for n, _ in _fields(item_model))})"
+                )
+                out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -95,20 +114,27 @@ def reference_markdown() -> str:
         out += [f"## `[{name}]`", "", "| key | default | meaning |", "|---|---|---|"]
         for key, field in _fields(model):
             value = getattr(section, key)
-            if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-                shown = f"{len(value)} tables, see below"
+            if _table_item(field) is not None:
+                shown = f"{len(value)} `[[{name}.{key}]]` tables, see below"
             else:
                 shown = f"`{_toml_value(value)}`"
             out.append(f"| `{key}` | {shown} | {field.description} |")
         out.append("")
-    out += ["### `[[training.windows]]`", "", "| key | meaning |", "|---|---|"]
-    for key, field in _fields(TrainingWindow):
-        out.append(f"| `{key}` | {field.description} |")
-    out += ["", "Defaults:", "", "```toml"]
-    for w in defaults.training.windows:
-        out.append("[[training.windows]]")
-        for key, _f in _fields(TrainingWindow):
-            out.append(f"{key} = {_toml_value(getattr(w, key))}")
-        out.append("")
-    out[-1:] = ["```", ""]
+    for name, model, _doc in _sections():
+        section = getattr(defaults, name)
+        for key, field in _fields(model):
+            item_model = _table_item(field)
+            if item_model is None:
+                continue
+            out += [f"### `[[{name}.{key}]]`", "", "| key | meaning |", "|---|---|"]
+            out += [f"| `{k}` | {f.description} |" for k, f in _fields(item_model)]
+            out.append("")
+            items = getattr(section, key)
+            if items:
+                out += ["Defaults:", "", "```toml"]
+                for item in items:
+                    out.append(f"[[{name}.{key}]]")
+                    out += [f"{k} = {_toml_value(getattr(item, k))}" for k, _f in _fields(item_model)]
+                    out.append("")
+                out[-1:] = ["```", ""]
     return "\n".join(out)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from campusvpn.core.policy import AccountFacts, AccountStatus
 from campusvpn.core.policy import Affiliation as AffiliationPeriod
 from campusvpn.core.usernames import InvalidUsername
-from campusvpn.service import audit
+from campusvpn.service import audit, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid
 from campusvpn.service.mfa import clear_mfa, method_summary
@@ -261,6 +261,9 @@ def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str
         )
         if status is AccountStatus.REVOKED:
             revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
+            sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
+        elif status is AccountStatus.SUSPENDED:
+            sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
         return user
 
 

@@ -22,7 +22,7 @@ from campusvpn.core.codes import (
 from campusvpn.core.phones import CHANNELS, Channel, InvalidPhone, PhoneKind, parse_phone
 from campusvpn.core.policy import MfaState, mfa_state
 from campusvpn.platform.secretbox import SecretBoxError
-from campusvpn.service import audit
+from campusvpn.service import audit, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.sender import Message
@@ -550,6 +550,7 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str) -> None:
         now = ctx.clock.now()
         clear_mfa(s, user, now, actor=actor, reason=reason, keep_applied=True)
         audit.record(s, now, "mfa.reset", actor=actor, subject=user.username, note=reason)
+        sessions.end_for_user(s, user, now, "Your MFA was reset; register a method and sign in again.", actor=actor)
 
 
 def show(ctx: Context, username: str) -> dict[str, object]:

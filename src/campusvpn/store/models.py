@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -167,3 +169,37 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class VpnSession(Base):
+    """A signed-in VPN session: outlives its TLS connections, ends once."""
+
+    __tablename__ = "vpn_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    profile: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(45))
+    source: Mapped[str | None] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    node: Mapped[str | None] = mapped_column(String(64))
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (
+        # One live session per address; ended sessions keep their address for the record.
+        Index(
+            "ix_live_address",
+            "address",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )

@@ -1,0 +1,201 @@
+"""VPN sessions: opened at sign-in, resumed by cookie, ended in exactly one place.
+
+A session (this row) outlives its TLS connections. Everything that ends a user's right to
+connect — sign-out, an administrator, suspension, revocation, MFA reset, a policy change —
+calls `end_for_user` or `end`; gateways see the ended rows within a second and close the tunnels
+with the recorded reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from campusvpn.core.addresses import allocate
+from campusvpn.core.codes import token_digest
+from campusvpn.service import audit
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Conflict, NotFound
+from campusvpn.store.models import User, VpnSession
+
+
+@dataclass(frozen=True)
+class Opened:
+    token: str  # the webvpn cookie; only its digest is stored
+    session: VpnSession
+
+
+def live_query(now: datetime) -> Select[VpnSession]:
+    return select(VpnSession).where(VpnSession.ended_at.is_(None), VpnSession.expires_at > now)
+
+
+def open_session(
+    ctx: Context, s: Session, user: User, *, profile: str | None, pool: str, source: str | None, client: str | None
+) -> Opened:
+    now = ctx.clock.now()
+    limit = ctx.config.gateway.max_sessions_per_user
+    mine = list(s.scalars(live_query(now).where(VpnSession.user_id == user.id).order_by(VpnSession.started_at)))
+    if len(mine) >= limit:
+        raise Conflict(
+            f"You already have {len(mine)} VPN session{'s' if len(mine) != 1 else ''} open, the most "
+            f"allowed. Disconnect one (in the portal, or quit the VPN client on that device) and try again."
+        )
+    previous = s.scalars(
+        select(VpnSession.address).where(VpnSession.user_id == user.id).order_by(VpnSession.started_at.desc()).limit(1)
+    ).first()
+    for _ in range(5):  # another node may take the same address between our read and our insert
+        taken = s.scalars(select(VpnSession.address).where(VpnSession.ended_at.is_(None)))
+        address = allocate(pool, taken, previous)
+        if address is None:
+            raise Conflict(
+                "No VPN address is free right now. Try again in a few minutes; if it keeps happening, "
+                f"contact {ctx.config.service.helpdesk}."
+            )
+        token = secrets.token_urlsafe(32)
+        row = VpnSession(
+            public_id=secrets.token_hex(6),
+            token_digest=token_digest(token),
+            user_id=user.id,
+            username=user.username,
+            profile=profile,
+            address=address,
+            source=source,
+            client=(client or "")[:200] or None,
+            started_at=now,
+            expires_at=now + ctx.config.gateway.session_timeout,
+            last_seen_at=now,
+            connected=False,
+        )
+        try:
+            with s.begin_nested():
+                s.add(row)
+                s.flush()
+        except IntegrityError:
+            previous = None
+            continue
+        audit.record(
+            s,
+            now,
+            "vpn.session.opened",
+            actor=user.username,
+            subject=user.username,
+            source=source,
+            session=row.public_id,
+            address=address,
+            profile=profile,
+        )
+        return Opened(token, row)
+    raise Conflict("Could not reserve a VPN address; try again.")
+
+
+def resumable(ctx: Context, s: Session, token: str) -> VpnSession | None:
+    """The live session this cookie names, if it may (re)connect now."""
+    now = ctx.clock.now()
+    row: VpnSession | None = s.scalars(
+        live_query(now).where(VpnSession.token_digest == token_digest(token))
+    ).one_or_none()
+    if row is None:
+        return None
+    if not row.connected and now - row.last_seen_at > ctx.config.gateway.disconnected_timeout:
+        _end(s, row, now, "the disconnected session timed out", actor="system")
+        return None
+    return row
+
+
+def _end(s: Session, row: VpnSession, now: datetime, reason: str, *, actor: str) -> None:
+    if row.ended_at is not None:
+        return
+    row.ended_at, row.end_reason, row.connected = now, reason[:200], False
+    audit.record(
+        s,
+        now,
+        "vpn.session.ended",
+        actor=actor,
+        subject=row.username,
+        session=row.public_id,
+        address=row.address,
+        bytes_in=row.bytes_in,
+        bytes_out=row.bytes_out,
+        note=reason,
+    )
+
+
+def end(ctx: Context, s: Session, row: VpnSession, reason: str, *, actor: str) -> None:
+    _end(s, row, ctx.clock.now(), reason, actor=actor)
+
+
+def end_for_user(s: Session, user: User, now: datetime, reason: str, *, actor: str) -> int:
+    rows = list(s.scalars(select(VpnSession).where(VpnSession.user_id == user.id, VpnSession.ended_at.is_(None))))
+    for row in rows:
+        _end(s, row, now, reason, actor=actor)
+    return len(rows)
+
+
+def kill(
+    ctx: Context,
+    *,
+    session_id: str | None = None,
+    username: str | None = None,
+    actor: str,
+    reason: str = "Administrative reset",
+) -> int:
+    with ctx.tx() as s:
+        now = ctx.clock.now()
+        if username is not None:
+            return end_for_user(s, ctx.user(s, username), now, reason, actor=actor)
+        row = s.scalars(
+            select(VpnSession).where(VpnSession.public_id == session_id, VpnSession.ended_at.is_(None))
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"there is no live session {session_id}")
+        _end(s, row, now, reason, actor=actor)
+        return 1
+
+
+def mark(
+    ctx: Context, public_id: str, *, connected: bool, node: str | None = None, bytes_in: int = 0, bytes_out: int = 0
+) -> None:
+    """Record a connection attaching or detaching, and traffic counters (deltas)."""
+    with ctx.tx() as s:
+        s.execute(
+            update(VpnSession)
+            .where(VpnSession.public_id == public_id)
+            .values(
+                connected=connected,
+                node=node,
+                last_seen_at=ctx.clock.now(),
+                bytes_in=VpnSession.bytes_in + bytes_in,
+                bytes_out=VpnSession.bytes_out + bytes_out,
+            )
+        )
+
+
+def listing(ctx: Context, *, live_only: bool = True, username: str | None = None) -> list[dict[str, object]]:
+    with ctx.tx() as s:
+        now = ctx.clock.now()
+        q: Select[VpnSession] = live_query(now) if live_only else select(VpnSession)
+        if username is not None:
+            q = q.where(VpnSession.username == ctx.usernames.normalise(username))
+        return [
+            {
+                "id": r.public_id,
+                "user": r.username,
+                "address": r.address,
+                "source": r.source,
+                "profile": r.profile,
+                "client": r.client,
+                "start": r.started_at.isoformat(),
+                "expires": r.expires_at.isoformat(),
+                "connected": r.connected,
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.bytes_out,
+                "ended": r.ended_at.isoformat() if r.ended_at else None,
+                "end_reason": r.end_reason,
+            }
+            for r in s.scalars(q.order_by(VpnSession.started_at))
+        ]

@@ -132,6 +132,27 @@ def config_reference() -> None:
     click.echo(reference_markdown(), nl=False)
 
 
+@cli.command()
+@click.option("--no-tun", is_flag=True, help="Do not create the TUN device (sign-in and protocol only; for tests).")
+@pass_env
+def serve(env: Env, no_tun: bool) -> None:
+    """Run the VPN gateway (TLS on [gateway] listen) until stopped with SIGTERM or Ctrl-C."""
+    import asyncio
+
+    from campusvpn.gateway import logs
+    from campusvpn.gateway.server import serve as run_gateway
+    from campusvpn.gateway.tun import TunError
+
+    logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
+    ctx = env.ctx  # opening the context upgrades the schema
+    try:
+        asyncio.run(run_gateway(ctx, with_tun=not no_tun))
+    except TunError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {env.cfg.gateway.listen}: {exc.strerror}") from exc
+
+
 # --- users -------------------------------------------------------------------------------------
 
 

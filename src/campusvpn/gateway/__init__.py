@@ -1,0 +1,1 @@
+"""The AnyConnect-protocol VPN gateway: sans-IO protocol pieces and a thin asyncio server."""

@@ -1,0 +1,97 @@
+"""CSTP framing, sans-IO: bytes in, frames out; frames in, bytes out.
+
+    0  'S' 'T' 'F' 0x01 | length (u16 BE, payload only) | type | 0x00 | payload
+
+The TLS stream is read as a byte stream and reassembled by the length field; each frame we
+send must go out as exactly one TLS record (openconnect insists), which the I/O layer ensures.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+MAGIC = b"STF\x01"
+HEADER = 8
+# A frame must fit one TLS record (16 KiB of plaintext).
+MAX_PAYLOAD = 16384 - HEADER
+
+
+class FrameType(enum.IntEnum):
+    DATA = 0x00
+    DPD_REQ = 0x03
+    DPD_RESP = 0x04
+    DISCONNECT = 0x05
+    KEEPALIVE = 0x07
+    COMPRESSED = 0x08
+    TERMINATE = 0x09
+
+
+class Frame(NamedTuple):
+    type: int
+    payload: bytes
+
+
+class CstpError(Exception):
+    """The peer broke the framing; the connection cannot continue."""
+
+
+# Disconnect reason codes seen on the wire.
+BYE_USER = 0xB0  # openconnect: user ended the session (Ctrl-C): the session is over
+BYE_RECONNECT = 0x91  # Cisco: "reconnecting the VPN tunnel": keep the session
+
+
+class CstpReader:
+    """Accumulates received bytes and yields complete frames; rejects anything malformed."""
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self._buf = bytearray()
+        self._max = max_payload
+
+    def receive_data(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= HEADER:
+            if buf[pos : pos + 4] != MAGIC:
+                raise CstpError(f"bad frame magic {bytes(buf[pos : pos + 4])!r}")
+            length, ftype, zero = struct.unpack_from(">HBB", buf, pos + 4)
+            if zero != 0:
+                raise CstpError("bad frame: byte 7 is not zero")
+            if length > self._max:
+                raise CstpError(f"frame of {length} bytes exceeds the {self._max}-byte limit")
+            end = pos + HEADER + length
+            if end > n:
+                break
+            frames.append(Frame(ftype, bytes(buf[pos + HEADER : end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+_HDR = struct.Struct(">4sHBB")
+
+
+def encode(ftype: int, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit one frame")
+    return _HDR.pack(MAGIC, len(payload), ftype, 0) + payload
+
+
+def disconnect(reason: str, code: int = 0) -> bytes:
+    """A DISCONNECT frame; openconnect prints `Received server disconnect: <code> '<reason>'`."""
+    return encode(FrameType.DISCONNECT, bytes([code]) + reason.encode("utf-8", "replace")[:1000])
+
+
+def disconnect_reason(payload: bytes) -> tuple[int | None, str]:
+    if not payload:
+        return None, ""
+    return payload[0], payload[1:].decode("utf-8", "replace")

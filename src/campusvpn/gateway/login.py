@@ -1,0 +1,205 @@
+"""One client's aggregate-auth dialogue, translated to and from the sign-in engine (sans-IO).
+
+The forms follow what unmodified clients fill in by themselves: `username` + `password`
+(+ `group_list` when there are several profiles), then one `secondary_password` field, which
+openconnect fills with `--token-mode=totp`. In that field the user may also type a recovery
+code, `sms` or `call` to have a code sent, and may add ` trust` after a code to skip codes on
+this device. Every refusal comes back as the client's own error text.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from campusvpn.core.calendar import format_local
+from campusvpn.gateway import xmlauth
+from campusvpn.gateway.xmlauth import AuthRequest, Choice, Input
+from campusvpn.platform.config import VpnProfile, VpnSettings
+from campusvpn.service import sessions
+from campusvpn.service.context import Context
+from campusvpn.service.errors import ServiceError
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
+
+SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
+TRUST_WORDS = ("trust", "remember")
+
+
+@dataclass(frozen=True)
+class LoginReply:
+    body: bytes
+    token: str | None = None  # the webvpn cookie, once signed in
+    device_token: str | None = None
+    finished: bool = False  # no more forms: the client either connects or gives up
+
+
+@dataclass
+class GatewayLogin:
+    ctx: Context
+    source: str | None
+    user_agent: str | None
+    cert_sha1: str
+    device_token: str | None = None
+    handle: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    created: datetime | None = None
+    profile: VpnProfile | None = None
+    _engine: SignIn | None = None
+
+    # --- entry ------------------------------------------------------------------------------
+
+    def handle_request(self, req: AuthRequest) -> LoginReply:
+        if self.created is None:
+            self.created = self.ctx.clock.now()
+        if req.kind == "init" or self._engine is None:
+            return self._on_init(req)
+        if self._engine.step is Step.PASSWORD:
+            return self._on_password(req)
+        if self._engine.step is Step.SECOND_FACTOR:
+            return self._on_code(req)
+        return self._fail("This sign-in has ended. Start again.")
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _on_init(self, req: AuthRequest) -> LoginReply:
+        self._engine = SignIn(self.ctx, Purpose.VPN, source=self.source)
+        self.profile = self._pick_profile(req.group_select)
+        return self._password_form(None, message=self._engine.start().message)
+
+    def _on_password(self, req: AuthRequest) -> LoginReply:
+        assert self._engine is not None
+        if req.group_select:
+            self.profile = self._pick_profile(req.group_select)
+        username = req.fields.get("username", "")
+        password = req.fields.get("password", "")
+        if not username or not password:
+            return self._password_form("Enter your user name and password.")
+        if self.profile is None and len(self.ctx.config.vpn.profiles) > 1:
+            return self._password_form("Choose a group.")
+        out = self._engine.handle(Password(username, password, self.device_token))
+        return self._after(out)
+
+    def _on_code(self, req: AuthRequest) -> LoginReply:
+        assert self._engine is not None
+        typed = (
+            req.fields.get("secondary_password") or req.fields.get("password") or req.fields.get("answer") or ""
+        ).strip()
+        words = typed.lower().split()
+        if len(words) == 1 and words[0] in SEND_WORDS:
+            return self._after(self._engine.handle(SendCode(channel=SEND_WORDS[words[0]])))
+        trust = len(words) >= 2 and words[-1] in TRUST_WORDS
+        code = " ".join(typed.split()[:-1]) if trust else typed
+        if not code:
+            return self._code_form(None, "Enter the code.")
+        label = f"VPN client {self.user_agent or ''}".strip()[:200]
+        return self._after(self._engine.handle(Code(code, trust_device=trust, device_label=label)))
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _after(self, out: Prompt | Finished) -> LoginReply:
+        if isinstance(out, Prompt):
+            if out.step is Step.PASSWORD:
+                return self._password_form(out.error)
+            return self._code_form(out, out.error)
+        if not out.ok:
+            if out.code == "bad_credentials":  # let the user try again, like any sign-in form
+                self._engine = SignIn(self.ctx, Purpose.VPN, source=self.source)
+                return self._password_form(out.message)
+            return self._fail(out.message)
+        return self._open(out)
+
+    def _open(self, done: Finished) -> LoginReply:
+        settings = self.settings
+        try:
+            with self.ctx.tx() as s:
+                user = self.ctx.user(s, done.username or "")
+                opened = sessions.open_session(
+                    self.ctx,
+                    s,
+                    user,
+                    profile=self.profile.name if self.profile else None,
+                    pool=settings.pool,
+                    source=self.source,
+                    client=self.user_agent,
+                )
+                address, sid = opened.session.address, opened.session.public_id
+        except ServiceError as exc:
+            return self._fail(str(exc))
+        message = done.message
+        if done.device_token and done.device_expires:
+            host = self.ctx.config.gateway.hostname
+            message += (
+                f" To skip the code on this device until {format_local(done.device_expires, self.ctx.policy.zone)},"
+                f" connect to https://{host}/d/{done.device_token} from now on."
+            )
+        body = xmlauth.complete(
+            token=opened.token,
+            session_id=sid,
+            banner=settings.banner,
+            message=f"{message} Your VPN address is {address}.",
+            cert_sha1_hex=self.cert_sha1,
+        )
+        return LoginReply(body, token=opened.token, device_token=done.device_token, finished=True)
+
+    # --- forms ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> VpnSettings:
+        return self.ctx.config.vpn.settings_for(self.profile)
+
+    def _title(self) -> str:
+        return self.ctx.config.service.name
+
+    def _groups(self) -> list[Choice] | None:
+        profiles = self.ctx.config.vpn.profiles
+        if len(profiles) < 2:
+            return None
+        chosen = self.profile.name if self.profile else profiles[0].name
+        return [Choice(p.name, p.label or p.name, p.name == chosen) for p in profiles]
+
+    def _pick_profile(self, wanted: str | None) -> VpnProfile | None:
+        profiles = self.ctx.config.vpn.profiles
+        if not profiles:
+            return None
+        if wanted:
+            for p in profiles:  # some clients send the label instead of the value
+                if wanted.lower() in (p.name.lower(), (p.label or p.name).lower()):
+                    return p
+        return profiles[0] if len(profiles) == 1 else self.profile
+
+    def _password_form(self, error: str | None, message: str | None = None) -> LoginReply:
+        inputs = [Input("text", "username", "Username:"), Input("password", "password", "Password:")]
+        body = xmlauth.auth_form(
+            handle=self.handle,
+            title=self._title(),
+            message=message or f"Sign in to {self._title()} with your user name and password.",
+            inputs=inputs,
+            error=error,
+            banner=self.ctx.config.vpn.banner or None,
+            groups=self._groups(),
+        )
+        return LoginReply(body)
+
+    def _code_form(self, prompt: Prompt | None, error: str | None) -> LoginReply:
+        lines = [prompt.message if prompt else "Enter your verification code."]
+        if prompt and any(m.kind == "phone" for m in prompt.methods):
+            lines.append("Type sms or call to have a code sent to your phone.")
+        lines.append(
+            'Add " trust" after the code to skip codes on this device for '
+            f"{self.ctx.config.trusted_devices.lifetime.days} days (never on a shared computer)."
+        )
+        body = xmlauth.auth_form(
+            handle=self.handle,
+            title=self._title(),
+            message=" ".join(lines),
+            inputs=[Input("password", "secondary_password", "Verification code:")],
+            error=error,
+        )
+        return LoginReply(body)
+
+    def _fail(self, message: str) -> LoginReply:
+        body = xmlauth.auth_form(handle=self.handle, title=self._title(), message=message, inputs=[], error=message)
+        return LoginReply(body, finished=True)
+
+    def expired(self, now: datetime) -> bool:
+        return self.created is not None and now - self.created > self.ctx.config.gateway.auth_timeout

@@ -140,13 +140,15 @@ def serve(env: Env, no_tun: bool) -> None:
     import asyncio
 
     from campusvpn.gateway import logs
+    from campusvpn.gateway.server import prepare_tun
     from campusvpn.gateway.server import serve as run_gateway
     from campusvpn.gateway.tun import TunError
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
     ctx = env.ctx  # opening the context upgrades the schema
     try:
-        asyncio.run(run_gateway(ctx, with_tun=not no_tun))
+        tun_fd = None if no_tun else prepare_tun(ctx)
+        asyncio.run(run_gateway(ctx, tun_fd))
     except TunError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

@@ -572,18 +572,21 @@ def _plain(conn: h11.Connection, status: int, text: str) -> bytes:
         return b""
 
 
-async def serve(ctx: Context, *, with_tun: bool = True) -> None:
+def prepare_tun(ctx: Context) -> int:
+    """Create and configure the TUN device; done before the event loop starts (pyroute2 runs its own)."""
+    from campusvpn.gateway import tun
+
+    fd = tun.open_tun(ctx.config.gateway.tun_device)
+    pools = sorted({ctx.config.vpn.settings_for(p).pool for p in [None, *ctx.config.vpn.profiles]})
+    tun.configure(ctx.config.gateway.tun_device, pools, ctx.config.vpn.mtu)
+    return fd
+
+
+async def serve(ctx: Context, tun_fd: int | None) -> None:
     """Run the gateway until SIGTERM or SIGINT."""
     from prometheus_client import start_http_server
 
-    from campusvpn.gateway import tun
-
     g = ctx.config.gateway
-    tun_fd = None
-    if with_tun:
-        tun_fd = tun.open_tun(g.tun_device)
-        pools = sorted({ctx.config.vpn.settings_for(p).pool for p in [None, *ctx.config.vpn.profiles]})
-        tun.configure(g.tun_device, pools, ctx.config.vpn.mtu)
     mhost, _, mport = g.metrics_listen.rpartition(":")
     start_http_server(int(mport), addr=mhost.strip("[]"))
     gw = Gateway(ctx, tun_fd=tun_fd)

@@ -148,6 +148,8 @@ class Gateway:
                 await self._run_tunnel(reader, writer, *tunnel_args)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
             pass
+        except asyncio.CancelledError:  # the gateway is stopping; sessions stay resumable
+            pass
         except Exception as exc:  # one client's failure never takes the gateway down
             logs.event("gateway.connection_error", logging.ERROR, source=source, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -230,6 +232,9 @@ class Gateway:
                 continue
             if isinstance(event, h11.Request):
                 request = event
+                length = dict(event.headers).get(b"content-length", b"0")
+                if length.isdigit() and int(length) > MAX_BODY:
+                    return request, None  # refuse at once; never read a body we will not use
                 continue
             if isinstance(event, h11.Data):
                 if len(body) + len(event.data) > MAX_BODY:
@@ -334,7 +339,8 @@ class Gateway:
                 disconnected_timeout=int(g.disconnected_timeout.total_seconds()),
             )
             row.connected, row.node, row.last_seen_at = True, self.node, now
-            s.expunge(row)
+            s.flush()
+            s.expunge(row)  # handed to the event loop; detached so it never lazy-loads there
             return row, connected_response(settings, row.address, timers)
 
     async def _run_tunnel(

@@ -77,7 +77,8 @@ def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> No
     assert env["CISCO_DEF_DOMAIN"] == "campus.test"
     assert (env["CISCO_SPLIT_INC"], env["CISCO_SPLIT_INC_0_ADDR"], env["CISCO_SPLIT_INC_0_MASKLEN"]) == ("1", "10.201.0.0", "24")
     excludes = {(env[f"CISCO_SPLIT_EXC_{i}_ADDR"], env[f"CISCO_SPLIT_EXC_{i}_MASKLEN"]) for i in range(int(env["CISCO_SPLIT_EXC"]))}
-    assert excludes == {("0.0.0.0", "32"), ("10.201.0.128", "25")}  # local LAN access + the configured exclude
+    local_lan = ("0.0.0.0", "32")  # noqa: S104 - Cisco's "allow local LAN access" marker, not a bind
+    assert excludes == {local_lan, ("10.201.0.128", "25")}
     assert env["CISCO_PROXY_PAC"] == "http://proxy.campus.test/proxy.pac"
     assert env["CISCO_BANNER"] == "Welcome to the campus VPN"
     assert "default" not in bed.in_client("ip", "route").stdout  # split tunnel: no default route
@@ -114,7 +115,6 @@ def test_recovery_code_signs_in(bed: Testbed) -> None:
     r = authenticate(bed, "1000000002", f"{PASSWORD}\n{codes[0]}\n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "COOKIE=" in r.stdout
-    assert "9 of 10 left" in r.stderr or "9 of 10 left" in r.stdout or True  # openconnect may not print <message>
     shown = json.loads(bed.cli(None, "mfa", "show", "1000000002", "--json").stdout)
     assert shown["recovery_codes_left"] == 9
 
@@ -164,10 +164,9 @@ def test_refusals_come_back_as_the_clients_error_text(bed: Testbed, case: str, e
     assert r.returncode != 0
     output = r.stdout + r.stderr
     assert expected in output, output
-    if case == "mfa_10_minutes_ago":
-        ready = (datetime.now(UTC) - timedelta(minutes=10) + timedelta(minutes=40)).astimezone()
-        assert ("JST" in output and "(in 30 minutes)" in output) or "(in 29 minutes)" in output, output
-        del ready
+    if case == "mfa_10_minutes_ago":  # the exact time VPN use becomes possible, in the service's zone
+        assert "JST" in output, output
+        assert "(in 30 minutes)" in output or "(in 29 minutes)" in output, output
 
 
 def test_resumes_after_the_tcp_connection_is_cut(bed: Testbed) -> None:

@@ -6,6 +6,7 @@ Names are unique per run; everything created is removed, processes are stopped b
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -213,10 +214,8 @@ def _stop_pid(pid: int) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until(predicate: object, timeout: float, step: float = 0.1) -> float | None:

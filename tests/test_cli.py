@@ -52,6 +52,10 @@ def test_init_writes_config_keys_certificate_and_database(conf: Path) -> None:
     ('[[training.windows]]\nname = "x"\nroles = ["student"]\nopens = "13-01"\ndeadline = "06-30"\n', 4,
      "training.windows[0].opens: '13-01' is not a day of the year"),
     ("[mfa\nx = 1\n", 1, "not valid TOML"),
+    ('\n[[vpn.profiles]]\nname = "x"\nsettings = { pool = "10.0.0.1/8" }\n', 2,
+     "vpn: profile 'x': pool: '10.0.0.1/8' is not a network"),
+    ('[vpn]\nsplit_include = []\n', 1, "set split_include (the campus networks) or full_tunnel = true"),
+    ('[gateway]\nlisten = "443"\n', 2, "gateway.listen: '443': write ADDRESS:PORT"),
 ])
 def test_config_errors_name_file_line_and_key(tmp_path: Path, snippet: str, line: int, expect: str) -> None:
     path = tmp_path / "bad.toml"

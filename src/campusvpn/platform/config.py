@@ -313,10 +313,12 @@ class GatewaySection(Section):
 class VpnSettings(Section):
     pool: Network = Field("172.31.0.0/16", description="Address pool; each client gets one /32 from it.")
     dns: list[IpAddress] = Field(default_factory=list, description="DNS servers pushed to clients (at most 3).")
-    domain: str = Field("", description="Default DNS domain pushed to clients.")
+    domain: str = Field("example.ac.jp", description="Default DNS domain pushed to clients.")
     wins: list[IpAddress] = Field(default_factory=list, description="WINS servers pushed to clients (at most 3).")
+    # Only 10/8 by default: routing 192.168/16 into the tunnel would cut users off their home LAN.
     split_include: list[Network] = Field(
-        default_factory=list, description="Networks routed into the tunnel (ignored when full_tunnel is true)."
+        default_factory=lambda: ["10.0.0.0/8"],
+        description="Networks routed into the tunnel (ignored when full_tunnel is true).",
     )
     split_exclude: list[Network] = Field(default_factory=list, description="Networks kept outside the tunnel.")
     full_tunnel: bool = Field(False, description="Route everything through the tunnel (a default route).")
@@ -374,15 +376,10 @@ class VpnSection(VpnSettings):
                 self.settings_for(p)
             except ValidationError as exc:
                 first = exc.errors()[0]
-                raise ValueError(
-                    f"profile {p.name!r}: {first['loc'][-1] if first['loc'] else ''}: {first['msg']}"
-                ) from exc
+                where = first["loc"][-1] if first["loc"] else ""
+                msg = str(first["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"profile {p.name!r}: {where}: {msg}") from exc
         return self
-
-
-def _default_vpn() -> VpnSection:
-    # Only 10/8 by default: routing 192.168/16 into the tunnel would cut users off their home LAN.
-    return VpnSection(split_include=["10.0.0.0/8"], domain="example.ac.jp")
 
 
 class Config(Section):
@@ -396,7 +393,7 @@ class Config(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     sender: SenderSection = Field(default_factory=SenderSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
-    vpn: VpnSection = Field(default_factory=_default_vpn)
+    vpn: VpnSection = Field(default_factory=VpnSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -512,6 +509,8 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
         h = _HEADER.match(line)
         if h:
             names = tuple(p.strip().strip("\"'") for p in h.group(2).split("."))
+            for n in range(1, len(names)):
+                out.setdefault(names[:n], lineno)  # `[[vpn.profiles]]` also locates errors about [vpn]
             if h.group(1) == "[[":
                 idx = array_counts.get(names, 0)
                 array_counts[names] = idx + 1

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
 from tests.e2e.helpers_net import FUZZER, TCP_CLIENT, TCP_SERVER
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
@@ -42,6 +43,7 @@ def recorder(bed: Testbed, tag: str) -> str:
     script = bed.dir / "record.sh"
     if not script.exists():
         script.write_text('#!/bin/sh\nenv | sort > "$(dirname "$0")/env-$1-${reason}.txt"\n'
+                          'printf "%s" "$CISCO_BANNER" > "$(dirname "$0")/banner-$1-${reason}.txt"\n'
                           "exec /usr/share/vpnc-scripts/vpnc-script\n")
         script.chmod(0o755)
     return f"{script} {tag}"
@@ -238,3 +240,43 @@ def test_fuzzed_garbage_does_not_disturb_another_session(bed: Testbed) -> None:
     assert "gateway.bad_frame" in text and "gateway.bad_xml" in text
     assert "Traceback" not in text
     assert bed.in_client("ping", "-c", "1", "-W", "2", CAMPUS_IP).returncode == 0
+
+
+def test_trusted_device_skips_the_code_via_the_gateway_address(bed: Testbed) -> None:
+    u = bed.add_user("1000000010")
+    code = pyotp.TOTP(str(u["secret"])).now()
+    log = bed.dir / "oc10.log"
+    # No token mode: the code is typed, with " trust" after it, as a person would.
+    r = bed.connect_background("1000000010", f"{PASSWORD}\n{code} trust\n", script=recorder(bed, "t"), log=log)
+    assert r.returncode == 0, log.read_text()
+    env_of(bed, "t")
+    banner = (bed.dir / "banner-t-connect.txt").read_text()
+    assert banner.startswith("Welcome to the campus VPN\nThis device is trusted until ")
+    found = re.search(r"https://[0-9.]+/d/([A-Za-z0-9_-]+)", banner)
+    assert found, banner
+    pid = bed.clients[-1]
+    sh("kill", "-INT", str(pid))
+    assert wait_until(lambda: not pid_alive(pid), 10) is not None
+    devices = json.loads(bed.cli(None, "devices", "list", "1000000010", "--json").stdout)
+    assert len(devices) == 1
+    # From the trusted address only the password is asked: stdin has no code line.
+    args = ["ip", "netns", "exec", bed.ns_client, "openconnect", "--authenticate", "--servercert", bed.pin, "--user",
+            "1000000010", "--passwd-on-stdin", "--non-inter", f"https://{GW_IP}/d/{found.group(1)}"]
+    again = sh(*args, check=False, input=f"{PASSWORD}\n", timeout=60)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "webvpn=" in again.stdout
+    # Revoked: the code is asked again (and, with no code to give, the sign-in fails).
+    bed.cli(None, "devices", "revoke", "1000000010", "--all")
+    revoked = sh(*args, check=False, input=f"{PASSWORD}\n", timeout=60)
+    assert revoked.returncode != 0
+    assert "Verification code" in revoked.stdout + revoked.stderr
+
+
+def test_metrics_are_served_locally(bed: Testbed) -> None:
+    u = bed.add_user("1000000015")
+    assert authenticate(bed, "1000000015", f"{PASSWORD}\n", *totp_args(u["secret"])).returncode == 0
+    fetch = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9180/metrics', timeout=5).read().decode())"
+    r = sh("ip", "netns", "exec", bed.ns_gw, sys.executable, "-c", fetch)
+    assert 'campusvpn_logins_total{outcome="ok"}' in r.stdout
+    assert "campusvpn_tunnels" in r.stdout
+    assert "campusvpn_protocol_errors_total" in r.stdout

@@ -32,6 +32,9 @@ class LoginReply:
     token: str | None = None  # the webvpn cookie, once signed in
     device_token: str | None = None
     finished: bool = False  # no more forms: the client either connects or gives up
+    session_id: str | None = None
+    # Shown with the connect banner: openconnect does not display the sign-in reply's message.
+    notice: str | None = None
 
 
 @dataclass
@@ -125,21 +128,27 @@ class GatewayLogin:
                 address, sid = opened.session.address, opened.session.public_id
         except ServiceError as exc:
             return self._fail(str(exc))
-        message = done.message
+        notice = None
         if done.device_token and done.device_expires:
             host = self.ctx.config.gateway.hostname
-            message += (
-                f" To skip the code on this device until {format_local(done.device_expires, self.ctx.policy.zone)},"
-                f" connect to https://{host}/d/{done.device_token} from now on."
+            until = format_local(done.device_expires, self.ctx.policy.zone)
+            notice = (
+                f"This device is trusted until {until}: to skip the code, connect to "
+                f"https://{host}/d/{done.device_token} from now on. Revoke it in the portal if you lose it."
             )
+        elif done.recovery_left is not None:
+            notice = f"You used a recovery code; {done.recovery_left} left."
+        banner = "\n".join(x for x in (settings.banner, notice) if x)
         body = xmlauth.complete(
             token=opened.token,
             session_id=sid,
-            banner=settings.banner,
-            message=f"{message} Your VPN address is {address}.",
+            banner=banner,
+            message=f"{done.message} Your VPN address is {address}.",
             cert_sha1_hex=self.cert_sha1,
         )
-        return LoginReply(body, token=opened.token, device_token=done.device_token, finished=True)
+        return LoginReply(
+            body, token=opened.token, device_token=done.device_token, finished=True, session_id=sid, notice=notice
+        )
 
     # --- forms ------------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class Gateway:
         self.tunnels: dict[str, Tunnel] = {}  # by session id
         self.by_address: dict[bytes, Tunnel] = {}
         self.logins: dict[str, GatewayLogin] = {}
+        self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
         self.pending = asyncio.Semaphore(self.cfg.gateway.max_pending)
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
         self._last_end_check = ctx.clock.now() - timedelta(seconds=5)
@@ -297,6 +298,8 @@ class Gateway:
             )
         if reply.token:
             cookies.append(("Set-Cookie", f"webvpn={reply.token}; Secure; HttpOnly"))
+            if reply.notice and reply.session_id:
+                self.notices[reply.session_id] = reply.notice
         if reply.device_token:
             days = self.cfg.trusted_devices.lifetime.days
             cookies.append(
@@ -329,6 +332,9 @@ class Gateway:
                 return refused_response(503, "Service Unavailable", decision.user_message())
             profile = next((p for p in self.cfg.vpn.profiles if p.name == row.profile), None)
             settings = self.cfg.vpn.settings_for(profile)
+            notice = self.notices.pop(row.public_id, None)
+            if notice:
+                settings = settings.model_copy(update={"banner": "\n".join(x for x in (settings.banner, notice) if x)})
             now = self.ctx.clock.now()
             g = self.cfg.gateway
             timers = Timers(

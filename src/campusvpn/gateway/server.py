@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import h11
 from sqlalchemy import select
 
+from campusvpn.core.policy import Decision
 from campusvpn.gateway import cstp, logs, metrics, xmlauth
 from campusvpn.gateway.cstp import CstpError, CstpReader, FrameType
 from campusvpn.gateway.login import GatewayLogin
@@ -85,7 +86,9 @@ class Gateway:
         self.pending = asyncio.Semaphore(self.cfg.gateway.max_pending)
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
         self._last_end_check = ctx.clock.now() - timedelta(seconds=5)
-        self._last_policy = time.monotonic()
+        # When live sessions' eligibility may change next: a periodic re-check, brought forward to the
+        # exact time a notice says something changes (a training deadline, an affiliation's last day).
+        self._next_policy_at = ctx.clock.now() + self.cfg.gateway.policy_recheck
         self._last_flush = time.monotonic()
         self.server: asyncio.Server | None = None
 
@@ -330,6 +333,7 @@ class Gateway:
             if not decision.allowed:
                 sessions.end(self.ctx, s, row, decision.user_message(), actor="policy")
                 return refused_response(503, "Service Unavailable", decision.user_message())
+            self._note_changes(decision)
             profile = next((p for p in self.cfg.vpn.profiles if p.name == row.profile), None)
             settings = self.cfg.vpn.settings_for(profile)
             notice = self.notices.pop(row.public_id, None)
@@ -486,8 +490,7 @@ class Gateway:
                     VpnSession.ended_at.is_not(None), VpnSession.ended_at >= since - timedelta(seconds=2)
                 )
             ).all()
-        if time.monotonic() - self._last_policy >= self.cfg.gateway.policy_recheck.total_seconds():
-            self._last_policy = time.monotonic()
+        if now >= self._next_policy_at:
             self._recheck_policy()
         if time.monotonic() - self._last_flush >= 10:
             self._last_flush = time.monotonic()
@@ -497,15 +500,23 @@ class Gateway:
 
     def _recheck_policy(self) -> None:
         """A training deadline or an affiliation end passes while people are connected."""
-        users = {t.user_id for t in self.tunnels.values()}
-        for uid in users:
+        now = self.ctx.clock.now()
+        self._next_policy_at = now + self.cfg.gateway.policy_recheck
+        for uid in {t.user_id for t in self.tunnels.values()}:
             with self.ctx.tx() as s:
                 user = s.get(User, uid)
                 if user is None:
                     continue
                 d = eligibility.decision_for(self.ctx, s, user)
                 if not d.allowed:
-                    sessions.end_for_user(s, user, self.ctx.clock.now(), d.user_message(), actor="policy")
+                    sessions.end_for_user(s, user, now, d.user_message(), actor="policy")
+                else:
+                    self._note_changes(d)
+
+    def _note_changes(self, d: Decision) -> None:
+        upcoming = [n.until for n in d.notices if n.until is not None and n.until > d.at]
+        if upcoming:
+            self._next_policy_at = min(self._next_policy_at, min(upcoming))
 
     def _check_timers(self) -> None:
         mono = time.monotonic()

@@ -1,0 +1,63 @@
+"""The gateway ends live tunnels when the policy changes under them, on time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.conftest import add_user, make_config
+
+from campusvpn.cli.setup import write_self_signed
+from campusvpn.gateway.server import Gateway, Tunnel, _ip4
+from campusvpn.platform.clock import FixedClock
+from campusvpn.service import mfa, sessions
+from campusvpn.service.context import open_context
+
+JST = ZoneInfo("Asia/Tokyo")
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: Path) -> None:
+    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
+    ctx = open_context(make_config(tmp_path), clock)
+    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
+    add_user(ctx, "1234567890", "staff", trained_on=None)  # staff deadline: 09-30
+    mfa.apply(ctx, "1234567890", actor="t")
+    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    clock.set(datetime(2026, 9, 30, 23, 59, 57, tzinfo=JST))  # three seconds before the deadline passes
+    with ctx.tx() as s:
+        opened = sessions.open_session(ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16",
+                                       source="192.0.2.1", client="t")
+    gw = Gateway(ctx, tun_fd=None)
+    answer = gw._connect_session(opened.token, "192.0.2.1")
+    assert not isinstance(answer, bytes)
+    row, response = answer
+    assert response.startswith(b"HTTP/1.1 200 CONNECTED")
+    assert gw._next_policy_at == datetime(2026, 10, 1, 0, 0, tzinfo=JST)  # brought forward from +60 s
+    writer: Any = FakeWriter()
+    t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), writer, row.expires_at)
+    gw.tunnels[t.session_id] = t
+
+    assert gw._housekeeping_db() == []  # one housekeeping round a second
+    clock.advance(timedelta(seconds=3))
+    gw._housekeeping_db()  # the re-check ends the session...
+    clock.advance(timedelta(seconds=1))
+    [(sid, reason)] = gw._housekeeping_db()  # ...and the next round closes its tunnel: 1-2 s after the deadline
+    assert sid == t.session_id
+    assert "information-security training" in reason
+    gw._close(t, reason, end=True)
+    assert writer.closed and b"information-security training" in writer.sent[-1]
+    assert sessions.listing(ctx) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: P
     [(sid, reason)] = gw._housekeeping_db()  # ...and the next round closes its tunnel: 1-2 s after the deadline
     assert sid == t.session_id
     assert "information-security training" in reason
-    gw._close(t, reason, end=True)
+
+    async def close_on_the_loop() -> None:  # as the gateway does: closing schedules its database write
+        gw._close(t, reason, end=True)
+
+    asyncio.run(close_on_the_loop())
     assert writer.closed and b"information-security training" in writer.sent[-1]
     assert sessions.listing(ctx) == []

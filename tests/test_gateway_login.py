@@ -109,8 +109,9 @@ def test_sms_keyword_sends_a_code_and_trust_keyword_issues_a_device_token(ctx: C
     code = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
     done = lg.handle_request(reply(lg.handle, secondary_password=f"{code} trust"))
     assert done.token and done.device_token
-    message = doc(done.body).find("auth/message").text or ""
-    assert f"/d/{done.device_token}" in message
+    banner = doc(done.body).find("auth/banner").text or ""  # Cisco clients show it after sign-in
+    assert f"/d/{done.device_token}" in banner
+    assert done.notice == banner  # and the gateway adds it to the connect banner, which openconnect prints
 
     # Next time, from the trusted device, the password is enough.
     lg2 = GatewayLogin(ctx, source="192.0.2.7", user_agent="x", cert_sha1="AB", device_token=done.device_token)

@@ -18,8 +18,9 @@ from campusvpn.gateway import xmlauth
 from campusvpn.gateway.xmlauth import AuthRequest, Choice, Input
 from campusvpn.platform.config import VpnProfile, VpnSettings
 from campusvpn.service import sessions
+from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context
-from campusvpn.service.errors import ServiceError
+from campusvpn.service.errors import Forbidden, ServiceError
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
 
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
@@ -116,6 +117,13 @@ class GatewayLogin:
         try:
             with self.ctx.tx() as s:
                 user = self.ctx.user(s, done.username or "")
+                role = current_role(self.ctx, s, user)
+                if self.profile is not None and self.profile.roles and role not in self.profile.roles:
+                    allowed = ", ".join(p.name for p in self.ctx.config.vpn.profiles if not p.roles or role in p.roles)
+                    raise Forbidden(
+                        f"The group {self.profile.name!r} is not for your role ({role}). "
+                        f"Choose {allowed or 'another group'}."
+                    )
                 opened = sessions.open_session(
                     self.ctx,
                     s,

@@ -63,9 +63,13 @@ class Tunnel:
     last_rx: float = field(default_factory=time.monotonic)
     last_data: float = field(default_factory=time.monotonic)
     bytes_in: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
     bytes_out: int = 0
     flushed_in: int = 0
     flushed_out: int = 0
+    flushed_pin: int = 0
+    flushed_pout: int = 0
     closing: bool = False
 
     def send(self, frame: bytes) -> None:
@@ -122,6 +126,10 @@ class Gateway:
                 if t is not None:
                     self._close(t, reason, end=True)
             self._check_timers()
+            if time.monotonic() - self._last_flush >= 10:
+                self._last_flush = time.monotonic()
+                for t in list(self.tunnels.values()):
+                    self._write_later(t, connected=True)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -386,7 +394,7 @@ class Gateway:
                             code, text = cstp.disconnect_reason(payload)
                             if code == cstp.BYE_USER:
                                 reason = f"client signed off: {text}"[:200]
-                                await asyncio.to_thread(self._end_session, t, reason)
+                                self._end_later(t, reason)
                                 return
                             reason = f"client detached: {text}"[:200]
                             return
@@ -412,6 +420,7 @@ class Gateway:
         if len(packet) < 20 or packet[0] >> 4 != 4 or packet[12:16] != t.addr_bytes:
             return
         t.bytes_in += len(packet)
+        t.packets_in += 1
         t.last_data = time.monotonic()
         if self.tun_fd is not None:
             with contextlib.suppress(BlockingIOError, OSError):
@@ -430,6 +439,7 @@ class Gateway:
             if t is None or t.closing or len(packet) > cstp.MAX_PAYLOAD:
                 continue
             t.bytes_out += len(packet)
+            t.packets_out += 1
             t.last_data = time.monotonic()
             t.send(cstp.encode(FrameType.DATA, packet))
 
@@ -444,6 +454,7 @@ class Gateway:
             t.send(cstp.disconnect(reason))
             t.writer.close()
         self._forget(t)
+        self._write_later(t, connected=None)  # its traffic; the session's state is someone else's to set
         logs.event("gateway.tunnel_closed", session=t.session_id, user=t.username, reason=reason, ended=end)
 
     def _forget(self, t: Tunnel) -> None:
@@ -454,28 +465,59 @@ class Gateway:
         metrics.SESSIONS.set(len(self.tunnels))
 
     def _detach(self, t: Tunnel, reason: str) -> None:
-        """The connection went away; the session stays resumable."""
+        """The connection went away; the session stays resumable. Called on the event loop."""
         self._forget(t)
-        self._flush(t, connected=False)
+        self._write_later(t, connected=False)
         logs.event("gateway.tunnel_down", session=t.session_id, user=t.username, reason=reason)
 
-    def _end_session(self, t: Tunnel, reason: str) -> None:
+    def _end_later(self, t: Tunnel, reason: str) -> None:
+        """End the session for good (BYE, idle, time limit). Called on the event loop."""
         self._forget(t)
-        self._flush(t, connected=False)
-        with self.ctx.tx() as s:
-            row = s.scalars(select(VpnSession).where(VpnSession.public_id == t.session_id)).one_or_none()
-            if row is not None:
-                sessions.end(self.ctx, s, row, reason, actor=t.username)
+        din, dout = self._take_counts(t)
+        asyncio.get_running_loop().run_in_executor(None, self._end_session, t.session_id, t.username, reason, din, dout)
 
-    def _flush(self, t: Tunnel, *, connected: bool) -> None:
+    def _end_session(self, session_id: str, username: str, reason: str, din: int, dout: int) -> None:
+        sessions.mark(self.ctx, session_id, connected=False, node=self.node, bytes_in=din, bytes_out=dout)
+        with self.ctx.tx() as s:
+            row = s.scalars(select(VpnSession).where(VpnSession.public_id == session_id)).one_or_none()
+            if row is not None:
+                sessions.end(self.ctx, s, row, reason, actor=username)
+
+    def _take_counts(self, t: Tunnel) -> tuple[int, int]:
+        """Traffic since the last write, counted into the metrics (on the event loop: no locks needed)."""
         din, dout = t.bytes_in - t.flushed_in, t.bytes_out - t.flushed_out
-        t.flushed_in, t.flushed_out = t.bytes_in, t.bytes_out
+        pin, pout = t.packets_in - t.flushed_pin, t.packets_out - t.flushed_pout
+        t.flushed_in, t.flushed_out, t.flushed_pin, t.flushed_pout = (
+            t.bytes_in,
+            t.bytes_out,
+            t.packets_in,
+            t.packets_out,
+        )
         metrics.BYTES_IN.inc(din)
         metrics.BYTES_OUT.inc(dout)
+        metrics.PACKETS_IN.inc(pin)
+        metrics.PACKETS_OUT.inc(pout)
+        return din, dout
+
+    def _write_later(self, t: Tunnel, *, connected: bool | None) -> None:
+        din, dout = self._take_counts(t)
+        # A detach recorded late must not mark a session that has since reconnected as detached.
+        at = self.ctx.clock.now()
+        asyncio.get_running_loop().run_in_executor(None, self._write, t.session_id, connected, din, dout, at)
+
+    def _write(self, session_id: str, connected: bool | None, din: int, dout: int, at: datetime) -> None:
         try:
-            sessions.mark(self.ctx, t.session_id, connected=connected, node=self.node, bytes_in=din, bytes_out=dout)
+            sessions.mark(
+                self.ctx,
+                session_id,
+                connected=connected,
+                node=self.node,
+                bytes_in=din,
+                bytes_out=dout,
+                unless_seen_after=None if connected else at,
+            )
         except Exception as exc:
-            logs.event("gateway.flush_failed", logging.ERROR, session=t.session_id, error=str(exc))
+            logs.event("gateway.write_failed", logging.ERROR, session=session_id, error=str(exc))
 
     # --- housekeeping: ended sessions, policy, timers ----------------------------------------
 
@@ -492,10 +534,6 @@ class Gateway:
             ).all()
         if now >= self._next_policy_at:
             self._recheck_policy()
-        if time.monotonic() - self._last_flush >= 10:
-            self._last_flush = time.monotonic()
-            for t in list(self.tunnels.values()):
-                self._flush(t, connected=True)
         return [(sid, reason or "Session ended") for sid, reason in ended if sid in self.tunnels]
 
     def _recheck_policy(self) -> None:
@@ -533,9 +571,6 @@ class Gateway:
             elif mono - t.last_rx > silent_limit:
                 t.writer.close()  # dead peer: drop the connection, keep the session for resumption
                 self._detach(t, "dead peer")
-
-    def _end_later(self, t: Tunnel, reason: str) -> None:
-        asyncio.get_running_loop().run_in_executor(None, self._end_session, t, reason)
 
 
 def _cookie(header: str, name: str) -> str | None:

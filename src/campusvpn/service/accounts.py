@@ -303,3 +303,12 @@ def describe(ctx: Context, s: Session, user: User) -> dict[str, object]:
         "methods": [method_summary(m) for m in user.methods if m.confirmed_at is not None],
         "trusted_devices": sum(1 for d in devices if d.expires_at > now),
     }
+
+
+def current_role(ctx: Context, s: Session, user: User) -> str | None:
+    """The role of the affiliation that covers today, if any."""
+    from campusvpn.core.calendar import local_day
+    from campusvpn.core.policy import continuous_since
+
+    aff = continuous_since(facts(ctx, s, user).affiliations, local_day(ctx.clock.now(), ctx.policy.zone))
+    return aff.role if aff else None

@@ -158,21 +158,29 @@ def kill(
 
 
 def mark(
-    ctx: Context, public_id: str, *, connected: bool, node: str | None = None, bytes_in: int = 0, bytes_out: int = 0
+    ctx: Context,
+    public_id: str,
+    *,
+    connected: bool | None,
+    node: str | None = None,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+    unless_seen_after: datetime | None = None,
 ) -> None:
-    """Record a connection attaching or detaching, and traffic counters (deltas)."""
+    """Record traffic (deltas) and whether a connection is attached. With `unless_seen_after`, the
+    connection state is left alone if the session was seen later (it has reconnected meanwhile)."""
     with ctx.tx() as s:
         s.execute(
             update(VpnSession)
             .where(VpnSession.public_id == public_id)
-            .values(
-                connected=connected,
-                node=node,
-                last_seen_at=ctx.clock.now(),
-                bytes_in=VpnSession.bytes_in + bytes_in,
-                bytes_out=VpnSession.bytes_out + bytes_out,
-            )
+            .values(bytes_in=VpnSession.bytes_in + bytes_in, bytes_out=VpnSession.bytes_out + bytes_out)
         )
+        if connected is None:  # traffic only
+            return
+        q = update(VpnSession).where(VpnSession.public_id == public_id)
+        if unless_seen_after is not None:
+            q = q.where(VpnSession.last_seen_at <= unless_seen_after)
+        s.execute(q.values(connected=connected, node=node, last_seen_at=ctx.clock.now()))
 
 
 def listing(ctx: Context, *, live_only: bool = True, username: str | None = None) -> list[dict[str, object]]:

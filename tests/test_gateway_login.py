@@ -162,3 +162,15 @@ def test_suspended_or_revoked_accounts_get_their_reason(ctx: Context, clock: Fix
     out = lg.handle_request(reply(lg.handle, secondary_password=codes[0]))
     msg = error(out.body) or ""
     assert ("unpaid fees" in msg) if status == "suspend" else ("closed" in msg)
+
+
+def test_a_group_not_for_the_users_role_is_refused_with_the_choices(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = open_context(make_config(tmp_path, PROFILES), clock)
+    add_user(ctx, role="student")
+    secret, _ = enrol_totp(ctx, clock)
+    lg = new_login(ctx)
+    lg.handle_request(init(group="staff"))
+    lg.handle_request(reply(lg.handle, group="staff", username="1234567890", password=PASSWORD))
+    out = lg.handle_request(reply(lg.handle, secondary_password=pyotp.TOTP(secret).at(clock.now())))
+    assert out.token is None
+    assert error(out.body) == "The group 'staff' is not for your role (student). Choose students."

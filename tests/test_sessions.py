@@ -85,3 +85,26 @@ def test_everything_that_ends_access_ends_the_sessions(ctx: Context, action: str
     assert ended["ended"] is not None and ended["end_reason"]
     if action in ("kill_user", "kill_id"):  # the address is free again, and the user gets it back
         assert _open(ctx, "1234567890").session.address == opened.session.address
+
+
+def test_dead_detached_sessions_do_not_count_against_the_limit(ctx: Context, clock: FixedClock) -> None:
+    add_user(ctx)
+    stale = [_open(ctx) for _ in range(ctx.config.gateway.max_sessions_per_user)]
+    for o in stale:  # laptops went to sleep: connections gone, no BYE
+        sessions.mark(ctx, o.session.public_id, connected=False)
+    clock.advance(ctx.config.gateway.disconnected_timeout + timedelta(seconds=1))
+    fresh = _open(ctx)  # allowed: the dead ones are ended first, and their addresses freed
+    assert fresh.session.address == stale[0].session.address
+    ended = [r for r in sessions.listing(ctx, live_only=False) if r["ended"]]
+    assert len(ended) == 3 and all(r["end_reason"] == "the disconnected session timed out" for r in ended)
+
+
+def test_a_restarted_gateway_detaches_its_old_sessions_so_they_can_resume(ctx: Context) -> None:
+    add_user(ctx)
+    o = _open(ctx)
+    sessions.mark(ctx, o.session.public_id, connected=True, node="gw1")
+    assert sessions.detach_node(ctx, "gw2") == 0
+    assert sessions.detach_node(ctx, "gw1") == 1
+    with ctx.tx() as s:
+        row = sessions.resumable(ctx, s, o.token)
+        assert row is not None and not row.connected

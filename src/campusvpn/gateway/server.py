@@ -94,11 +94,15 @@ class Gateway:
         # exact time a notice says something changes (a training deadline, an affiliation's last day).
         self._next_policy_at = ctx.clock.now() + self.cfg.gateway.policy_recheck
         self._last_flush = time.monotonic()
+        self._last_expiry = 0.0
         self.server: asyncio.Server | None = None
 
     # --- start and stop -------------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> None:
+        detached = await asyncio.to_thread(sessions.detach_node, self.ctx, self.node)
+        if detached:
+            logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
         tls = ssl_context(str(self.cfg.path(self.cfg.tls.certificate)), str(self.cfg.path(self.cfg.tls.key)))
         self.server = await asyncio.start_server(
             self._client,
@@ -532,6 +536,10 @@ class Gateway:
                     VpnSession.ended_at.is_not(None), VpnSession.ended_at >= since - timedelta(seconds=2)
                 )
             ).all()
+        if time.monotonic() - self._last_expiry >= 10:
+            self._last_expiry = time.monotonic()
+            with self.ctx.tx() as s:
+                sessions.expire_stale(self.ctx, s)
         if now >= self._next_policy_at:
             self._recheck_policy()
         return [(sid, reason or "Session ended") for sid, reason in ended if sid in self.tunnels]

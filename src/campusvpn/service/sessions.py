@@ -34,10 +34,44 @@ def live_query(now: datetime) -> Select[VpnSession]:
     return select(VpnSession).where(VpnSession.ended_at.is_(None), VpnSession.expires_at > now)
 
 
+def expire_stale(ctx: Context, s: Session) -> int:
+    """End sessions past their time limit, and detached ones not resumed within the disconnected timeout."""
+    now = ctx.clock.now()
+    stale = s.scalars(
+        select(VpnSession)
+        .where(VpnSession.ended_at.is_(None))
+        .where(
+            (VpnSession.expires_at <= now)
+            | (
+                VpnSession.connected.is_(False)
+                & (VpnSession.last_seen_at < now - ctx.config.gateway.disconnected_timeout)
+            )
+        )
+    ).all()
+    for row in stale:
+        why = "session time limit reached" if row.expires_at <= now else "the disconnected session timed out"
+        _end(s, row, now, why, actor="system")
+    return len(stale)
+
+
+def detach_node(ctx: Context, node: str) -> int:
+    """A gateway (re)starting: its sessions have no live connection any more, but may resume."""
+    with ctx.tx() as s:
+        rows = s.scalars(
+            select(VpnSession).where(
+                VpnSession.ended_at.is_(None), VpnSession.node == node, VpnSession.connected.is_(True)
+            )
+        ).all()
+        for row in rows:
+            row.connected, row.last_seen_at = False, ctx.clock.now()
+        return len(rows)
+
+
 def open_session(
     ctx: Context, s: Session, user: User, *, profile: str | None, pool: str, source: str | None, client: str | None
 ) -> Opened:
     now = ctx.clock.now()
+    expire_stale(ctx, s)  # dead sessions must not count against the limit or hold addresses
     limit = ctx.config.gateway.max_sessions_per_user
     mine = list(s.scalars(live_query(now).where(VpnSession.user_id == user.id).order_by(VpnSession.started_at)))
     if len(mine) >= limit:

@@ -10,6 +10,7 @@ this device. Every refusal comes back as the client's own error text.
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,10 +50,15 @@ class GatewayLogin:
     created: datetime | None = None
     profile: VpnProfile | None = None
     _engine: SignIn | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- entry ------------------------------------------------------------------------------
 
     def handle_request(self, req: AuthRequest) -> LoginReply:
+        with self._lock:  # one step at a time, even if a client sends two at once
+            return self._handle(req)
+
+    def _handle(self, req: AuthRequest) -> LoginReply:
         if self.created is None:
             self.created = self.ctx.clock.now()
         if req.kind == "init" or self._engine is None:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,6 +88,7 @@ class Gateway:
         self.by_address: dict[bytes, Tunnel] = {}
         self.logins: dict[str, GatewayLogin] = {}
         self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
+        self._registry_lock = threading.Lock()  # sign-in steps run in worker threads
         self.pending = asyncio.Semaphore(self.cfg.gateway.max_pending)
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
         self._last_end_check = ctx.clock.now() - timedelta(seconds=5)
@@ -282,14 +284,18 @@ class Gateway:
             )
             return login, fail, []
         now = self.ctx.clock.now()
-        for stale in [h for h, lg in self.logins.items() if lg.expired(now)]:
-            del self.logins[stale]
+        with self._registry_lock:
+            for stale in [h for h, lg in self.logins.items() if lg.expired(now)]:
+                del self.logins[stale]
         if req.kind == "logout":
             self._logout(req.session_token)
             return None, xmlauth.logout_ok(), []
         handle = req.handle or _cookie(headers.get("cookie", ""), "webvpncontext")
-        if req.kind != "init" and handle in self.logins:
-            login = self.logins[handle]
+        with self._registry_lock:
+            known = self.logins.get(handle or "")
+        # A sign-in continues only from the address that began it.
+        if req.kind != "init" and known is not None and known.source == source:
+            login = known
         if login is None or req.kind == "init":
             device = _device_token(target, req.group_access, headers.get("cookie", ""))
             login = GatewayLogin(
@@ -299,11 +305,13 @@ class Gateway:
                 cert_sha1=self.cert_sha1,
                 device_token=device,
             )
-            self.logins[login.handle] = login
+            with self._registry_lock:
+                self.logins[login.handle] = login
         reply = login.handle_request(req)
         cookies = [("Set-Cookie", f"webvpncontext={login.handle}; Secure; HttpOnly; Max-Age=300")]
         if reply.finished:
-            self.logins.pop(login.handle, None)
+            with self._registry_lock:
+                self.logins.pop(login.handle, None)
             metrics.LOGINS.labels("ok" if reply.token else "refused").inc()
             logs.event(
                 "gateway.login",

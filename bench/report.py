@@ -1,0 +1,150 @@
+"""Build bench/RESULTS.md and its charts from one bench/run.sh run (ocserv and campusvpn figures).
+
+Usage: python bench/report.py RUN_DIR BENCH_DIR
+RUN_DIR holds ocserv/figures.txt and campusvpn/figures.txt as written by the test bed's run-all.sh.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# (figure suffix, label, unit, better: "high" or "low", target ratio campusvpn/ocserv or None)
+ROWS = [
+    ("tunnel.tcp_c2s_1stream", "TCP client→campus, 1 stream", "Mbit/s", "high", 1.0),
+    ("tunnel.tcp_s2c_1stream", "TCP campus→client, 1 stream", "Mbit/s", "high", 1.0),
+    ("tunnel.tcp_c2s_4streams", "TCP client→campus, 4 streams", "Mbit/s", "high", 1.0),
+    ("tunnel.tcp_s2c_4streams", "TCP campus→client, 4 streams", "Mbit/s", "high", 1.0),
+    ("tunnel.ping_rtt_median", "ping RTT through the tunnel (median)", "ms", "low", 1.2),
+    ("setup.connect_median", "full connect (auth + tunnel + first ping), median", "s", "low", 1.0),
+    ("setup.connect_p95", "full connect, p95", "s", "low", None),
+    ("setup.handshake_median", "gateway part of the connect, median", "s", "low", 1.0),
+    ("memory.gw_rss_per_session", "gateway RSS per idle session (50 sessions)", "KiB", "low", 0.1),
+    ("memory.gw_pss_per_session", "gateway PSS per idle session (50 sessions)", "KiB", "low", None),
+    ("memory.gw_rss_base", "gateway RSS with no session", "KiB", "low", None),
+    ("idle.gw_cpu", "gateway CPU, 50 idle sessions", "% of a core", "low", None),
+]
+
+
+def figures(path: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith("#"):
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def pick(figs: dict[str, float], name: str, suffix: str, mode: str = "off") -> float | None:
+    return figs.get(f"{name}.dtls-{mode}.{suffix}")
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def main() -> None:
+    run, bench = Path(sys.argv[1]), Path(sys.argv[2])
+    oc = figures(run / "ocserv" / "figures.txt")
+    cv = figures(run / "campusvpn" / "figures.txt")
+    lines = [
+        "# campusvpn against ocserv",
+        "",
+        f"One run of `bash bench/run.sh` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: the test bed in "
+        "`../shared/testbed` (three network namespaces, the real openconnect client), ocserv first, then campusvpn, "
+        f"same machine. Raw figures: `bench/results/{run.name}/`.",
+        "",
+        "| figure | ocserv (TLS only) | campusvpn (TLS only) | unit | ratio campusvpn/ocserv | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suffix, label, unit, better, target in ROWS:
+        o, c = pick(oc, "ocserv", suffix), pick(cv, "campusvpn", suffix)
+        ratio = f"{c / o:.2f}" if o and c is not None else "-"
+        if target is None:
+            goal = ""
+        else:
+            goal = f"{'≥' if better == 'high' else '≤'} {target}"
+            if o and c is not None:
+                met = (c / o >= target) if better == "high" else (c / o <= target)
+                goal += " ✔" if met else " ✘"
+        lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} | {unit} | {ratio} | {goal} |")
+    dtls = pick(oc, "ocserv", "tunnel.tcp_c2s_1stream", "on")
+    raw = oc.get("raw.tcp_c2s_1stream")
+    lines += [
+        "",
+        f"For reference: ocserv with DTLS, 1 stream client→campus: {_fmt(dtls)} Mbit/s; plain forwarding "
+        f"without VPN: {_fmt(raw)} Mbit/s. campusvpn has no DTLS yet, so its clients run CSTP over TLS.",
+        "",
+        "campusvpn's connects sign in with the password from a trusted device (the test bed repeats connects "
+        "faster than one TOTP step, and campusvpn accepts each TOTP code once); ocserv's with a password only.",
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "![memory per session](memory.png)",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {platform.node()}: {platform.machine()}, {_cpus()} CPUs, Linux {platform.release()}",
+        f"- {version(['ocserv', '--version'])}; {version(['openconnect', '--version'])}",
+        f"- Python {platform.python_version()}",
+    ]
+    (bench / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    _charts(oc, cv, bench)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.0f}"
+
+
+def _cpus() -> str:
+    import os
+
+    return str(os.cpu_count())
+
+
+def _charts(oc: dict[str, float], cv: dict[str, float], bench: Path) -> None:
+    names = ["tcp_c2s_1stream", "tcp_s2c_1stream", "tcp_c2s_4streams", "tcp_s2c_4streams"]
+    labels = ["c→s 1", "s→c 1", "c→s 4", "s→c 4"]
+    o = [pick(oc, "ocserv", f"tunnel.{n}") or 0 for n in names]
+    c = [pick(cv, "campusvpn", f"tunnel.{n}") or 0 for n in names]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], o, 0.4, label="ocserv (TLS only)")
+    ax.bar([x + 0.2 for x in xs], c, 0.4, label="campusvpn (TLS only)")
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("Mbit/s")
+    ax.set_title("TCP throughput through the tunnel (streams)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(bench / "throughput.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    vals = [pick(oc, "ocserv", "memory.gw_rss_per_session") or 0, pick(cv, "campusvpn", "memory.gw_rss_per_session") or 0]
+    ax.bar(["ocserv", "campusvpn"], vals, color=["tab:blue", "tab:orange"])
+    ax.set_ylabel("KiB per idle session (RSS)")
+    ax.set_title("Gateway memory per session (50 sessions)")
+    fig.tight_layout()
+    fig.savefig(bench / "memory.png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

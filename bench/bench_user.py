@@ -24,7 +24,8 @@ from campusvpn.signin import Code, Finished, Password, Purpose, SignIn
 def main() -> None:
     config, username, password = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     ctx = open_context(load_config(config), SystemClock())
-    accounts.add_user(ctx, accounts.NewUser(username, "staff", start=date(2020, 4, 1)), actor="bench", password=password)
+    new = accounts.NewUser(username, "staff", start=date(2020, 4, 1))
+    accounts.add_user(ctx, new, actor="bench", password=password)
     today = ctx.clock.now().date()
     training.import_completions(ctx, f"username,completed_on\n{username},{today.isoformat()}\n", actor="bench")
     mfa.apply(ctx, username, actor="bench")

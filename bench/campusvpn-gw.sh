@@ -49,6 +49,7 @@ for a, b in [('listen = "0.0.0.0:443"', 'listen = "10.99.0.2:443"'),
 open(p, "w").write(s)
 PYEOF
     eval "$("$PY" "$HERE/bench_user.py" "$conf" "$GW_USER" "$GW_PASS")"
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # 10,000 sessions need 10,000 sockets
     CAMPUSVPN_LOG_LEVEL=WARNING ip netns exec "$NS" "$PY" -m campusvpn --config "$conf" serve \
         >"$STATE/gateway.log" 2>&1 &
     pid=$!

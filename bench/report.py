@@ -137,7 +137,8 @@ def _charts(oc: dict[str, float], cv: dict[str, float], bench: Path) -> None:
     fig.savefig(bench / "throughput.png", dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4))
-    vals = [pick(oc, "ocserv", "memory.gw_rss_per_session") or 0, pick(cv, "campusvpn", "memory.gw_rss_per_session") or 0]
+    key = "memory.gw_rss_per_session"
+    vals = [pick(oc, "ocserv", key) or 0, pick(cv, "campusvpn", key) or 0]
     ax.bar(["ocserv", "campusvpn"], vals, color=["tab:blue", "tab:orange"])
     ax.set_ylabel("KiB per idle session (RSS)")
     ax.set_title("Gateway memory per session (50 sessions)")

@@ -440,11 +440,12 @@ class Gateway:
 
     def _tun_readable(self) -> None:
         assert self.tun_fd is not None
+        batches: dict[Tunnel, list[bytes]] = {}
         for _ in range(256):  # bounded batch per wake-up, so one flood cannot starve the loop
             try:
                 packet = os.read(self.tun_fd, 65535)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             if len(packet) < 20 or packet[0] >> 4 != 4:
                 continue
             t = self.by_address.get(packet[16:20])
@@ -452,8 +453,17 @@ class Gateway:
                 continue
             t.bytes_out += len(packet)
             t.packets_out += 1
-            t.last_data = time.monotonic()
-            t.send(cstp.encode(FrameType.DATA, packet))
+            frames = batches.get(t)
+            if frames is None:
+                batches[t] = [cstp.encode(FrameType.DATA, packet)]
+            else:
+                frames.append(cstp.encode(FrameType.DATA, packet))
+        now = time.monotonic()
+        for t, frames in batches.items():
+            t.last_data = now
+            # Each frame becomes its own TLS record (openconnect needs that), and the records of one
+            # wake-up leave in a single socket write.
+            t.writer.writelines(frames)
 
     # --- ending ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ RUN_DIR holds ocserv/figures.txt and campusvpn/figures.txt as written by the tes
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # (figure suffix, label, unit, better: "high" or "low", target ratio campusvpn/ocserv or None)
 ROWS = [
@@ -41,10 +42,8 @@ def figures(path: Path) -> dict[str, float]:
     for line in path.read_text().splitlines():
         parts = line.split()
         if len(parts) >= 2 and not line.startswith("#"):
-            try:
+            with contextlib.suppress(ValueError):
                 out[parts[0]] = float(parts[1])
-            except ValueError:
-                pass
     return out
 
 

@@ -1,0 +1,119 @@
+"""Full sign-in time with password + TOTP, and cookie-resume time, with the real openconnect.
+
+Each round uses its own user (its own TOTP secret), because campusvpn accepts each TOTP code once.
+Run on the host with the test bed up and the gateway running:
+  python bench/connect_time.py --config CONF --pin PIN --rounds 10
+Prints `name value unit` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyotp
+
+from campusvpn.platform.config import load_config
+from campusvpn.service import accounts, mfa, training
+from campusvpn.service.context import open_context
+
+NOROUTE = Path(__file__).resolve().parent.parent.parent / "shared" / "testbed" / "oc-noroute-script.sh"
+PASSWORD = "bench-pass-12345"
+
+
+def make_users(config: Path, n: int, first: int) -> list[tuple[str, str]]:
+    ctx = open_context(load_config(config))
+    out = []
+    try:
+        for i in range(n):
+            name = str(first + i)
+            accounts.add_user(ctx, accounts.NewUser(name, "staff", start=date(2020, 4, 1)), actor="bench",
+                              password=PASSWORD)
+            training.import_completions(ctx, f"username,completed_on\n{name},{ctx.clock.now().date()}\n",
+                                        actor="bench")
+            mfa.apply(ctx, name, actor="bench")
+            with ctx.tx() as s:
+                ctx.user(s, name).mfa_applied_at = ctx.clock.now() - ctx.config.mfa.activation_delay * 2
+            e = mfa.begin_totp(ctx, name, actor="bench")
+            mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30)),
+                             actor="bench")
+            out.append((name, e.secret))
+    finally:
+        ctx.engine.dispose()
+    return out
+
+
+def oc(ns: str, args: list[str], stdin: str, timeout: float = 60) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t = time.monotonic()
+    r = subprocess.run(["ip", "netns", "exec", ns, "openconnect", *args], input=stdin, capture_output=True, text=True,
+                       timeout=timeout, check=False)
+    return time.monotonic() - t, r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", type=Path, help="campusvpn's config (not needed with --password-only)")
+    ap.add_argument("--pin", required=True)
+    ap.add_argument("--url", default="https://10.99.0.2:443/")
+    ap.add_argument("--ns", default="vb-client")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--first-user", type=int, default=4000000000)
+    ap.add_argument("--name", default="campusvpn", help="figure prefix")
+    ap.add_argument("--password-only", nargs=2, metavar=("USER", "PASSWORD"),
+                    help="a gateway without MFA (ocserv): the same user and password every round")
+    args = ap.parse_args()
+    global PASSWORD
+    if args.password_only:
+        user, PASSWORD = args.password_only
+        users: list[tuple[str, str | None]] = [(user, None)] * args.rounds
+    else:
+        users = list(make_users(args.config, args.rounds, args.first_user))
+    auth_times, connect_times, resume_times, failures = [], [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, secret in users:
+            common = ["--servercert", args.pin, "--user", name, "--passwd-on-stdin", "--non-inter"]
+            if secret:
+                common += ["--token-mode=totp", f"--token-secret=base32:{secret}"]
+            # 1. sign-in only (TLS, password, TOTP, session): what the user waits for before the tunnel.
+            took, r = oc(args.ns, [*common, "--authenticate", args.url], PASSWORD + "\n")
+            found = re.search(r"COOKIE='([^']*)'", r.stdout)  # "openconnect_strapkey=…; webvpn=…"
+            cookie = found.group(1) if found else None
+            if r.returncode != 0 or cookie is None:
+                failures += 1
+                continue
+            auth_times.append(took)
+            # 2. tunnel up with that cookie (a resumption: no password, no code).
+            pidfile = Path(tmp) / f"{name}.pid"
+            took, r = oc(args.ns, ["--servercert", args.pin, "--cookie-on-stdin", "--background",
+                                   f"--pid-file={pidfile}", "--script", str(NOROUTE), args.url], cookie + "\n")
+            if r.returncode != 0 or not pidfile.exists():
+                failures += 1
+                continue
+            resume_times.append(took)
+            connect_times.append(auth_times[-1] + took)
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGINT)  # BYE
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+    for label, xs in (("auth", auth_times), ("connect", connect_times), ("resume", resume_times)):
+        if xs:
+            print(f"{args.name}.signin.{label}_median {statistics.median(xs):.3f} s")
+            print(f"{args.name}.signin.{label}_max {max(xs):.3f} s")
+    print(f"{args.name}.signin.rounds {len(connect_times)} count")
+    print(f"{args.name}.signin.failures {failures} count")
+
+
+if __name__ == "__main__":
+    main()

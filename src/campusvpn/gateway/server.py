@@ -134,8 +134,14 @@ class Gateway:
             self._check_timers()
             if time.monotonic() - self._last_flush >= 10:
                 self._last_flush = time.monotonic()
-                for t in list(self.tunnels.values()):
-                    self._write_later(t, connected=True)
+                # Idle tunnels have nothing to write; the others go in one transaction.
+                deltas = [
+                    (t.session_id, *self._take_counts(t))
+                    for t in list(self.tunnels.values())
+                    if t.bytes_in != t.flushed_in or t.bytes_out != t.flushed_out
+                ]
+                if deltas:
+                    await asyncio.to_thread(self._write_traffic, deltas)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -526,6 +532,12 @@ class Gateway:
         # A detach recorded late must not mark a session that has since reconnected as detached.
         at = self.ctx.clock.now()
         asyncio.get_running_loop().run_in_executor(None, self._write, t.session_id, connected, din, dout, at)
+
+    def _write_traffic(self, deltas: list[tuple[str, int, int]]) -> None:
+        try:
+            sessions.add_traffic(self.ctx, deltas)
+        except Exception as exc:
+            logs.event("gateway.write_failed", logging.ERROR, sessions=len(deltas), error=str(exc))
 
     def _write(self, session_id: str, connected: bool | None, din: int, dout: int, at: datetime) -> None:
         try:

@@ -217,6 +217,23 @@ def mark(
         s.execute(q.values(connected=connected, node=node, last_seen_at=ctx.clock.now()))
 
 
+def add_traffic(ctx: Context, deltas: list[tuple[str, int, int]]) -> None:
+    """Add traffic counters of many sessions in one transaction: (session id, bytes in, bytes out)."""
+    if not deltas:
+        return
+    with ctx.tx() as s:
+        for public_id, din, dout in deltas:
+            s.execute(
+                update(VpnSession)
+                .where(VpnSession.public_id == public_id)
+                .values(
+                    bytes_in=VpnSession.bytes_in + din,
+                    bytes_out=VpnSession.bytes_out + dout,
+                    last_seen_at=ctx.clock.now(),
+                )
+            )
+
+
 def listing(ctx: Context, *, live_only: bool = True, username: str | None = None) -> list[dict[str, object]]:
     with ctx.tx() as s:
         now = ctx.clock.now()

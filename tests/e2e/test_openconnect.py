@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -22,20 +21,6 @@ Testbed.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test c
 
 _missing = missing_requirements()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests: {_missing}")
-
-
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    tb = Testbed(tmp_path_factory.mktemp("e2e"))
-    try:
-        tb.build()
-        tb.init_site()
-        tb.start_gateway()
-        yield tb
-    finally:
-        tb.destroy()
-        print(f"\n--- gateway log ({tb.gw_log}) tail ---\n" + "\n".join(tb.gw_log.read_text().splitlines()[-15:])
-              if tb.gw_log.exists() else "")
 
 
 def recorder(bed: Testbed, tag: str) -> str:

@@ -17,7 +17,6 @@ import pytest
 from tests.e2e.helpers_net import FUZZER, TCP_CLIENT, TCP_SERVER
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 
-
 _missing = missing_requirements()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests: {_missing}")
 

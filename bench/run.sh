@@ -8,15 +8,22 @@ PROJECT=$PWD
 TB=$(cd "$PROJECT/../shared/testbed" && pwd)
 STAMP=$(date -u +%Y%m%d-%H%M)
 OUT="$PROJECT/bench/results/$STAMP"
+EXTRA_ONLY=0
+if [ "${1:-}" = "--extra-only" ]; then  # redo only the extra figures of an earlier run: --extra-only DIR
+    OUT=$(cd "$2" && pwd); EXTRA_ONLY=1; shift 2
+    rm -f "$OUT/extra-figures.txt"
+fi
 mkdir -p "$OUT"
 python3 -m pip install -q --disable-pip-version-check -e . matplotlib 2>&1 | grep -v -e "WARNING: Running pip" -e "WARNING: Location" || true
 command -v ocserv >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ocserv >/dev/null; }
 extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 # ocserv with DTLS on and off (its TLS-only figures are the like-for-like comparison), then campusvpn.
-"$TB/run-all.sh" --modes "on off" --out-dir "$OUT/ocserv" -- "${extra[@]}" | tee "$OUT/ocserv.out"
-"$TB/run-all.sh" --gw-cmd "$PROJECT/bench/campusvpn-gw.sh" --modes "off" --out-dir "$OUT/campusvpn" -- "${extra[@]}" \
-    | tee "$OUT/campusvpn.out"
+if [ "$EXTRA_ONLY" = 0 ]; then
+    "$TB/run-all.sh" --modes "on off" --out-dir "$OUT/ocserv" -- "${extra[@]}" | tee "$OUT/ocserv.out"
+    "$TB/run-all.sh" --gw-cmd "$PROJECT/bench/campusvpn-gw.sh" --modes "off" --out-dir "$OUT/campusvpn" \
+        -- "${extra[@]}" | tee "$OUT/campusvpn.out"
+fi
 
 # Figures the test bed does not take: sign-in with MFA and cookie resumption for both gateways,
 # and campusvpn holding 1,000 and 10,000 idle tunnels.

@@ -38,7 +38,6 @@ trap '"$PROJECT/bench/campusvpn-gw.sh" stop --state "$OUT/cv-state" || true; "$T
 ( . "$OUT/cv-state/gw.env"
   python3 "$PROJECT/bench/connect_time.py" --config "$BENCH_CONFIG" --pin "$GW_PIN" --rounds 10
   for n in 1000 10000; do
-      ulimit -n 65536
       ip netns exec vb-client python3 "$PROJECT/bench/idle_sessions.py" --config "$BENCH_CONFIG" --sessions $n \
           --hold 30 --gw-pid "$GW_PID" --user $((3000000000 + n))
   done ) | tee -a "$EXTRA"

@@ -73,14 +73,14 @@ def open_sessions(config: Path, n: int, user: str) -> list[str]:
 
 class Holder:
     def __init__(self) -> None:
+        self.until = float("inf")  # set once every tunnel is up: then the idle window starts
         self.connected = 0
         self.failed = 0
         self.dpd_sent = 0
         self.dpd_answered = 0
 
 
-async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, until: float, dpd: float,
-                   h: Holder) -> None:
+async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: float, h: Holder) -> None:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=tls), 60)
         writer.write(f"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {addr}\r\nCookie: webvpn={token}\r\n"
@@ -92,10 +92,10 @@ async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, until:
             return
         h.connected += 1
         buf = b""
-        while time.monotonic() < until:
+        while time.monotonic() < h.until:
             writer.write(DPD_REQ)
             h.dpd_sent += 1
-            deadline = min(until, time.monotonic() + dpd)
+            deadline = min(h.until, time.monotonic() + dpd)
             while time.monotonic() < deadline:
                 try:
                     data = await asyncio.wait_for(reader.read(4096), max(0.05, deadline - time.monotonic()))
@@ -125,21 +125,21 @@ async def run(args: argparse.Namespace, tokens: list[str]) -> None:
     h = Holder()
     start = time.monotonic()
     # Connect in waves so the gateway's pending-connection limit and the listen backlog are respected.
-    until = start + args.connect_timeout + args.hold
     tasks = []
     for i, token in enumerate(tokens):
-        tasks.append(asyncio.create_task(hold_one(args.addr, args.port, token, tls, until, args.dpd, h)))
+        tasks.append(asyncio.create_task(hold_one(args.addr, args.port, token, tls, args.dpd, h)))
         if i % 200 == 199:
             await asyncio.sleep(0.2)
     t0 = time.monotonic()
     while h.connected + h.failed < len(tokens) and time.monotonic() - t0 < args.connect_timeout:
         await asyncio.sleep(0.5)
     connect_time = time.monotonic() - start
+    h.until = time.monotonic() + args.hold + 2
     await asyncio.sleep(2)
     rss1, pss1 = proc_kib(pid, "VmRSS"), pss_kib(pid)
     cpu0, w0 = cpu_seconds(pid), time.monotonic()
     sent0, ans0 = h.dpd_sent, h.dpd_answered
-    await asyncio.sleep(max(1.0, until - time.monotonic() - 1))
+    await asyncio.sleep(max(1.0, h.until - time.monotonic() - 1))
     cpu1, w1 = cpu_seconds(pid), time.monotonic()
     n = max(1, h.connected)
     tag = f"campusvpn.idle{len(tokens)}"

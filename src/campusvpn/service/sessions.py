@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,10 +73,11 @@ def open_session(
     now = ctx.clock.now()
     expire_stale(ctx, s)  # dead sessions must not count against the limit or hold addresses
     limit = ctx.config.gateway.max_sessions_per_user
-    mine = list(s.scalars(live_query(now).where(VpnSession.user_id == user.id).order_by(VpnSession.started_at)))
-    if len(mine) >= limit:
+    mine = s.scalar(select(func.count()).select_from(VpnSession).where(
+        VpnSession.ended_at.is_(None), VpnSession.expires_at > now, VpnSession.user_id == user.id)) or 0
+    if mine >= limit:
         raise Conflict(
-            f"You already have {len(mine)} VPN session{'s' if len(mine) != 1 else ''} open, the most "
+            f"You already have {mine} VPN session{'s' if mine != 1 else ''} open, the most "
             f"allowed. Disconnect one (in the portal, or quit the VPN client on that device) and try again."
         )
     previous = s.scalars(

@@ -60,7 +60,8 @@ def pick(figs: dict[str, float], name: str, suffix: str, mode: str = "off") -> f
 
 def version(cmd: list[str]) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.splitlines()[0].strip()
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout or r.stderr).splitlines()[0].strip()  # ocserv prints its version on stderr
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "?"
 

@@ -501,6 +501,7 @@ class Gateway:
     def _end_later(self, t: Tunnel, reason: str) -> None:
         """End the session for good (BYE, idle, time limit). Called on the event loop."""
         self._forget(t)
+        logs.event("gateway.session_ended", session=t.session_id, user=t.username, reason=reason)
         din, dout = self._take_counts(t)
         asyncio.get_running_loop().run_in_executor(None, self._end_session, t.session_id, t.username, reason, din, dout)
 

@@ -35,12 +35,11 @@ class PhoneNumber:
     e164: str
     extension: str | None = None
 
-    def masked(self) -> str:
-        """What we show in prompts: enough to recognise, not enough to harvest."""
-        tail = self.e164[-2:]
-        return f"{self.e164[:3]}{'*' * (len(self.e164) - 5)}{tail}" + (
-            f" ext. {self.extension}" if self.extension else ""
-        )
+
+def masked(e164: str, extension: str | None = None) -> str:
+    """What we show in prompts: enough to recognise, not enough to harvest (`+81*******78`)."""
+    ext = f" ext. {extension}" if extension else ""
+    return f"{e164[:3]}{'*' * max(0, len(e164) - 5)}{e164[-2:]}{ext}"
 
 
 def parse_phone(kind: PhoneKind, number: str, extension: str | None, default_region: str) -> PhoneNumber:

@@ -19,7 +19,7 @@ from campusvpn.core.codes import (
     normalise_recovery_code,
     phone_code_digest,
 )
-from campusvpn.core.phones import CHANNELS, Channel, InvalidPhone, PhoneKind, parse_phone
+from campusvpn.core.phones import CHANNELS, Channel, InvalidPhone, PhoneKind, masked, parse_phone
 from campusvpn.core.policy import MfaState, mfa_state
 from campusvpn.platform.secretbox import SecretBoxError
 from campusvpn.service import audit, sessions
@@ -37,10 +37,7 @@ def state_of(user: User) -> MfaState:
 def method_label(m: MfaMethod) -> str:
     if m.kind == "totp":
         return "Authenticator app"
-    ext = f" ext. {m.phone_extension}" if m.phone_extension else ""
-    number = m.phone_number or ""
-    masked = f"{number[:3]}{'*' * max(0, len(number) - 5)}{number[-2:]}"
-    return f"{(m.phone_kind or 'phone').capitalize()} phone {masked}{ext}"
+    return f"{(m.phone_kind or 'phone').capitalize()} phone {masked(m.phone_number or '', m.phone_extension)}"
 
 
 def method_summary(m: MfaMethod) -> dict[str, object]:

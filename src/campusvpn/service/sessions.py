@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,8 +30,13 @@ class Opened:
     session: VpnSession
 
 
+def _live(now: datetime) -> ColumnElement[bool]:
+    """A session is live until it ends or reaches its time limit."""
+    return and_(VpnSession.ended_at.is_(None), VpnSession.expires_at > now)
+
+
 def live_query(now: datetime) -> Select[VpnSession]:
-    return select(VpnSession).where(VpnSession.ended_at.is_(None), VpnSession.expires_at > now)
+    return select(VpnSession).where(_live(now))
 
 
 def expire_stale(ctx: Context, s: Session) -> int:
@@ -73,8 +78,7 @@ def open_session(
     now = ctx.clock.now()
     expire_stale(ctx, s)  # dead sessions must not count against the limit or hold addresses
     limit = ctx.config.gateway.max_sessions_per_user
-    mine = s.scalar(select(func.count()).select_from(VpnSession).where(
-        VpnSession.ended_at.is_(None), VpnSession.expires_at > now, VpnSession.user_id == user.id)) or 0
+    mine = s.scalar(select(func.count()).select_from(VpnSession).where(_live(now), VpnSession.user_id == user.id)) or 0
     if mine >= limit:
         raise Conflict(
             f"You already have {mine} VPN session{'s' if mine != 1 else ''} open, the most "

@@ -51,7 +51,7 @@ def keys(step: str, username: str, source: str | None) -> tuple[str, str | None]
 
 def unlock(s: Session, username: str) -> int:
     """Clear a user's password and second-factor counters (help desk, after checking identity)."""
-    rows = [s.get(ThrottleCounter, k) for k in (f"password:user:{username}", f"second:user:{username}")]
+    rows = [s.get(ThrottleCounter, keys(step, username, None)[0]) for step in ("password", "second")]
     for row in rows:
         if row is not None:
             s.delete(row)

@@ -16,13 +16,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
-import pyotp
+from benchlib import enrol_totp, ready_user
 
 from campusvpn.platform.config import load_config
-from campusvpn.service import accounts, mfa, training
 from campusvpn.service.context import open_context
 
 NOROUTE = Path(__file__).resolve().parent.parent.parent / "shared" / "testbed" / "oc-noroute-script.sh"
@@ -35,17 +33,8 @@ def make_users(config: Path, n: int, first: int) -> list[tuple[str, str]]:
     try:
         for i in range(n):
             name = str(first + i)
-            accounts.add_user(ctx, accounts.NewUser(name, "staff", start=date(2020, 4, 1)), actor="bench",
-                              password=PASSWORD)
-            training.import_completions(ctx, f"username,completed_on\n{name},{ctx.clock.now().date()}\n",
-                                        actor="bench")
-            mfa.apply(ctx, name, actor="bench")
-            with ctx.tx() as s:
-                ctx.user(s, name).mfa_applied_at = ctx.clock.now() - ctx.config.mfa.activation_delay * 2
-            e = mfa.begin_totp(ctx, name, actor="bench")
-            mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30)),
-                             actor="bench")
-            out.append((name, e.secret))
+            ready_user(ctx, name, password=PASSWORD)
+            out.append((name, enrol_totp(ctx, name)))
     finally:
         ctx.engine.dispose()
     return out

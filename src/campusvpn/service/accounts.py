@@ -12,7 +12,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campusvpn.core.policy import AccountFacts, AccountStatus
+from campusvpn.core.calendar import local_day
+from campusvpn.core.policy import AccountFacts, AccountStatus, continuous_since
 from campusvpn.core.policy import Affiliation as AffiliationPeriod
 from campusvpn.core.usernames import InvalidUsername
 from campusvpn.service import audit, sessions
@@ -307,8 +308,5 @@ def describe(ctx: Context, s: Session, user: User) -> dict[str, object]:
 
 def current_role(ctx: Context, s: Session, user: User) -> str | None:
     """The role of the affiliation that covers today, if any."""
-    from campusvpn.core.calendar import local_day
-    from campusvpn.core.policy import continuous_since
-
     aff = continuous_since(facts(ctx, s, user).affiliations, local_day(ctx.clock.now(), ctx.policy.zone))
     return aff.role if aff else None

@@ -16,7 +16,7 @@ from campusvpn.cli.render import decision_text, emit_json, local
 from campusvpn.cli.setup import init_dir
 from campusvpn.core.policy import AccountStatus
 from campusvpn.core.usernames import InvalidUsername
-from campusvpn.platform.clock import Clock, FixedClock, SystemClock
+from campusvpn.platform.clock import Clock, FileClock, FixedClock, SystemClock
 from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
 from campusvpn.platform.config_render import reference_markdown
 from campusvpn.platform.secretbox import SecretBoxError
@@ -26,6 +26,7 @@ from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
 
 FAKE_NOW_ENV = "CAMPUSVPN_FAKE_NOW"  # tests and demos only: pins the clock to this ISO time
+FAKE_NOW_FILE_ENV = "CAMPUSVPN_FAKE_NOW_FILE"  # tests and demos only: a running clock set from a file
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -64,6 +65,8 @@ class Env:
 
 def _clock() -> Clock:
     fake = os.environ.get(FAKE_NOW_ENV)
+    if os.environ.get(FAKE_NOW_FILE_ENV):
+        return FileClock(os.environ[FAKE_NOW_FILE_ENV])
     if fake:
         at = datetime.fromisoformat(fake)
         return FixedClock(at)

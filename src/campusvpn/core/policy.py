@@ -77,6 +77,8 @@ class Reason:
     code: str
     message: str
     until: datetime | None = None
+    # The facts the message is built from, so a front end can say it in another language.
+    params: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                 "account_revoked",
                 f"Your account has been closed, so it cannot use the VPN. If you are still a member of the "
                 f"university, contact {rules.helpdesk}.",
+                params={"helpdesk": rules.helpdesk},
             )
         )
     elif facts.status is AccountStatus.SUSPENDED:
@@ -149,6 +152,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
             Reason(
                 "account_suspended",
                 f"Your account is suspended{why}, so it cannot use the VPN. Contact {rules.helpdesk}.",
+                params={"helpdesk": rules.helpdesk, "reason": facts.status_reason or ""},
             )
         )
 
@@ -163,6 +167,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                     f"Your affiliation with the university starts on {upcoming[0].isoformat()}; "
                     f"you can use the VPN from then.",
                     until=starts,
+                    params={"start": upcoming[0].isoformat()},
                 )
             )
         else:
@@ -171,6 +176,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                     "affiliation_ended",
                     f"You have no current affiliation with the university, so your account cannot use the VPN. "
                     f"If this is wrong, contact {rules.helpdesk}.",
+                    params={"helpdesk": rules.helpdesk},
                 )
             )
     elif aff.end is not None and start_of_day(aff.end, rules.zone) - now <= rules.notice_before_end:
@@ -180,6 +186,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                 f"Your affiliation ends on {aff.end.isoformat()}; after that day your account and VPN access end. "
                 f"Back up anything you keep on university services before then.",
                 until=start_of_day(aff.end + timedelta(days=1), rules.zone),
+                params={"end": aff.end.isoformat()},
             )
         )
 
@@ -191,6 +198,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                 "mfa_not_applied",
                 f"You have not applied for multi-factor authentication (MFA), which the VPN requires. "
                 f"Apply at {rules.portal_url}; the VPN can be used {delay_min} minutes after you apply.",
+                params={"portal_url": rules.portal_url, "minutes": str(delay_min)},
             )
         )
     else:
@@ -201,6 +209,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                     "mfa_registration_required",
                     f"You have no verification method registered. Sign in at {rules.portal_url} and register an "
                     f"authenticator app or a phone.",
+                    params={"portal_url": rules.portal_url},
                 )
             )
         ready = facts.mfa_applied_at + rules.activation_delay
@@ -214,6 +223,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                     f"{format_local(ready, rules.zone)} "
                     f"(in {minutes} minute{'s' if minutes != 1 else ''}).",
                     until=ready,
+                    params={"minutes": str(minutes)},
                 )
             )
 
@@ -260,6 +270,7 @@ def _training(
                 f"You have not completed this year's (FY{fy}) information-security training, which was due on "
                 f"{deadline.isoformat()}. Complete it at {rules.training_url}; VPN use is possible again once "
                 f"your completion is recorded.",
+                params={"fy": str(fy), "deadline": deadline.isoformat(), "training_url": rules.training_url},
             )
         )
     elif today >= opens:
@@ -269,6 +280,7 @@ def _training(
                 f"Complete this year's (FY{fy}) information-security training at {rules.training_url} by "
                 f"{deadline.isoformat()}, or the VPN will refuse you from the day after.",
                 until=start_of_day(deadline + timedelta(days=1), rules.zone),
+                params={"fy": str(fy), "deadline": deadline.isoformat(), "training_url": rules.training_url},
             )
         )
 

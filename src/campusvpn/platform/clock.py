@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -31,6 +33,28 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._at += delta
+
+
+class FileClock:
+    """For browser tests and demos of a running server: the time written in a file (ISO 8601),
+    running on from the moment the file was last changed. Rewrite the file to jump."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._mtime = -1.0
+        self._base = datetime.now(UTC)
+        self._since = time.monotonic()
+
+    def now(self) -> datetime:
+        try:
+            mtime = os.stat(self._path).st_mtime
+            if mtime != self._mtime:
+                with open(self._path, encoding="utf-8") as f:
+                    self._base = ensure_aware(datetime.fromisoformat(f.read().strip()))
+                self._mtime, self._since = mtime, time.monotonic()
+        except (OSError, ValueError):
+            pass  # keep the last good time: a half-written file must not stop the clock
+        return self._base + timedelta(seconds=time.monotonic() - self._since)
 
 
 def ensure_aware(at: datetime) -> datetime:

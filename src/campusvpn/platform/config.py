@@ -280,7 +280,7 @@ Listen = Annotated[str, BeforeValidator(lambda v: _listen(v) if isinstance(v, st
 
 
 class GatewaySection(Section):
-    listen: Listen = Field("0.0.0.0:443", description="Address and port of the VPN gateway (and, later, the portal).")
+    listen: Listen = Field("0.0.0.0:443", description="Address and port of the VPN gateway and the web portal (one port).")
     hostname: str = Field(
         "vpn.example.ac.jp", description="Name clients use for the gateway; shown in profiles and the README."
     )
@@ -308,6 +308,30 @@ class GatewaySection(Section):
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."
     )
     metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+
+
+class PortalSection(Section):
+    enabled: bool = Field(True, description="Serve the self-service portal and admin console to browsers on the gateway port.")
+    admins: list[str] = Field(
+        default_factory=list,
+        description="User names allowed into the admin console (they sign in with MFA like everyone).",
+    )
+    session_lifetime: Duration = Field(
+        timedelta(hours=8), description="Longest a portal sign-in lasts before the user signs in again."
+    )
+    idle_timeout: Duration = Field(timedelta(minutes=30), description="A portal sign-in unused this long ends.")
+    default_language: Literal["ja", "en"] = Field(
+        "ja", description="Language when the browser states no preference we have (ja or en)."
+    )
+    max_upload: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest upload (CSV) in bytes."
+    )
+    api_token_lifetime: Duration = Field(
+        timedelta(days=90), description="How long an admin API token is valid after it is created."
+    )
+    recovery_pass_lifetime: Duration = Field(
+        timedelta(hours=24), description="How long a help-desk one-time recovery pass stays usable."
+    )
 
 
 class VpnSettings(Section):
@@ -394,6 +418,7 @@ class Config(Section):
     sender: SenderSection = Field(default_factory=SenderSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     vpn: VpnSection = Field(default_factory=VpnSection)
+    portal: PortalSection = Field(default_factory=PortalSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -280,7 +280,9 @@ Listen = Annotated[str, BeforeValidator(lambda v: _listen(v) if isinstance(v, st
 
 
 class GatewaySection(Section):
-    listen: Listen = Field("0.0.0.0:443", description="Address and port of the VPN gateway and the web portal (one port).")
+    listen: Listen = Field(
+        "0.0.0.0:443", description="Address and port of the VPN gateway and the web portal (one port)."
+    )
     hostname: str = Field(
         "vpn.example.ac.jp", description="Name clients use for the gateway; shown in profiles and the README."
     )
@@ -311,7 +313,9 @@ class GatewaySection(Section):
 
 
 class PortalSection(Section):
-    enabled: bool = Field(True, description="Serve the self-service portal and admin console to browsers on the gateway port.")
+    enabled: bool = Field(
+        True, description="Serve the self-service portal and admin console to browsers on the gateway port."
+    )
     admins: list[str] = Field(
         default_factory=list,
         description="User names allowed into the admin console (they sign in with MFA like everyone).",

@@ -263,8 +263,10 @@ def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str
         if status is AccountStatus.REVOKED:
             revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
             sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
+            sessions.end_portal(s, user.username)
         elif status is AccountStatus.SUSPENDED:
             sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
+            sessions.end_portal(s, user.username)
         return user
 
 

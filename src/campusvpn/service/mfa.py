@@ -22,7 +22,7 @@ from campusvpn.core.codes import (
 from campusvpn.core.phones import CHANNELS, Channel, InvalidPhone, PhoneKind, masked, parse_phone
 from campusvpn.core.policy import MfaState, mfa_state
 from campusvpn.platform.secretbox import SecretBoxError
-from campusvpn.service import audit, sessions
+from campusvpn.service import audit, notices, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.sender import Message
@@ -111,6 +111,18 @@ class TotpEnrolment:
         return out.getvalue().decode()
 
 
+def pending_totp(ctx: Context, username: str) -> TotpEnrolment | None:
+    """The authenticator enrolment waiting for its first code (to show its QR code again)."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        pending = next((m for m in user.methods if m.kind == "totp" and m.confirmed_at is None), None)
+        if pending is None:
+            return None
+        secret = _secret(ctx, user, pending)
+        uri = totp.provisioning_uri(secret, ctx.config.mfa.issuer, user.username, ctx.totp)
+        return TotpEnrolment(pending.public_id, secret, uri)
+
+
 def _context_of(user: User, public_id: str) -> str:
     return f"totp|{user.id}|{public_id}"
 
@@ -185,6 +197,7 @@ def _confirm(ctx: Context, s: Session, user: User, method: MfaMethod, now: datet
         kind=method.kind,
         phone_kind=method.phone_kind,
     )
+    notices.security_changed(ctx, user, "method_added", method_label(method))
     if first and not _unused_recovery(s, user):
         return _new_recovery_set(ctx, s, user, now, actor)
     return None
@@ -450,7 +463,9 @@ def regenerate_recovery_codes(ctx: Context, username: str, *, actor: str) -> lis
     with ctx.tx() as s:
         user = ctx.user(s, username)
         _require_applied(user)
-        return _new_recovery_set(ctx, s, user, ctx.clock.now(), actor)
+        codes = _new_recovery_set(ctx, s, user, ctx.clock.now(), actor)
+        notices.security_changed(ctx, user, "recovery_codes")
+        return codes
 
 
 def use_recovery_code(ctx: Context, s: Session, user: User, typed: str, now: datetime) -> int | None:
@@ -484,6 +499,7 @@ def set_default(ctx: Context, username: str, method_id: str, *, actor: str) -> N
         for m in user.methods:
             m.is_default = m is target
         audit.record(s, ctx.clock.now(), "mfa.default_changed", actor=actor, subject=user.username, method=method_id)
+        notices.security_changed(ctx, user, "default_changed", method_label(target))
 
 
 def delete_method(
@@ -519,6 +535,7 @@ def delete_method(
             kind=target.kind,
             remaining=len(rest),
         )
+        notices.security_changed(ctx, user, "method_deleted", method_label(target))
         if not rest and user.mfa_applied_at is not None:
             user.mfa_emptied_at = now
         return state_of(user)
@@ -547,7 +564,9 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str) -> None:
         now = ctx.clock.now()
         clear_mfa(s, user, now, actor=actor, reason=reason, keep_applied=True)
         audit.record(s, now, "mfa.reset", actor=actor, subject=user.username, note=reason)
+        notices.security_changed(ctx, user, "mfa_reset")
         sessions.end_for_user(s, user, now, "Your MFA was reset; register a method and sign in again.", actor=actor)
+        sessions.end_portal(s, user.username)
 
 
 def show(ctx: Context, username: str) -> dict[str, object]:

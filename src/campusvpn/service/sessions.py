@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from campusvpn.core.codes import token_digest
 from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, NotFound
-from campusvpn.store.models import User, VpnSession
+from campusvpn.store.models import User, VpnSession, WebSession
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,11 @@ def end_for_user(s: Session, user: User, now: datetime, reason: str, *, actor: s
     for row in rows:
         _end(s, row, now, reason, actor=actor)
     return len(rows)
+
+
+def end_portal(s: Session, username: str) -> int:
+    """Sign the user out of the portal everywhere (account closed or suspended, MFA reset)."""
+    return s.execute(delete(WebSession).where(WebSession.username == username)).rowcount or 0  # type: ignore[attr-defined]
 
 
 def kill(

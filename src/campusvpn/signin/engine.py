@@ -143,6 +143,39 @@ class SignIn:
     def result(self) -> Finished | None:
         return self._result
 
+    def snapshot(self) -> dict[str, Any]:
+        """The state between two steps, for front ends that keep it outside the process (the portal)."""
+        return {
+            "purpose": self.purpose.value,
+            "step": self.step.value,
+            "username": self.username,
+            "unlocked": self._registration_unlocked,
+            "tries": self._registration_tries,
+        }
+
+    @classmethod
+    def restore(cls, ctx: Context, data: dict[str, Any], source: str | None) -> SignIn:
+        engine = cls(ctx, Purpose(data["purpose"]), source, Step(data["step"]), data.get("username"))
+        engine._registration_unlocked = bool(data.get("unlocked"))
+        engine._registration_tries = int(data.get("tries", 0))
+        return engine
+
+    def current_prompt(self) -> Prompt:
+        """What to ask for at the current step (a front end showing the page again)."""
+        if self.step is Step.SECOND_FACTOR:
+            with self.ctx.tx() as s:
+                return self._second_factor_prompt(self._user(s), None)
+        if self.step is Step.REGISTRATION:
+            locked = not self._registration_unlocked
+            return Prompt(Step.REGISTRATION, self._registration_text(locked), needs_recovery_code=locked)
+        return self.start()
+
+    def unlock_registration(self) -> None:
+        """A help-desk one-time pass was accepted (checked by the caller) in place of a recovery code."""
+        if self.step is not Step.REGISTRATION:
+            raise IllegalEvent("no registration in progress")
+        self._registration_unlocked = True
+
     def handle(self, event: Event) -> Output:
         table = {
             (Step.PASSWORD, Password): self._on_password,

@@ -1,0 +1,103 @@
+"""The portal as one ASGI application: member pages, admin console, JSON API, static files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from campusvpn.portal import admin, member
+from campusvpn.portal.api import create_api
+from campusvpn.portal.i18n import Translator, pick_language
+from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
+from campusvpn.service.context import Context
+
+log = logging.getLogger("campusvpn.portal")
+
+SECURITY_HEADERS = [
+    # Scripts and styles only from us; no framing (clickjacking); no referrer leaks of paths.
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+
+
+class SecurityHeaders:
+    """Adds the headers to every response, pages, API and errors alike."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _error_page(request: Request, status: int, key: str) -> Response:
+    ctx: Context = request.app.state.ctx
+    lang = pick_language(
+        request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"), ctx.config.portal.default_language
+    )
+    t = Translator(lang, ctx.policy.zone)
+    html = TEMPLATES.get_template("error.html").render(
+        t=t,
+        lang=t.lang,
+        csrf="",
+        me=None,
+        is_admin=False,
+        service=ctx.config.service.name,
+        path="",
+        message=t(key, helpdesk=ctx.config.service.helpdesk) if key == "err.server" else t(key),
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def create_app(ctx: Context) -> ASGIApp:
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        if status == 405:
+            return HTMLResponse("Method not allowed", status_code=405)
+        return _error_page(request, 404, "err.not_found")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Logged with its traceback for the operators; the user sees a plain sentence.
+        log.error("portal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_page(request, 500, "err.server")
+
+    app = Starlette(
+        routes=[
+            *member.ROUTES,
+            *admin.ROUTES,
+            Mount("/api", app=create_api(ctx)),
+            Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+        ],
+        exception_handlers={HTTPException: not_found, 500: server_error},
+    )
+    app.state.ctx = ctx
+    return SecurityHeaders(app)

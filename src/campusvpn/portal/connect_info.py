@@ -1,0 +1,71 @@
+"""What a user needs to connect: server address, certificate pin, client profile, command line."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import xml.etree.ElementTree as ET
+from functools import lru_cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from campusvpn.service import accounts
+from campusvpn.service.context import Context
+
+
+@lru_cache(maxsize=4)
+def certificate_pin(cert_path: str) -> str:
+    """`pin-sha256:…` of the certificate's public key, as openconnect's --servercert takes it."""
+    try:
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return ""
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def server_url(ctx: Context) -> str:
+    port = ctx.config.gateway.listen.rpartition(":")[2]
+    host = ctx.config.gateway.hostname
+    return f"https://{host}/" if port == "443" else f"https://{host}:{port}/"
+
+
+def profiles_for(ctx: Context, username: str) -> list[tuple[str, str]]:
+    """(name, label) of the connection profiles this user's role may use."""
+    with ctx.tx() as s:
+        role = accounts.current_role(ctx, s, ctx.user(s, username))
+    return [(p.name, p.label or p.name) for p in ctx.config.vpn.profiles if not p.roles or role in p.roles]
+
+
+def for_user(ctx: Context, username: str) -> dict[str, object]:
+    pin = certificate_pin(str(ctx.config.path(ctx.config.tls.certificate)))
+    url = server_url(ctx)
+    profiles = profiles_for(ctx, username)
+    cmd = ["sudo openconnect", f"--user={username}"]
+    if pin:
+        cmd.append(f"--servercert={pin}")
+    if profiles:
+        cmd.append(f"--authgroup={profiles[0][0]}")
+    cmd.append(url)
+    return {"url": url, "host": ctx.config.gateway.hostname, "pin": pin, "command": " ".join(cmd), "profiles": profiles}
+
+
+def anyconnect_profile(ctx: Context, username: str) -> bytes:
+    """An AnyConnect / Cisco Secure Client XML profile with one entry per usable profile."""
+    ns = "http://schemas.xmlsoap.org/encoding/"
+    root = ET.Element("AnyConnectProfile", {"xmlns": ns})
+    init = ET.SubElement(root, "ClientInitialization")
+    for tag, value in (("UseStartBeforeLogon", "false"), ("StrictCertificateTrust", "true"), ("AutoUpdate", "false")):
+        ET.SubElement(init, tag, {"UserControllable": "false"}).text = value
+    servers = ET.SubElement(root, "ServerList")
+    host = server_url(ctx).removeprefix("https://").rstrip("/")
+    entries = profiles_for(ctx, username) or [("", ctx.config.service.name)]
+    for name, label in entries:
+        entry = ET.SubElement(servers, "HostEntry")
+        ET.SubElement(entry, "HostName").text = label
+        ET.SubElement(entry, "HostAddress").text = host
+        if name:
+            ET.SubElement(entry, "UserGroup").text = name
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")).encode()

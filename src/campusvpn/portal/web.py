@@ -1,0 +1,167 @@
+"""The plumbing every portal page shares: session, CSRF, language, rendering.
+
+Pages are plain functions `Req -> Response` run in a worker thread (the core is synchronous:
+Argon2 and the database block). `page(...)` turns one into a Starlette route and does, once for
+all pages: reading the form (with limits), loading or creating the portal session, refusing
+POSTs without the session's CSRF token, sending signed-out users to the sign-in page and
+non-admins away from the console."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from campusvpn.portal import websession
+from campusvpn.portal.i18n import LANGUAGES, Translator, pick_language
+from campusvpn.service.context import Context
+
+LANG_COOKIE = "campusvpn-lang"
+Auth = Literal["none", "user", "admin"]
+log = logging.getLogger("campusvpn.portal")
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html", "xml"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass
+class Req:
+    request: Request
+    ctx: Context
+    session: websession.Current
+    t: Translator
+    form: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    set_cookies: list[tuple[str, str, int | None]] = field(default_factory=list)
+
+    @property
+    def source(self) -> str | None:
+        return self.request.client.host if self.request.client else None
+
+    @property
+    def user_agent(self) -> str:
+        return self.request.headers.get("user-agent", "")[:200]
+
+    @property
+    def username(self) -> str:
+        assert self.session.username is not None
+        return self.session.username
+
+    @property
+    def is_admin(self) -> bool:
+        return self.session.username in self.ctx.config.portal.admins
+
+    def field(self, name: str, limit: int = 500) -> str:
+        return self.form.get(name, "")[:limit].strip()
+
+    def render(self, template: str, status: int = 200, **values: Any) -> Response:
+        html = TEMPLATES.get_template(template).render(
+            t=self.t,
+            lang=self.t.lang,
+            csrf=self.session.csrf,
+            me=self.session.username if self.session.signed_in else None,
+            is_admin=self.is_admin and self.session.signed_in,
+            service=self.ctx.config.service.name,
+            path=self.request.url.path,
+            **values,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def redirect(self, url: str) -> Response:
+        return RedirectResponse(url, status_code=303)
+
+    def error(self, message: str, status: int) -> Response:
+        return self.render("error.html", status=status, message=message)
+
+
+def page(
+    path: str, methods: tuple[str, ...] = ("GET",), *, auth: Auth = "user"
+) -> Callable[[Callable[[Req], Response]], Route]:
+    def wrap(fn: Callable[[Req], Response]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            ctx: Context = request.app.state.ctx
+            form: dict[str, str] = {}
+            files: dict[str, bytes] = {}
+            if request.method == "POST":
+                try:
+                    parsed = await request.form(max_files=2, max_fields=60, max_part_size=ctx.config.portal.max_upload)
+                except MultiPartException as exc:
+                    return HTMLResponse(f"Bad form: {exc}", status_code=400)
+                for k, v in parsed.multi_items():
+                    if isinstance(v, UploadFile):
+                        files[k] = await v.read(ctx.config.portal.max_upload + 1)
+                    elif k not in form:
+                        form[k] = v
+            return await run_in_threadpool(_run, fn, request, ctx, form, files, auth)
+
+        return Route(path, endpoint, methods=list(methods), name=fn.__name__)
+
+    return wrap
+
+
+def _run(
+    fn: Callable[[Req], Response],
+    request: Request,
+    ctx: Context,
+    form: dict[str, str],
+    files: dict[str, bytes],
+    auth: Auth,
+) -> Response:
+    cookie = request.cookies.get(websession.COOKIE)
+    cur = websession.load(ctx, cookie)
+    fresh = cur is None
+    if cur is None:
+        cur = websession.create(ctx, request.client.host if request.client else None, request.headers.get("user-agent"))
+    lang = pick_language(
+        request.query_params.get("lang") or request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language"),
+        ctx.config.portal.default_language,
+    )
+    req = Req(request, ctx, cur, Translator(lang, ctx.policy.zone), form, files)
+    if request.query_params.get("lang") in LANGUAGES:
+        req.set_cookies.append((LANG_COOKIE, lang, 365 * 86400))
+    if request.method == "POST" and (fresh or not cur.csrf_ok(form.get("csrf"))):
+        response = req.error(req.t("err.csrf"), 403)
+    elif auth != "none" and not cur.signed_in:
+        target = request.url.path if request.method == "GET" else "/"
+        response = req.redirect("/signin?next=" + quote(target, safe="/"))
+    elif auth == "admin" and not req.is_admin:
+        response = req.error(req.t("err.not_admin"), 403)
+    else:
+        response = fn(req)
+    if not getattr(response, "session_ended", False):
+        websession.save(ctx, cur, rotate=getattr(response, "rotate_session", False))
+        if fresh or cur.rotated:
+            response.set_cookie(websession.COOKIE, cur.token, path="/", secure=True, httponly=True, samesite="lax")
+    else:
+        response.delete_cookie(websession.COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    for name, value, max_age in req.set_cookies:
+        response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+def rotated(response: Response) -> Response:
+    """Mark a response whose request raised the session's privilege: it gets a new token."""
+    response.rotate_session = True  # type: ignore[attr-defined]
+    return response
+
+
+def ended(ctx: Context, req: Req, response: Response) -> Response:
+    websession.end(ctx, req.session)
+    response.session_ended = True  # type: ignore[attr-defined]
+    return response

@@ -1,0 +1,105 @@
+"""Portal sessions kept in the database (so several nodes share them and an admin can end them).
+
+The browser holds a random token; the table holds its SHA-256. Every change of privilege
+(password accepted, sign-in complete) moves the session to a new token: a token planted
+before sign-in is worthless after it (session fixation)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from campusvpn.service.context import Context
+from campusvpn.store.models import WebSession
+
+COOKIE = "campusvpn-portal"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Current:
+    """The request's view of its session row (detached; saved with `save`)."""
+
+    id: int
+    token: str
+    csrf: str
+    username: str | None
+    signin: dict[str, Any] | None
+    signed_in_at: datetime | None
+    second_factor_at: datetime | None
+    flash: dict[str, Any] | None
+    rotated: bool = False
+
+    @property
+    def signed_in(self) -> bool:
+        return self.username is not None and self.signed_in_at is not None
+
+    def csrf_ok(self, sent: str | None) -> bool:
+        return bool(sent) and hmac.compare_digest(self.csrf, str(sent))
+
+
+def load(ctx: Context, token: str | None) -> Current | None:
+    if not token or len(token) > 100:
+        return None
+    now = ctx.clock.now()
+    idle = ctx.config.portal.idle_timeout
+    with ctx.tx() as s:
+        row = s.scalars(select(WebSession).where(WebSession.token_digest == _digest(token))).one_or_none()
+        if row is None:
+            return None
+        if row.expires_at <= now or now - row.last_seen_at > idle:
+            s.delete(row)
+            return None
+        row.last_seen_at = now
+        return Current(
+            row.id, token, row.csrf, row.username, row.signin, row.signed_in_at, row.second_factor_at, row.flash
+        )
+
+
+def create(ctx: Context, source: str | None, user_agent: str | None) -> Current:
+    now = ctx.clock.now()
+    token = secrets.token_urlsafe(32)
+    with ctx.tx() as s:
+        # Expired rows of anyone are swept here: sessions are created far less often than used.
+        s.execute(delete(WebSession).where(WebSession.expires_at <= now))
+        row = WebSession(
+            token_digest=_digest(token),
+            csrf=secrets.token_urlsafe(32),
+            source=source,
+            user_agent=(user_agent or "")[:200],
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + ctx.config.portal.session_lifetime,
+        )
+        s.add(row)
+        s.flush()
+        return Current(row.id, token, row.csrf, None, None, None, None, None)
+
+
+def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
+    """Write the request's changes back; with `rotate`, the session gets a new token and CSRF secret."""
+    with ctx.tx() as s:
+        row = s.get(WebSession, cur.id)
+        if row is None:
+            return
+        row.username, row.signin, row.flash = cur.username, cur.signin, cur.flash
+        row.signed_in_at, row.second_factor_at = cur.signed_in_at, cur.second_factor_at
+        if rotate:
+            cur.token = secrets.token_urlsafe(32)
+            cur.csrf = secrets.token_urlsafe(32)
+            row.token_digest, row.csrf = _digest(cur.token), cur.csrf
+            cur.rotated = True
+
+
+def end(ctx: Context, cur: Current) -> None:
+    with ctx.tx() as s:
+        s.execute(delete(WebSession).where(WebSession.id == cur.id))

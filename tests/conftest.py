@@ -49,16 +49,27 @@ def ctx(tmp_path: Path, clock: FixedClock) -> Iterator[Context]:
     c.engine.dispose()
 
 
-def add_user(ctx: Context, name: str = "1234567890", role: str = "staff", *, start: str = "2020-04-01",
-             end: str | None = None, password: str | None = PASSWORD, trained_on: str | None = "2026-07-15") -> None:
+def add_user(
+    ctx: Context,
+    name: str = "1234567890",
+    role: str = "staff",
+    *,
+    start: str = "2020-04-01",
+    end: str | None = None,
+    password: str | None = PASSWORD,
+    trained_on: str | None = "2026-07-15",
+) -> None:
     """An account with a password and, unless told otherwise, this fiscal year's training done."""
     from datetime import date
 
     from campusvpn.service import training
 
-    accounts.add_user(ctx, accounts.NewUser(name, role, start=date.fromisoformat(start),
-                                            end=date.fromisoformat(end) if end else None),
-                      actor="test", password=password)
+    accounts.add_user(
+        ctx,
+        accounts.NewUser(name, role, start=date.fromisoformat(start), end=date.fromisoformat(end) if end else None),
+        actor="test",
+        password=password,
+    )
     if trained_on:
         report = training.import_completions(ctx, f"username,completed_on\n{name},{trained_on}\n", actor="test")
         assert not report.errors, report.errors

@@ -28,9 +28,17 @@ def totp_now(secret: str, clock: FixedClock) -> str:
     return str(pyotp.TOTP(secret).at(clock.now()))
 
 
-def sign_in(ctx: Context, code: str | None, *, name: str = "1234567890", password: str = PASSWORD,
-            purpose: Purpose = Purpose.VPN, source: str = "192.0.2.10", device_token: str | None = None,
-            trust: bool = False) -> Prompt | Finished:
+def sign_in(
+    ctx: Context,
+    code: str | None,
+    *,
+    name: str = "1234567890",
+    password: str = PASSWORD,
+    purpose: Purpose = Purpose.VPN,
+    source: str = "192.0.2.10",
+    device_token: str | None = None,
+    trust: bool = False,
+) -> Prompt | Finished:
     engine = SignIn(ctx, purpose, source=source)
     out = engine.handle(Password(name, password, device_token))
     if isinstance(out, Prompt) and code is not None:

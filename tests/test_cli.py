@@ -19,8 +19,15 @@ def run(conf: Path | None, *args: str, stdin: str = "", now: str | None = None) 
     if now:
         env["CAMPUSVPN_FAKE_NOW"] = now
     pre = ["--config", str(conf)] if conf else []
-    return subprocess.run([sys.executable, "-m", "campusvpn", *pre, *args], input=stdin, capture_output=True,
-                          text=True, env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "campusvpn", *pre, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -43,20 +50,33 @@ def test_init_writes_config_keys_certificate_and_database(conf: Path) -> None:
     assert again.returncode != 0 and "never overwrites" in again.stderr
 
 
-@pytest.mark.parametrize(("snippet", "line", "expect"), [
-    ('[mfa]\nactivation_delay = "forty minutes"\n', 2, "mfa.activation_delay: 'forty minutes' is not a duration"),
-    ("[mfa]\ntotp_digits = 7\n", 2, "mfa.totp_digits: Input should be 6 or 8"),
-    ("[throttle]\n\npassword_lock_after = 500\n", 3, "throttle.password_lock_after: Input should be less than or equal to 100"),
-    ("[mfa]\nactivation_dela = \"40m\"\n", 2, "mfa.activation_dela: unknown setting; allowed here: activation_delay"),
-    ('[service]\ntimezone = "Mars/Olympus"\n', 2, "unknown time zone 'Mars/Olympus'"),
-    ('[[training.windows]]\nname = "x"\nroles = ["student"]\nopens = "13-01"\ndeadline = "06-30"\n', 4,
-     "training.windows[0].opens: '13-01' is not a day of the year"),
-    ("[mfa\nx = 1\n", 1, "not valid TOML"),
-    ('\n[[vpn.profiles]]\nname = "x"\nsettings = { pool = "10.0.0.1/8" }\n', 2,
-     "vpn: profile 'x': pool: '10.0.0.1/8' is not a network"),
-    ('[vpn]\nsplit_include = []\n', 1, "set split_include (the campus networks) or full_tunnel = true"),
-    ('[gateway]\nlisten = "443"\n', 2, "gateway.listen: '443': write ADDRESS:PORT"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "line", "expect"),
+    [
+        ('[mfa]\nactivation_delay = "forty minutes"\n', 2, "mfa.activation_delay: 'forty minutes' is not a duration"),
+        ("[mfa]\ntotp_digits = 7\n", 2, "mfa.totp_digits: Input should be 6 or 8"),
+        (
+            "[throttle]\n\npassword_lock_after = 500\n",
+            3,
+            "throttle.password_lock_after: Input should be less than or equal to 100",
+        ),
+        ('[mfa]\nactivation_dela = "40m"\n', 2, "mfa.activation_dela: unknown setting; allowed here: activation_delay"),
+        ('[service]\ntimezone = "Mars/Olympus"\n', 2, "unknown time zone 'Mars/Olympus'"),
+        (
+            '[[training.windows]]\nname = "x"\nroles = ["student"]\nopens = "13-01"\ndeadline = "06-30"\n',
+            4,
+            "training.windows[0].opens: '13-01' is not a day of the year",
+        ),
+        ("[mfa\nx = 1\n", 1, "not valid TOML"),
+        (
+            '\n[[vpn.profiles]]\nname = "x"\nsettings = { pool = "10.0.0.1/8" }\n',
+            2,
+            "vpn: profile 'x': pool: '10.0.0.1/8' is not a network",
+        ),
+        ("[vpn]\nsplit_include = []\n", 1, "set split_include (the campus networks) or full_tunnel = true"),
+        ('[gateway]\nlisten = "443"\n', 2, "gateway.listen: '443': write ADDRESS:PORT"),
+    ],
+)
 def test_config_errors_name_file_line_and_key(tmp_path: Path, snippet: str, line: int, expect: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(snippet)
@@ -73,8 +93,20 @@ def test_missing_config_file_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_user_add_show_and_status_changes(conf: Path) -> None:
-    r = run(conf, "user", "add", "１２３４ ５６７８９０@example.ac.jp", "--role", "student", "--name", "Hanako",
-            "--email", "h@example.ac.jp", "--password-stdin", stdin="a long enough password\n")
+    r = run(
+        conf,
+        "user",
+        "add",
+        "１２３４ ５６７８９０@example.ac.jp",
+        "--role",
+        "student",
+        "--name",
+        "Hanako",
+        "--email",
+        "h@example.ac.jp",
+        "--password-stdin",
+        stdin="a long enough password\n",
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(run(conf, "user", "show", "1234567890", "--json").stdout)
     assert info["username"] == "1234567890" and info["has_password"] and info["affiliations"][0]["role"] == "student"
@@ -98,7 +130,8 @@ def test_csv_import_reports_bad_rows_by_line_and_keeps_the_rest(conf: Path, tmp_
         "１０００００００03,Full Width,staff,,2026-04-01,2027-03-31\n"
         "12,Short,staff,,2026-04-01,\n"
         "1000000005,Bad Date,staff,,2026-13-01,\n"
-        "1000000006,\"Quoted, Name\",faculty,f@example.ac.jp,,\n")
+        '1000000006,"Quoted, Name",faculty,f@example.ac.jp,,\n'
+    )
     r = run(conf, "user", "import", str(csv_file), "--json")
     assert r.returncode == 1  # some rows were rejected
     out = json.loads(r.stdout)
@@ -119,8 +152,22 @@ def test_csv_with_a_wrong_header_is_refused_whole(conf: Path, tmp_path: Path) ->
 
 def test_mfa_flow_check_at_and_verify_exit_codes(conf: Path, tmp_path: Path) -> None:
     t0 = "2026-10-01T09:00:00+09:00"
-    assert run(conf, "user", "add", "1234567890", "--role", "staff", "--from", "2020-04-01", "--password-stdin",
-               stdin="a long enough password\n", now=t0).returncode == 0
+    assert (
+        run(
+            conf,
+            "user",
+            "add",
+            "1234567890",
+            "--role",
+            "staff",
+            "--from",
+            "2020-04-01",
+            "--password-stdin",
+            stdin="a long enough password\n",
+            now=t0,
+        ).returncode
+        == 0
+    )
     trained = tmp_path / "t.csv"
     trained.write_text("username,completed_on\n1234567890,2026-07-10\n9999999999,2026-07-10\n")
     t = run(conf, "training", "import", str(trained), "--json", now=t0)
@@ -154,8 +201,9 @@ def test_mfa_flow_check_at_and_verify_exit_codes(conf: Path, tmp_path: Path) -> 
     assert replay.returncode == 1 and "already used" in replay.stdout
     wrong_pw = run(conf, "verify", "1234567890", stdin=f"nope\n{good}\n", now=t1)
     assert wrong_pw.returncode == 1
-    recovery = run(conf, "verify", "1234567890", "--json", stdin=f"a long enough password\n{confirmed['codes'][0]}\n",
-                   now=t1)
+    recovery = run(
+        conf, "verify", "1234567890", "--json", stdin=f"a long enough password\n{confirmed['codes'][0]}\n", now=t1
+    )
     assert recovery.returncode == 0 and json.loads(recovery.stdout)["method"] == "recovery"
     assert json.loads(run(conf, "mfa", "show", "1234567890", "--json").stdout)["recovery_codes_left"] == 9
 
@@ -164,18 +212,41 @@ def test_mfa_flow_check_at_and_verify_exit_codes(conf: Path, tmp_path: Path) -> 
     old = run(conf, "verify", "1234567890", stdin=f"a long enough password\n{confirmed['codes'][1]}\n", now=t1)
     assert old.returncode == 1
 
-    assert run(conf, "mfa", "add-phone", "1234567890", "--kind", "office", "--number", "+81 3-1234-5678",
-               "--extension", "4321", now=t1).returncode == 0
-    assert run(conf, "mfa", "add-phone", "1234567890", "--kind", "office", "--number", "+81312345679",
-               now=t1).returncode == 1  # at most one of each kind
+    assert (
+        run(
+            conf,
+            "mfa",
+            "add-phone",
+            "1234567890",
+            "--kind",
+            "office",
+            "--number",
+            "+81 3-1234-5678",
+            "--extension",
+            "4321",
+            now=t1,
+        ).returncode
+        == 0
+    )
+    assert (
+        run(conf, "mfa", "add-phone", "1234567890", "--kind", "office", "--number", "+81312345679", now=t1).returncode
+        == 1
+    )  # at most one of each kind
     assert run(conf, "mfa", "reset", "1234567890", "--reason", "lost phone", now=t1).returncode == 0
     shown = json.loads(run(conf, "mfa", "show", "1234567890", "--json").stdout)
     assert shown["state"] == "registration_required" and shown["methods"] == []
 
     trail = json.loads(run(conf, "audit", "--user", "1234567890", "--json").stdout)
     events = [e["event"] for e in trail]
-    for expected in ["account.created", "mfa.applied", "mfa.method.added", "signin.second_factor",
-                     "mfa.recovery_code.used", "mfa.reset", "training.recorded"]:
+    for expected in [
+        "account.created",
+        "mfa.applied",
+        "mfa.method.added",
+        "signin.second_factor",
+        "mfa.recovery_code.used",
+        "mfa.reset",
+        "training.recorded",
+    ]:
         assert expected in events
     reset = next(e for e in trail if e["event"] == "mfa.reset")
     assert reset["note"] == "lost phone" and reset["actor"].startswith("cli:")
@@ -185,8 +256,11 @@ def test_mfa_flow_check_at_and_verify_exit_codes(conf: Path, tmp_path: Path) -> 
 
 def test_training_status_counts_done_missing_and_exempt(conf: Path, tmp_path: Path) -> None:
     now = "2026-10-01T09:00:00+09:00"
-    for name, role, start in [("1000000001", "staff", "2020-04-01"), ("1000000002", "staff", "2020-04-01"),
-                              ("1000000003", "student", "2026-08-01")]:
+    for name, role, start in [
+        ("1000000001", "staff", "2020-04-01"),
+        ("1000000002", "staff", "2020-04-01"),
+        ("1000000003", "student", "2026-08-01"),
+    ]:
         assert run(conf, "user", "add", name, "--role", role, "--from", start, now=now).returncode == 0
     f = tmp_path / "t.csv"
     f.write_text("username,completed_on\n1000000001,2026-07-02\n")
@@ -202,4 +276,6 @@ def test_training_status_counts_done_missing_and_exempt(conf: Path, tmp_path: Pa
 def test_config_reference_in_docs_is_generated_from_the_schema() -> None:
     doc = Path(__file__).parent.parent / "docs" / "configuration.md"
     generated = run(None, "config", "reference").stdout
-    assert doc.read_text() == generated, "docs/configuration.md is stale: campusvpn config reference > docs/configuration.md"
+    assert doc.read_text() == generated, (
+        "docs/configuration.md is stale: campusvpn config reference > docs/configuration.md"
+    )

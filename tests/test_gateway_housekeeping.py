@@ -40,8 +40,9 @@ def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: P
     mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     clock.set(datetime(2026, 9, 30, 23, 59, 57, tzinfo=JST))  # three seconds before the deadline passes
     with ctx.tx() as s:
-        opened = sessions.open_session(ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16",
-                                       source="192.0.2.1", client="t")
+        opened = sessions.open_session(
+            ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
+        )
     gw = Gateway(ctx, tun_fd=None)
     answer = gw._connect_session(opened.token, "192.0.2.1")
     assert not isinstance(answer, bytes)

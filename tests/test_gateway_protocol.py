@@ -17,8 +17,12 @@ from campusvpn.platform.config import VpnSettings
 
 
 def test_frames_round_trip_whatever_the_chunking() -> None:
-    frames = [cstp.encode(FrameType.DATA, b"x" * 1400), cstp.encode(FrameType.DPD_REQ, b"probe"),
-              cstp.encode(FrameType.KEEPALIVE), cstp.disconnect("bye", cstp.BYE_USER)]
+    frames = [
+        cstp.encode(FrameType.DATA, b"x" * 1400),
+        cstp.encode(FrameType.DPD_REQ, b"probe"),
+        cstp.encode(FrameType.KEEPALIVE),
+        cstp.disconnect("bye", cstp.BYE_USER),
+    ]
     stream = b"".join(frames)
     for size in (1, 3, 7, 8, 100, len(stream)):
         r = CstpReader()
@@ -31,11 +35,14 @@ def test_frames_round_trip_whatever_the_chunking() -> None:
         assert r.buffered == 0
 
 
-@pytest.mark.parametrize(("bad", "why"), [
-    (b"HTTP/1.1 200 OK\r\n", "magic"),
-    (b"STF\x01\x00\x00\x00\x01", "byte 7"),
-    (b"STF\x01" + struct.pack(">HBB", 60000, 0, 0), "limit"),
-])
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (b"HTTP/1.1 200 OK\r\n", "magic"),
+        (b"STF\x01\x00\x00\x00\x01", "byte 7"),
+        (b"STF\x01" + struct.pack(">HBB", 60000, 0, 0), "limit"),
+    ],
+)
 def test_malformed_frames_are_rejected(bad: bytes, why: str) -> None:
     with pytest.raises(CstpError, match=why):
         CstpReader().receive_data(bad)
@@ -78,20 +85,32 @@ def test_init_and_reply_are_parsed() -> None:
     assert reply.fields == {"username": "1234567890", "password": "pw & more"}
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"not xml", b"<config-auth type='init'", b"<other/>", b"<config-auth type='evil'/>",
-    b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY b 'c'>]><config-auth type='init'>&b;</config-auth>",
-    b"<config-auth type='init'>" + b"x" * (70 * 1024) + b"</config-auth>",
-    b"<config-auth type='auth-reply'><auth><password>" + b"p" * 2000 + b"</password></auth></config-auth>",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not xml",
+        b"<config-auth type='init'",
+        b"<other/>",
+        b"<config-auth type='evil'/>",
+        b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY b 'c'>]><config-auth type='init'>&b;</config-auth>",
+        b"<config-auth type='init'>" + b"x" * (70 * 1024) + b"</config-auth>",
+        b"<config-auth type='auth-reply'><auth><password>" + b"p" * 2000 + b"</password></auth></config-auth>",
+    ],
+)
 def test_bad_xml_is_a_clean_error(body: bytes) -> None:
     with pytest.raises(xmlauth.XmlAuthError):
         xmlauth.parse(body)
 
 
 def test_code_form_uses_the_field_openconnect_fills_with_totp() -> None:
-    body = xmlauth.auth_form(handle="H", title="T", message="m", inputs=[
-        xmlauth.Input("password", "secondary_password", "Verification code:")], error="That code is not right")
+    body = xmlauth.auth_form(
+        handle="H",
+        title="T",
+        message="m",
+        inputs=[xmlauth.Input("password", "secondary_password", "Verification code:")],
+        error="That code is not right",
+    )
     doc = xmlauth.SafeET.fromstring(body)
     assert doc.get("type") == "auth-request" and doc.find("opaque/auth-handle").text == "H"
     assert doc.find("auth").get("id") == "main"
@@ -105,8 +124,9 @@ def test_a_form_without_inputs_ends_the_login_with_the_error() -> None:
 
 
 def test_complete_carries_the_token_and_certificate_hash() -> None:
-    doc = xmlauth.SafeET.fromstring(xmlauth.complete(token="TOK", session_id="S", banner="B", message="M",
-                                                     cert_sha1_hex="ab"))
+    doc = xmlauth.SafeET.fromstring(
+        xmlauth.complete(token="TOK", session_id="S", banner="B", message="M", cert_sha1_hex="ab")
+    )
     assert doc.get("type") == "complete" and doc.find("session-token").text == "TOK"
     assert doc.find("auth").get("id") == "success"
     assert doc.find("config/vpn-base-config/server-cert-hash").text == "AB"
@@ -124,8 +144,15 @@ def _headers(raw: bytes) -> list[tuple[str, str]]:
 
 
 def test_connect_response_spells_headers_exactly_and_pushes_every_setting() -> None:
-    settings = VpnSettings(dns=["10.0.0.53"], wins=["10.0.0.54"], domain="campus.test", split_include=["10.0.0.0/8"],
-                           split_exclude=["10.9.0.0/16"], proxy_pac="http://p/x.pac", banner="Hello\nworld ä")
+    settings = VpnSettings(
+        dns=["10.0.0.53"],
+        wins=["10.0.0.54"],
+        domain="campus.test",
+        split_include=["10.0.0.0/8"],
+        split_exclude=["10.9.0.0/16"],
+        proxy_pac="http://p/x.pac",
+        banner="Hello\nworld ä",
+    )
     h = _headers(connected_response(settings, "172.31.0.2", TIMERS))
     d = dict(h)
     assert d["X-CSTP-Address"] == "172.31.0.2" and d["X-CSTP-Netmask"] == "255.255.255.255"

@@ -17,13 +17,21 @@ APPLIED = datetime(2026, 10, 1, 9, 0, tzinfo=JST)
 LONG_AGO = datetime(2020, 1, 1, tzinfo=JST)
 
 
-def facts(role: str = "staff", *, start: date = date(2020, 4, 1), end: date | None = None,
-          status: AccountStatus = AccountStatus.ACTIVE, reason: str | None = None,
-          applied: datetime | None = LONG_AGO, methods: int = 1,
-          trained: tuple[date, ...] = (date(2026, 7, 15),), affiliations: tuple[Affiliation, ...] | None = None
-          ) -> AccountFacts:
-    return AccountFacts("1234567890", status, reason, affiliations or (Affiliation(role, start, end),),
-                        applied, methods, trained)
+def facts(
+    role: str = "staff",
+    *,
+    start: date = date(2020, 4, 1),
+    end: date | None = None,
+    status: AccountStatus = AccountStatus.ACTIVE,
+    reason: str | None = None,
+    applied: datetime | None = LONG_AGO,
+    methods: int = 1,
+    trained: tuple[date, ...] = (date(2026, 7, 15),),
+    affiliations: tuple[Affiliation, ...] | None = None,
+) -> AccountFacts:
+    return AccountFacts(
+        "1234567890", status, reason, affiliations or (Affiliation(role, start, end),), applied, methods, trained
+    )
 
 
 def codes(f: AccountFacts, at: datetime) -> list[str]:
@@ -117,13 +125,21 @@ def test_gap_in_affiliation_makes_the_later_start_the_join_date() -> None:
 
 # --- training -------------------------------------------------------------------------------
 
+
 def at(day: str, hour: int = 12) -> datetime:
     return datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=JST) + timedelta(hours=hour)
 
 
-@pytest.mark.parametrize(("role", "deadline"), [("student", "2026-06-30"), ("staff", "2026-09-30"),
-                                                ("faculty", "2026-09-30"), ("dispatched", "2026-09-30"),
-                                                ("visiting", "2026-09-30")])
+@pytest.mark.parametrize(
+    ("role", "deadline"),
+    [
+        ("student", "2026-06-30"),
+        ("staff", "2026-09-30"),
+        ("faculty", "2026-09-30"),
+        ("dispatched", "2026-09-30"),
+        ("visiting", "2026-09-30"),
+    ],
+)
 def test_training_refusal_starts_the_day_after_each_roles_deadline(role: str, deadline: str) -> None:
     f = facts(role, trained=())
     last = datetime.combine(date.fromisoformat(deadline), datetime.max.time(), tzinfo=JST)
@@ -179,17 +195,29 @@ def test_training_not_required_by_configuration() -> None:
 
 
 def test_windows_are_configuration() -> None:
-    cfg = Config.model_validate({"training": {"windows": [
-        {"name": "all", "roles": ["student", "staff", "faculty", "dispatched", "visiting"],
-         "opens": "10-01", "deadline": "01-31"}]}})
+    cfg = Config.model_validate(
+        {
+            "training": {
+                "windows": [
+                    {
+                        "name": "all",
+                        "roles": ["student", "staff", "faculty", "dispatched", "visiting"],
+                        "opens": "10-01",
+                        "deadline": "01-31",
+                    }
+                ]
+            }
+        }
+    )
     rules = rules_from_config(cfg)
     f = facts("staff", trained=())
     assert decide(f, at("2027-01-31"), rules).allowed
     assert [r.code for r in decide(f, at("2027-02-01"), rules).reasons] == ["training_missing"]
 
 
-@pytest.mark.parametrize(("day", "fy"), [("2026-03-31", 2025), ("2026-04-01", 2026), ("2027-03-31", 2026),
-                                         ("2027-01-15", 2026)])
+@pytest.mark.parametrize(
+    ("day", "fy"), [("2026-03-31", 2025), ("2026-04-01", 2026), ("2027-03-31", 2026), ("2027-01-15", 2026)]
+)
 def test_fiscal_year_boundaries(day: str, fy: int) -> None:
     assert fiscal_year_of(date.fromisoformat(day), (4, 1)) == fy
 

@@ -26,8 +26,9 @@ def test_pool_hands_out_lowest_free_host_never_the_gateway() -> None:
 
 def _open(ctx: Context, name: str = "1234567890", pool: str = "172.31.0.0/16") -> sessions.Opened:
     with ctx.tx() as s:
-        return sessions.open_session(ctx, s, ctx.user(s, name), profile=None, pool=pool, source="192.0.2.9",
-                                     client="test")
+        return sessions.open_session(
+            ctx, s, ctx.user(s, name), profile=None, pool=pool, source="192.0.2.9", client="test"
+        )
 
 
 def test_a_session_resumes_by_cookie_and_keeps_its_address(ctx: Context, clock: FixedClock) -> None:

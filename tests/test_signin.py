@@ -299,7 +299,8 @@ def test_portal_sign_in_forces_first_registration_after_applying(ctx: Context, c
 
 
 def test_deleting_every_method_needs_a_fresh_factor_and_reregistration_needs_a_recovery_code(
-        ctx: Context, clock: FixedClock) -> None:
+    ctx: Context, clock: FixedClock
+) -> None:
     from campusvpn.service.errors import Forbidden
     from campusvpn.signin import RecoveryForRegistration
 
@@ -307,7 +308,9 @@ def test_deleting_every_method_needs_a_fresh_factor_and_reregistration_needs_a_r
     _, codes = enrol_totp(ctx, clock)
     [m] = mfa.show(ctx, "1234567890")["methods"]  # type: ignore[misc]
     with pytest.raises(Forbidden, match="second factor"):
-        mfa.delete_method(ctx, "1234567890", m["id"], actor="u", fresh_second_factor_at=clock.now() - timedelta(hours=1))
+        mfa.delete_method(
+            ctx, "1234567890", m["id"], actor="u", fresh_second_factor_at=clock.now() - timedelta(hours=1)
+        )
     state = mfa.delete_method(ctx, "1234567890", m["id"], actor="u", fresh_second_factor_at=clock.now())
     assert state.value == "registration_required"
     engine = SignIn(ctx, Purpose.PORTAL)

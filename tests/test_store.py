@@ -21,8 +21,18 @@ def test_schema_is_created_by_migrations_and_upgrade_is_idempotent(ctx: Context)
     assert db.current_revision(ctx.engine) == db.head_revision(ctx.engine)
     db.upgrade(ctx.engine)
     tables = set(inspect(ctx.engine).get_table_names())
-    assert {"users", "affiliations", "mfa_methods", "recovery_codes", "trusted_devices", "audit_events",
-            "training_records", "throttle_counters", "phone_challenges", "alembic_version"} <= tables
+    assert {
+        "users",
+        "affiliations",
+        "mfa_methods",
+        "recovery_codes",
+        "trusted_devices",
+        "audit_events",
+        "training_records",
+        "throttle_counters",
+        "phone_challenges",
+        "alembic_version",
+    } <= tables
 
 
 def test_sqlite_runs_in_wal_mode(ctx: Context) -> None:
@@ -50,8 +60,12 @@ def test_a_seed_copied_to_another_users_row_does_not_decrypt(ctx: Context, clock
     mfa.apply(ctx, "2234567890", actor="t")
     e = mfa.begin_totp(ctx, "2234567890", actor="t")
     with ctx.engine.begin() as c:
-        sealed = c.execute(text("select secret_sealed from mfa_methods where public_id != :p"), {"p": e.method_id}).scalar()
-        c.execute(text("update mfa_methods set secret_sealed = :s where public_id = :p"), {"s": sealed, "p": e.method_id})
+        sealed = c.execute(
+            text("select secret_sealed from mfa_methods where public_id != :p"), {"p": e.method_id}
+        ).scalar()
+        c.execute(
+            text("update mfa_methods set secret_sealed = :s where public_id = :p"), {"s": sealed, "p": e.method_id}
+        )
     from campusvpn.service.errors import Forbidden
 
     with pytest.raises(Forbidden, match="cannot be read"):
@@ -89,8 +103,18 @@ def test_the_whole_sign_in_works_on_postgresql(tmp_path: Path, clock: FixedClock
         assert sign_in(ctx, codes[0]).recovery_left == 9  # type: ignore[union-attr]
     finally:
         with ctx.engine.begin() as c:
-            for t in ["audit_events", "throttle_counters", "trusted_devices", "training_records", "phone_challenges",
-                      "recovery_codes", "mfa_methods", "affiliations", "users", "alembic_version"]:
+            for t in [
+                "audit_events",
+                "throttle_counters",
+                "trusted_devices",
+                "training_records",
+                "phone_challenges",
+                "recovery_codes",
+                "mfa_methods",
+                "affiliations",
+                "users",
+                "alembic_version",
+            ]:
                 c.execute(text(f"DROP TABLE IF EXISTS {t} CASCADE"))
         ctx.engine.dispose()
 

@@ -5,17 +5,20 @@ from campusvpn.core.usernames import InvalidUsername, UsernameRule
 RULE = UsernameRule(r"^[0-9]{10}$", ("example.ac.jp", "st.example.ac.jp"), "10 digits, like 1234567890")
 
 
-@pytest.mark.parametrize("typed", [
-    "1234567890",
-    " 1234567890 ",
-    "１２３４５６７８９０",
-    "１２３４５６７８９０@example.ac.jp ",
-    "1234567890@EXAMPLE.AC.JP",
-    "1234567890@st.example.ac.jp",
-    "123 456 7890",
-    "1234567890\u200b",  # a zero-width space pasted from a web page
-    "１２３４５６７８９０＠ｅｘａｍｐｌｅ．ａｃ．ｊｐ",  # all full-width, even the @ and the domain
-])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "1234567890",
+        " 1234567890 ",
+        "１２３４５６７８９０",
+        "１２３４５６７８９０@example.ac.jp ",
+        "1234567890@EXAMPLE.AC.JP",
+        "1234567890@st.example.ac.jp",
+        "123 456 7890",
+        "1234567890\u200b",  # a zero-width space pasted from a web page
+        "１２３４５６７８９０＠ｅｘａｍｐｌｅ．ａｃ．ｊｐ",  # all full-width, even the @ and the domain
+    ],
+)
 def test_every_typed_form_means_the_same_name(typed: str) -> None:
     assert RULE.normalise(typed) == "1234567890"
 

@@ -20,7 +20,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield tb
     finally:
         tb.destroy()
-        print(f"\n--- gateway log ({tb.gw_log}) tail ---\n" + "\n".join(tb.gw_log.read_text().splitlines()[-15:])
-              if tb.gw_log.exists() else "")
-
-
+        print(
+            f"\n--- gateway log ({tb.gw_log}) tail ---\n" + "\n".join(tb.gw_log.read_text().splitlines()[-15:])
+            if tb.gw_log.exists()
+            else ""
+        )

@@ -1,6 +1,6 @@
 """Small programs run inside the namespaces: a TCP peer on the campus host, a raw TLS fuzzer."""
 
-TCP_SERVER = r'''
+TCP_SERVER = r"""
 import hashlib, socket, sys
 n = int(sys.argv[2])
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -15,9 +15,9 @@ while len(got) < n:
 reply = hashlib.sha256(got).digest() * (n // 32)
 c.sendall(reply); c.shutdown(socket.SHUT_WR)
 print(hashlib.sha256(got).hexdigest(), flush=True)
-'''
+"""
 
-TCP_CLIENT = r'''
+TCP_CLIENT = r"""
 import hashlib, os, socket, sys
 n = int(sys.argv[2])
 data = os.urandom(n)
@@ -30,9 +30,9 @@ while True:
     back += chunk
 ok = bytes(back) == hashlib.sha256(data).digest() * (n // 32)
 print(hashlib.sha256(data).hexdigest(), "ok" if ok else f"bad {len(back)}", flush=True)
-'''
+"""
 
-FUZZER = r'''
+FUZZER = r"""
 import os, random, socket, ssl, struct, sys, time
 host, cookie, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rnd = random.Random(int(sys.argv[4]))
@@ -74,4 +74,4 @@ for i in range(rounds):
     attempt(rnd.choice([garbage_http, bad_xml, huge_body, huge_header, bad_frames, bad_cookie]))
 for s in slow: s.close()
 print("fuzzed", rounds, flush=True)
-'''
+"""

@@ -28,9 +28,30 @@ def figures(text: str) -> dict[str, float]:
 
 def test_idle_sessions_bench_holds_tunnels_and_gets_dpd_answers(bed: Testbed) -> None:
     assert bed.gw_proc is not None
-    r = sh("ip", "netns", "exec", bed.ns_client, sys.executable, str(BENCH / "idle_sessions.py"), "--config",
-           str(bed.config), "--addr", GW_IP, "--sessions", "20", "--hold", "4", "--dpd", "1", "--gw-pid",
-           str(bed.gw_proc.pid), "--user", "3000000020", check=False, timeout=120)
+    r = sh(
+        "ip",
+        "netns",
+        "exec",
+        bed.ns_client,
+        sys.executable,
+        str(BENCH / "idle_sessions.py"),
+        "--config",
+        str(bed.config),
+        "--addr",
+        GW_IP,
+        "--sessions",
+        "20",
+        "--hold",
+        "4",
+        "--dpd",
+        "1",
+        "--gw-pid",
+        str(bed.gw_proc.pid),
+        "--user",
+        "3000000020",
+        check=False,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     f = figures(r.stdout)
     assert f["campusvpn.idle20.sessions_up"] == 20
@@ -42,9 +63,28 @@ def test_idle_sessions_bench_holds_tunnels_and_gets_dpd_answers(bed: Testbed) ->
 
 
 def test_connect_time_bench_signs_in_with_totp_and_resumes(bed: Testbed) -> None:
-    r = subprocess.run([sys.executable, str(BENCH / "connect_time.py"), "--config", str(bed.config), "--pin", bed.pin,
-                        "--url", f"https://{GW_IP}/", "--ns", bed.ns_client, "--rounds", "2", "--first-user",
-                        "4000000100"], capture_output=True, text=True, timeout=180, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "connect_time.py"),
+            "--config",
+            str(bed.config),
+            "--pin",
+            bed.pin,
+            "--url",
+            f"https://{GW_IP}/",
+            "--ns",
+            bed.ns_client,
+            "--rounds",
+            "2",
+            "--first-user",
+            "4000000100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     f = figures(r.stdout)
     assert f["campusvpn.signin.rounds"] == 2 and f["campusvpn.signin.failures"] == 0
@@ -59,12 +99,18 @@ def test_report_builds_results_and_charts(tmp_path: Path) -> None:
         (run / gw / "figures.txt").write_text(
             f"{gw}.dtls-off.tunnel.tcp_c2s_1stream {900 * scale} Mbit/s\n"
             f"{gw}.dtls-off.tunnel.ping_rtt_median {0.4 / scale} ms\n"
-            f"{gw}.dtls-off.memory.gw_rss_per_session {6400 * scale / 10} KiB\n# a note\n")
+            f"{gw}.dtls-off.memory.gw_rss_per_session {6400 * scale / 10} KiB\n# a note\n"
+        )
     (run / "extra-figures.txt").write_text("campusvpn.signin.connect_median 0.2 s\n")
     out = tmp_path / "out"
     out.mkdir()
-    r = subprocess.run([sys.executable, str(BENCH / "report.py"), str(run), str(out)], capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "report.py"), str(run), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     text = (out / "RESULTS.md").read_text()
     assert "| TCP client→campus, 1 stream | 900 | 630 | Mbit/s | 0.70 | ≥ 1.0 ✘ |" in text

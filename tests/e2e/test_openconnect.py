@@ -25,9 +25,11 @@ def recorder(bed: Testbed, tag: str) -> str:
     """A vpnc-script wrapper that records what openconnect passes, then configures for real."""
     script = bed.dir / "record.sh"
     if not script.exists():
-        script.write_text('#!/bin/sh\nenv | sort > "$(dirname "$0")/env-$1-${reason}.txt"\n'
-                          'printf "%s" "$CISCO_BANNER" > "$(dirname "$0")/banner-$1-${reason}.txt"\n'
-                          "exec /usr/share/vpnc-scripts/vpnc-script\n")
+        script.write_text(
+            '#!/bin/sh\nenv | sort > "$(dirname "$0")/env-$1-${reason}.txt"\n'
+            'printf "%s" "$CISCO_BANNER" > "$(dirname "$0")/banner-$1-${reason}.txt"\n'
+            "exec /usr/share/vpnc-scripts/vpnc-script\n"
+        )
         script.chmod(0o755)
     return f"{script} {tag}"
 
@@ -51,8 +53,9 @@ def authenticate(bed: Testbed, user: str, stdin: str, *extra: str) -> subprocess
 def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> None:
     u = bed.add_user("1000000001")
     log = bed.dir / "oc1.log"
-    r = bed.connect_background("1000000001", PASSWORD + "\n", script=recorder(bed, "a"), extra=totp_args(u["secret"]),
-                               log=log)
+    r = bed.connect_background(
+        "1000000001", PASSWORD + "\n", script=recorder(bed, "a"), extra=totp_args(u["secret"]), log=log
+    )
     assert r.returncode == 0, log.read_text()
     env = env_of(bed, "a")
     assert env["INTERNAL_IP4_ADDRESS"].startswith("172.31.")
@@ -60,8 +63,15 @@ def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> No
     assert env["INTERNAL_IP4_DNS"] == "10.201.0.53 10.201.0.63"
     assert env["INTERNAL_IP4_NBNS"] == "10.201.0.54"
     assert env["CISCO_DEF_DOMAIN"] == "campus.test"
-    assert (env["CISCO_SPLIT_INC"], env["CISCO_SPLIT_INC_0_ADDR"], env["CISCO_SPLIT_INC_0_MASKLEN"]) == ("1", "10.201.0.0", "24")
-    excludes = {(env[f"CISCO_SPLIT_EXC_{i}_ADDR"], env[f"CISCO_SPLIT_EXC_{i}_MASKLEN"]) for i in range(int(env["CISCO_SPLIT_EXC"]))}
+    assert (env["CISCO_SPLIT_INC"], env["CISCO_SPLIT_INC_0_ADDR"], env["CISCO_SPLIT_INC_0_MASKLEN"]) == (
+        "1",
+        "10.201.0.0",
+        "24",
+    )
+    excludes = {
+        (env[f"CISCO_SPLIT_EXC_{i}_ADDR"], env[f"CISCO_SPLIT_EXC_{i}_MASKLEN"])
+        for i in range(int(env["CISCO_SPLIT_EXC"]))
+    }
     local_lan = ("0.0.0.0", "32")  # noqa: S104 - Cisco's "allow local LAN access" marker, not a bind
     assert excludes == {local_lan, ("10.201.0.128", "25")}
     assert env["CISCO_PROXY_PAC"] == "http://proxy.campus.test/proxy.pac"
@@ -71,8 +81,11 @@ def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> No
     ping = bed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP)
     assert ping.returncode == 0, ping.stdout
 
-    server = subprocess.Popen(["ip", "netns", "exec", bed.ns_campus, sys.executable, "-c", TCP_SERVER, CAMPUS_IP,
-                               str(4 * 1024 * 1024)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", bed.ns_campus, sys.executable, "-c", TCP_SERVER, CAMPUS_IP, str(4 * 1024 * 1024)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     bed.procs.append(server)  # type: ignore[arg-type]
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
     client = bed.in_client(sys.executable, "-c", TCP_CLIENT, CAMPUS_IP, str(4 * 1024 * 1024), timeout=60)
@@ -129,15 +142,22 @@ def test_sms_code_from_the_outbox(bed: Testbed) -> None:
     assert "COOKIE=" in out
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    ("wrong_code", "That code is not right"),
-    ("mfa_10_minutes_ago", "still being activated"),
-    ("training_missing", "information-security training"),
-    ("revoked", "Your account has been closed"),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong_code", "That code is not right"),
+        ("mfa_10_minutes_ago", "still being activated"),
+        ("training_missing", "information-security training"),
+        ("revoked", "Your account has been closed"),
+    ],
+)
 def test_refusals_come_back_as_the_clients_error_text(bed: Testbed, case: str, expected: str) -> None:
-    name = {"wrong_code": "1000000011", "mfa_10_minutes_ago": "1000000012", "training_missing": "1000000013",
-            "revoked": "1000000014"}[case]
+    name = {
+        "wrong_code": "1000000011",
+        "mfa_10_minutes_ago": "1000000012",
+        "training_missing": "1000000013",
+        "revoked": "1000000014",
+    }[case]
     applied = (datetime.now(UTC) - timedelta(minutes=10)).isoformat() if case == "mfa_10_minutes_ago" else None
     u = bed.add_user(name, trained=case != "training_missing", applied_at=applied)
     if case == "revoked":
@@ -157,8 +177,9 @@ def test_refusals_come_back_as_the_clients_error_text(bed: Testbed, case: str, e
 def test_resumes_after_the_tcp_connection_is_cut(bed: Testbed) -> None:
     u = bed.add_user("1000000004")
     log = bed.dir / "oc4.log"
-    r = bed.connect_background("1000000004", PASSWORD + "\n", script=recorder(bed, "r"), extra=totp_args(u["secret"]),
-                               log=log)
+    r = bed.connect_background(
+        "1000000004", PASSWORD + "\n", script=recorder(bed, "r"), extra=totp_args(u["secret"]), log=log
+    )
     assert r.returncode == 0, log.read_text()
     first = env_of(bed, "r")["INTERNAL_IP4_ADDRESS"]
     bed.in_client("ss", "-K", "dst", GW_IP, "dport", "=", "443", check=True)
@@ -202,8 +223,9 @@ def test_tunnel_ends_within_5_seconds(bed: Testbed, how: str) -> None:
 def test_fuzzed_garbage_does_not_disturb_another_session(bed: Testbed) -> None:
     good = bed.add_user("1000000007")
     log = bed.dir / "oc7.log"
-    r = bed.connect_background("1000000007", PASSWORD + "\n", script=recorder(bed, "g"), extra=totp_args(good["secret"]),
-                               log=log)
+    r = bed.connect_background(
+        "1000000007", PASSWORD + "\n", script=recorder(bed, "g"), extra=totp_args(good["secret"]), log=log
+    )
     assert r.returncode == 0, log.read_text()
     env_of(bed, "g")
     bad = bed.add_user("1000000008")
@@ -212,8 +234,11 @@ def test_fuzzed_garbage_does_not_disturb_another_session(bed: Testbed) -> None:
     found = re.search(r"webvpn=([^;'\s]+)", auth.stdout)
     assert found, auth.stdout
     cookie = found.group(1)
-    ping = subprocess.Popen(["ip", "netns", "exec", bed.ns_client, "ping", "-c", "40", "-i", "0.25", "-W", "2", CAMPUS_IP],
-                            stdout=subprocess.PIPE, text=True)
+    ping = subprocess.Popen(
+        ["ip", "netns", "exec", bed.ns_client, "ping", "-c", "40", "-i", "0.25", "-W", "2", CAMPUS_IP],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     fuzz = bed.in_client(sys.executable, "-c", FUZZER, GW_IP, cookie, "80", "7", timeout=150)
     assert "fuzzed 80" in fuzz.stdout, fuzz.stdout + fuzz.stderr
     out, _ = ping.communicate(timeout=60)
@@ -243,8 +268,21 @@ def test_trusted_device_skips_the_code_via_the_gateway_address(bed: Testbed) -> 
     devices = json.loads(bed.cli(None, "devices", "list", "1000000010", "--json").stdout)
     assert len(devices) == 1
     # From the trusted address only the password is asked: stdin has no code line.
-    args = ["ip", "netns", "exec", bed.ns_client, "openconnect", "--authenticate", "--servercert", bed.pin, "--user",
-            "1000000010", "--passwd-on-stdin", "--non-inter", f"https://{GW_IP}/d/{found.group(1)}"]
+    args = [
+        "ip",
+        "netns",
+        "exec",
+        bed.ns_client,
+        "openconnect",
+        "--authenticate",
+        "--servercert",
+        bed.pin,
+        "--user",
+        "1000000010",
+        "--passwd-on-stdin",
+        "--non-inter",
+        f"https://{GW_IP}/d/{found.group(1)}",
+    ]
     again = sh(*args, check=False, input=f"{PASSWORD}\n", timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "webvpn=" in again.stdout

@@ -46,6 +46,7 @@ def sh(*args: str, check: bool = True, timeout: float = 30, **kw: object) -> sub
 
 class Testbed:
     __test__ = False  # a helper, not a test class
+
     def __init__(self, workdir: Path) -> None:
         self.tag = "cv" + secrets.token_hex(3)
         self.ns_client, self.ns_gw, self.ns_campus = f"{self.tag}-c", f"{self.tag}-g", f"{self.tag}-h"
@@ -65,11 +66,19 @@ class Testbed:
             sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", f"{t}gc", "type", "veth", "peer", "name", f"{t}cg")
         sh("ip", "link", "add", f"{t}gh", "type", "veth", "peer", "name", f"{t}hg")
-        for dev, ns in ((f"{t}gc", self.ns_gw), (f"{t}cg", self.ns_client), (f"{t}gh", self.ns_gw),
-                        (f"{t}hg", self.ns_campus)):
+        for dev, ns in (
+            (f"{t}gc", self.ns_gw),
+            (f"{t}cg", self.ns_client),
+            (f"{t}gh", self.ns_gw),
+            (f"{t}hg", self.ns_campus),
+        ):
             sh("ip", "link", "set", dev, "netns", ns)
-        for ns, dev, addr in ((self.ns_gw, f"{t}gc", GW_IP), (self.ns_client, f"{t}cg", CLIENT_IP),
-                              (self.ns_gw, f"{t}gh", CAMPUS_GW), (self.ns_campus, f"{t}hg", CAMPUS_IP)):
+        for ns, dev, addr in (
+            (self.ns_gw, f"{t}gc", GW_IP),
+            (self.ns_client, f"{t}cg", CLIENT_IP),
+            (self.ns_gw, f"{t}gh", CAMPUS_GW),
+            (self.ns_campus, f"{t}hg", CAMPUS_IP),
+        ):
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -97,14 +106,17 @@ class Testbed:
         for old, new in [
             ('listen = "0.0.0.0:443"', f'listen = "{GW_IP}:443"'),
             ('split_include = ["10.0.0.0/8"]', 'split_include = ["10.201.0.0/24"]'),
-            ("dns = []", 'dns = ["10.201.0.53", "10.201.0.63"]'), ("wins = []", 'wins = ["10.201.0.54"]'),
+            ("dns = []", 'dns = ["10.201.0.53", "10.201.0.63"]'),
+            ("wins = []", 'wins = ["10.201.0.54"]'),
             ("split_exclude = []", 'split_exclude = ["10.201.0.128/25"]'),
             ('proxy_pac = ""', 'proxy_pac = "http://proxy.campus.test/proxy.pac"'),
             ('banner = ""', 'banner = "Welcome to the campus VPN"'),
             ('domain = "example.ac.jp"', 'domain = "campus.test"'),
-            ("argon2_time_cost = 2", "argon2_time_cost = 1"), ("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"),
+            ("argon2_time_cost = 2", "argon2_time_cost = 1"),
+            ("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"),
             ('hostname = "vpn.example.ac.jp"', f'hostname = "{GW_IP}"'),
-            ('dpd = "30s"', 'dpd = "5s"'), ('keepalive = "20s"', 'keepalive = "5s"'),
+            ('dpd = "30s"', 'dpd = "5s"'),
+            ('keepalive = "20s"', 'keepalive = "5s"'),
         ]:
             assert old in text, old
             text = text.replace(old, new)
@@ -115,8 +127,15 @@ class Testbed:
         if now:
             env["CAMPUSVPN_FAKE_NOW"] = now
         pre = ["--config", str(self.config)] if args[0] != "init" else []
-        r = subprocess.run([sys.executable, "-m", "campusvpn", *pre, *args], input=stdin, capture_output=True,
-                           text=True, env=env, timeout=60, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "campusvpn", *pre, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         if check and r.returncode != 0:
             raise AssertionError(f"campusvpn {' '.join(args)} failed: {r.stdout}{r.stderr}")
         return r
@@ -125,8 +144,23 @@ class Testbed:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
         log = self.gw_log.open("ab")
         # `ip netns exec` execs the command, so this PID is the gateway's own.
-        self.gw_proc = subprocess.Popen(["ip", "netns", "exec", self.ns_gw, sys.executable, "-m", "campusvpn",
-                                         "--config", str(self.config), "serve"], stdout=log, stderr=log, env=env)
+        self.gw_proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns_gw,
+                sys.executable,
+                "-m",
+                "campusvpn",
+                "--config",
+                str(self.config),
+                "serve",
+            ],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if "gateway.listening" in self.gw_log.read_text(errors="replace"):
@@ -151,15 +185,27 @@ class Testbed:
     @property
     def pin(self) -> str:
         cert = x509.load_pem_x509_certificate((self.site / "tls" / "cert.pem").read_bytes())
-        spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
     # --- people ----------------------------------------------------------------------------
 
-    def add_user(self, name: str, *, role: str = "staff", trained: bool = True, applied_at: str | None = None,
-                 totp: bool = True, phone: str | None = None) -> dict[str, object]:
+    def add_user(
+        self,
+        name: str,
+        *,
+        role: str = "staff",
+        trained: bool = True,
+        applied_at: str | None = None,
+        totp: bool = True,
+        phone: str | None = None,
+    ) -> dict[str, object]:
         """An account ready for the VPN (unless told otherwise); returns its TOTP secret and recovery codes."""
-        self.cli(None, "user", "add", name, "--role", role, "--from", "2020-04-01", "--password-stdin", stdin=PASSWORD + "\n")
+        self.cli(
+            None, "user", "add", name, "--role", role, "--from", "2020-04-01", "--password-stdin", stdin=PASSWORD + "\n"
+        )
         if trained:
             f = self.dir / f"t-{name}.csv"
             f.write_text(f"username,completed_on\n{name},2026-07-10\n")
@@ -184,17 +230,34 @@ class Testbed:
     # --- clients ---------------------------------------------------------------------------
 
     def openconnect_args(self, user: str, *, script: str, extra: tuple[str, ...] = ()) -> list[str]:
-        return ["ip", "netns", "exec", self.ns_client, "openconnect", "--servercert", self.pin, "--user", user,
-                "--passwd-on-stdin", "--non-inter", "--script", script, *extra, f"https://{GW_IP}/"]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.ns_client,
+            "openconnect",
+            "--servercert",
+            self.pin,
+            "--user",
+            user,
+            "--passwd-on-stdin",
+            "--non-inter",
+            "--script",
+            script,
+            *extra,
+            f"https://{GW_IP}/",
+        ]
 
-    def connect_background(self, user: str, stdin: str, *, script: str, extra: tuple[str, ...] = (),
-                           log: Path) -> subprocess.CompletedProcess[str]:
+    def connect_background(
+        self, user: str, stdin: str, *, script: str, extra: tuple[str, ...] = (), log: Path
+    ) -> subprocess.CompletedProcess[str]:
         pidfile = self.dir / f"oc-{user}-{secrets.token_hex(2)}.pid"
         args = self.openconnect_args(user, script=script, extra=("--background", f"--pid-file={pidfile}", *extra))
         # The backgrounded child keeps stdout open: send it to a file, not a pipe we would wait on.
         with log.open("w") as out:
-            r = subprocess.run(args, input=stdin, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=60,
-                               check=False)
+            r = subprocess.run(
+                args, input=stdin, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=60, check=False
+            )
         if pidfile.exists():
             self.clients.append(int(pidfile.read_text().strip()))
             r.pid = int(pidfile.read_text().strip())  # type: ignore[attr-defined]

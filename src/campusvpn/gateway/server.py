@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 
 import h11
 from sqlalchemy import select
+from starlette.types import ASGIApp
 
 from campusvpn.core.policy import Decision
-from campusvpn.gateway import cstp, logs, metrics, xmlauth
+from campusvpn.gateway import asgi_bridge, cstp, logs, metrics, xmlauth
 from campusvpn.gateway.cstp import CstpError, CstpReader, FrameType
 from campusvpn.gateway.login import GatewayLogin
 from campusvpn.gateway.tunnel_config import Timers, connected_response, refused_response
@@ -98,6 +99,11 @@ class Gateway:
         self._last_flush = time.monotonic()
         self._last_expiry = 0.0
         self.server: asyncio.Server | None = None
+        self.portal: ASGIApp | None = None
+        if self.cfg.portal.enabled:
+            from campusvpn.portal.app import create_app
+
+            self.portal = create_app(ctx)
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -207,7 +213,24 @@ class Gateway:
                 await writer.drain()
                 leftover = conn.trailing_data[0]
                 return row, leftover, headers.get("user-agent", "")
-            if method == "POST":
+            if not asgi_bridge.is_vpn_request(method, target, headers) and self.portal is not None:
+                if body is None:
+                    writer.write(_plain(conn, 413, "The upload is too large."))
+                    return None
+                peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+                writer.write(
+                    await asgi_bridge.call(
+                        self.portal,
+                        conn,
+                        request,
+                        body,
+                        (str(peer[0]), int(peer[1])) if peer else None,
+                        (str(local[0]), int(local[1])) if local else None,
+                    )
+                )
+                # A browser may keep the connection for many pages: each page gets a fresh deadline.
+                deadline = time.monotonic() + self.cfg.gateway.auth_timeout.total_seconds()
+            elif method == "POST":
                 if body is None:
                     writer.write(_plain(conn, 413, "Request body too large"))
                     return None
@@ -257,11 +280,12 @@ class Gateway:
             if isinstance(event, h11.Request):
                 request = event
                 length = dict(event.headers).get(b"content-length", b"0")
-                if length.isdigit() and int(length) > MAX_BODY:
+                limit = self._body_limit(event)
+                if length.isdigit() and int(length) > limit:
                     return request, None  # refuse at once; never read a body we will not use
                 continue
             if isinstance(event, h11.Data):
-                if len(body) + len(event.data) > MAX_BODY:
+                if request is None or len(body) + len(event.data) > self._body_limit(request):
                     too_big = True
                 else:
                     body += event.data
@@ -270,6 +294,14 @@ class Gateway:
                 return request, (None if too_big else bytes(body))
             if isinstance(event, h11.ConnectionClosed):
                 return None, None
+
+    def _body_limit(self, request: h11.Request) -> int:
+        """VPN sign-in bodies are small XML; portal uploads (roster CSVs) may be larger."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        method, target = request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace")
+        if self.portal is None or asgi_bridge.is_vpn_request(method, target, headers):
+            return MAX_BODY
+        return self.cfg.portal.max_upload + 64 * 1024  # room for the multipart framing
 
     # --- sign-in (runs in a worker thread: Argon2 and the database block) -------------------
 

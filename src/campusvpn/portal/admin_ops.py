@@ -144,7 +144,7 @@ def revoke_token(ctx: Context, public_id: str, *, actor: str) -> None:
         if row is None:
             raise NotFound(f"there is no live token {public_id}")
         row.revoked_at = ctx.clock.now()
-        audit.record(s, row.revoked_at, "api.token.revoked", actor=actor, subject=row.owner, token=public_id)
+        audit.record(s, row.revoked_at, "api.token.revoked", actor=actor, subject=row.owner, token_id=public_id)
 
 
 def token_owner(ctx: Context, token: str) -> str | None:

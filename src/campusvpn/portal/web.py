@@ -142,6 +142,9 @@ def _run(
         response = req.redirect("/signin?next=" + quote(target, safe="/"))
     elif auth == "admin" and not req.is_admin:
         response = req.error(req.t("err.not_admin"), 403)
+    elif auth == "admin" and cur.second_factor_at is None:
+        # Admins act only after a second factor in this sign-in (a trusted device is not enough).
+        response = req.redirect("/stepup?next=" + quote(request.url.path, safe="/"))
     else:
         response = fn(req)
     if not getattr(response, "session_ended", False):

@@ -1,0 +1,304 @@
+"""The portal through its ASGI app (httpx TestClient): flows, CSRF, sessions, language, admin, API.
+The same flows run in real Chromium in tests/e2e/test_portal_browser.py."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+from starlette.testclient import TestClient
+from tests.conftest import PASSWORD, add_user, make_config
+
+from campusvpn.platform.clock import FixedClock
+from campusvpn.portal import i18n
+from campusvpn.portal.app import create_app
+from campusvpn.service import mfa, sessions
+from campusvpn.service.context import Context, open_context
+from campusvpn.service.sender import read_outbox
+
+USER = "1234567890"
+ADMIN = "9000000001"
+
+
+@pytest.fixture
+def pctx(tmp_path: Path, clock: FixedClock) -> Context:
+    c = open_context(make_config(tmp_path, f'[portal]\nadmins = ["{ADMIN}"]\ndefault_language = "en"\n'), clock)
+    add_user(c, USER)
+    with c.tx() as s:
+        c.user(s, USER).email = "user@example.ac.jp"
+    return c
+
+
+def client(ctx: Context) -> TestClient:
+    return TestClient(create_app(ctx), base_url="https://testserver", follow_redirects=True)
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def sign_in(c: TestClient, name: str = USER, password: str = PASSWORD) -> str:
+    page = c.get("/signin").text
+    r = c.post("/signin", data={"csrf": csrf(page), "username": name, "password": password})
+    return r.text
+
+
+def totp_now(ctx: Context, secret: str, clock: FixedClock) -> str:
+    return pyotp.TOTP(secret).at(clock.now())
+
+
+def register_totp(c: TestClient, ctx: Context, clock: FixedClock) -> tuple[str, list[str]]:
+    page = c.get("/mfa/totp").text
+    secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page)
+    assert secret, page
+    r = c.post("/mfa/totp", data={"csrf": csrf(page), "code": totp_now(ctx, secret.group(1), clock)})
+    codes = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
+    return secret.group(1), codes
+
+
+def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clock: FixedClock) -> None:
+    c = client(pctx)
+    home = sign_in(c)
+    assert "You have not applied for MFA" in home
+    page = c.get("/apply").text
+    assert "09:40" in page  # START is 09:00 Tokyo; 40 minutes later, the exact time
+    done = c.post("/apply", data={"csrf": csrf(page)}).text
+    assert "Sign in again to register" in done
+    # The next sign-in forces registration.
+    assert "Register a verification method" in sign_in(c)
+    secret, codes = register_totp(c, pctx, clock)
+    assert len(codes) == 10 and "10 of 10" in c.get("/security").text
+    status = c.get("/vpn").text
+    assert 'data-code="mfa_activation_pending"' in status and "09:40" in status
+    clock.advance(timedelta(minutes=20))
+    assert 'data-code="mfa_activation_pending"' in c.get("/vpn").text
+    clock.advance(timedelta(minutes=21))  # each page view keeps the portal session (30 min idle) alive
+    assert "You may use the VPN now." in c.get("/vpn").text
+    c.post("/signout", data={"csrf": csrf(c.get("/").text)})
+    # Second factor with "skip on this device".
+    assert "authenticator app" in sign_in(c)
+    clock.advance(timedelta(seconds=30))
+    page = c.get("/signin/code").text
+    r = c.post("/signin/code", data={"csrf": csrf(page), "code": totp_now(pctx, secret, clock), "trust": "1"})
+    assert "Welcome" in r.text and "campusvpn-device" in c.cookies
+    c.post("/signout", data={"csrf": csrf(r.text)})
+    home = sign_in(c)
+    assert "Code skipped: this device is trusted" in home  # never silent
+    devices = c.get("/devices").text
+    device_id = re.search(r'name="device" value="([0-9a-f]+)"', devices)
+    assert device_id
+    r = c.post("/devices", data={"csrf": csrf(devices), "device": device_id.group(1)})
+    assert "revoked" in r.text
+    c.post("/signout", data={"csrf": csrf(r.text)})
+    assert "authenticator app" in sign_in(c)
+
+
+def _ready(ctx: Context, clock: FixedClock) -> tuple[TestClient, str]:
+    mfa.apply(ctx, USER, actor="test")
+    c = client(ctx)
+    sign_in(c)
+    secret, _ = register_totp(c, ctx, clock)
+    return c, secret
+
+
+def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_notices(
+    pctx: Context, clock: FixedClock
+) -> None:
+    c, secret = _ready(pctx, clock)
+    page = c.get("/mfa/phone").text
+    r = c.post(
+        "/mfa/phone",
+        data={"csrf": csrf(page), "kind": "mobile", "number": "090-1234-5678", "channel": "sms", "action": "send"},
+    )
+    assert "Enter it below" in r.text or "We sent a code" in r.text
+    sms = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "sms"][-1]
+    code = re.search(r"\b(\d{6})\b", sms["text"])
+    assert code
+    method = re.search(r'name="method" value="([0-9a-f]+)"', r.text)
+    assert method
+    fields = {
+        "csrf": csrf(r.text),
+        "kind": "mobile",
+        "number": "090-1234-5678",
+        "channel": "sms",
+        "method": method.group(1),
+        "code": code.group(1),
+        "action": "confirm",
+    }
+    r = c.post("/mfa/phone", data=fields)
+    assert "Mobile phone" in r.text and "changed" in r.text
+    mails = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "email"]
+    assert any("A verification method was added: Mobile phone" in m["text"] for m in mails)
+    # Past the step-up window a change asks for a code first.
+    clock.advance(timedelta(minutes=30))
+    sec = c.get("/security").text
+    phone_id = re.search(r'data-kind="phone">.*?name="method" value="([0-9a-f]+)"', sec, re.S)
+    assert phone_id
+    r = c.post("/security", data={"csrf": csrf(sec), "method": phone_id.group(1), "action": "delete"})
+    assert "Changes to your security info need a code" in r.text
+    r = c.post(str(r.url), data={"csrf": csrf(r.text), "code": totp_now(pctx, secret, clock)})
+    r = c.post("/security", data={"csrf": csrf(r.text), "method": phone_id.group(1), "action": "delete"})
+    assert "Mobile phone" not in r.text
+    mails = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "email"]
+    assert any("deleted" in m["text"] for m in mails)
+
+
+def test_post_without_csrf_is_refused_and_changes_nothing(pctx: Context, clock: FixedClock) -> None:
+    c = client(pctx)
+    sign_in(c)
+    r = c.post("/apply", data={})
+    assert r.status_code == 403 and "did not come from this site" in r.text
+    r = c.post("/apply", data={"csrf": "forged"})
+    assert r.status_code == 403
+    assert mfa.show(pctx, USER)["applied_at"] is None
+
+
+def test_session_id_changes_at_sign_in_and_signout_ends_it(pctx: Context) -> None:
+    c = client(pctx)
+    c.get("/signin")
+    before = c.cookies.get("campusvpn-portal")
+    sign_in(c)
+    after = c.cookies.get("campusvpn-portal")
+    assert before and after and before != after
+    planted = TestClient(create_app(pctx), base_url="https://testserver")
+    planted.cookies.set("campusvpn-portal", before)
+    assert "Sign in" in planted.get("/", follow_redirects=True).text  # the old id is worth nothing
+    c.post("/signout", data={"csrf": csrf(c.get("/").text)})
+    assert c.get("/vpn", follow_redirects=False).status_code == 303
+
+
+def test_security_headers_and_no_open_redirect(pctx: Context) -> None:
+    c = client(pctx)
+    r = c.get("/signin")
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "secure" in cookie and "samesite=lax" in cookie
+    page = c.get("/signin?next=//evil.example/").text
+    r = c.post(
+        "/signin?next=//evil.example/",
+        data={"csrf": csrf(page), "username": USER, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/"
+
+
+def test_japanese_by_browser_preference_and_choice(pctx: Context) -> None:
+    c = client(pctx)
+    r = c.get("/signin", headers={"Accept-Language": "ja,en;q=0.8"})
+    assert "ユーザー名" in r.text and '<html lang="ja">' in r.text
+    r = c.get("/signin?lang=en", headers={"Accept-Language": "ja"})
+    assert "User name" in r.text
+    assert "User name" in c.get("/signin", headers={"Accept-Language": "ja"}).text  # the choice sticks
+
+
+def test_every_message_has_both_languages() -> None:
+    for key, (en, ja) in i18n.MESSAGES.items():
+        assert en.strip() and ja.strip(), key
+        assert set(re.findall(r"{(\w+)}", en)) == set(re.findall(r"{(\w+)}", ja)), key
+
+
+def test_wrong_password_is_generic_and_unknown_page_is_friendly(pctx: Context) -> None:
+    c = client(pctx)
+    text = sign_in(c, password="wrong password here")
+    assert "The user name or password is incorrect." in text
+    r = c.get("/no/such/page")
+    assert r.status_code == 404 and "There is no such page" in r.text and "Traceback" not in r.text
+
+
+def test_full_width_name_with_domain_signs_in(pctx: Context) -> None:
+    c = client(pctx)
+    assert "Welcome" in sign_in(c, "１２３４ ５６７８９０@example.ac.jp")
+
+
+def test_admin_console_reset_mfa_with_reason_and_kill_session(pctx: Context, clock: FixedClock) -> None:
+    add_user(pctx, ADMIN)
+    mfa.apply(pctx, USER, actor="test")
+    c = client(pctx)
+    sign_in(c)
+    register_totp(c, pctx, clock)
+    assert c.get("/admin").status_code == 403  # a member is kept out of the console
+    clock.advance(timedelta(minutes=20))
+    with pctx.tx() as s:
+        sessions.open_session(
+            pctx, s, pctx.user(s, USER), profile=None, pool="172.31.0.0/16", source="192.0.2.7", client="test"
+        )
+    mfa.apply(pctx, ADMIN, actor="test")
+    a = client(pctx)
+    sign_in(a, ADMIN)
+    _, _ = register_totp(a, pctx, clock)
+    r = a.get("/admin?q=1234567890")
+    assert f"/admin/users/{USER}" in r.text
+    page = a.get(f"/admin/users/{USER}").text
+    assert "192.0.2.7" in page
+    sid = re.search(r'name="session" value="([0-9a-f]+)"', page)
+    assert sid
+    r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "kill", "session": sid.group(1)})
+    assert "Done" in r.text and not sessions.listing(pctx, username=USER)
+    r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": ""})
+    assert r.status_code == 400 and "say why" in r.text
+    r = a.post(
+        f"/admin/users/{USER}",
+        data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"},
+    )
+    assert "mfa.reset" in r.text and "lost phone, ID checked at desk" in r.text
+    assert mfa.show(pctx, USER)["state"] == "registration_required"
+    # The member's portal sign-in ended with the reset.
+    assert c.get("/vpn", follow_redirects=False).status_code == 303
+
+
+def test_recovery_pass_lets_a_user_with_nothing_left_register_again(pctx: Context, clock: FixedClock) -> None:
+    from campusvpn.service import recovery_pass
+
+    c, _ = _ready(pctx, clock)
+    c.post("/signout", data={"csrf": csrf(c.get("/").text)})
+    code, _ = recovery_pass.issue(pctx, USER, actor=ADMIN, reason="passport checked")
+    sign_in(c)
+    page = c.get("/signin/pass").text
+    assert "help desk" in page
+    r = c.post("/signin/pass", data={"csrf": csrf(page), "pass": code})
+    assert "Register a verification method" in r.text
+    assert mfa.show(pctx, USER)["methods"] == []
+    page = c.get("/signin/pass").text  # a pass works once
+
+
+def test_api_token_openapi_and_actions(pctx: Context, clock: FixedClock) -> None:
+    from campusvpn.portal import admin_ops
+
+    add_user(pctx, ADMIN)
+    c = client(pctx)
+    doc = c.get("/api/openapi.json").json()
+    assert "/users/{username}/mfa/reset" in doc["paths"]
+    assert c.get("/api/users?q=1").status_code == 401
+    token = admin_ops.create_token(pctx, ADMIN, "nightly roster sync")
+    h = {"Authorization": f"Bearer {token}"}
+    assert c.get("/api/users", params={"q": USER}, headers=h).json()[0]["username"] == USER
+    r = c.post(
+        "/api/roster",
+        headers=h,
+        json={"csv": "username,name,role,email,from,until\n1111111111,A,student,,2026-04-01,\nbad,B,student,,,\n"},
+    )
+    assert r.status_code == 200 and r.json()["applied"] == 1 and r.json()["errors"][0]["line"] == 3
+    r = c.post(f"/api/users/{USER}/status", headers=h, json={"status": "suspended", "reason": ""})
+    assert r.status_code == 422
+    r = c.post(f"/api/users/{USER}/status", headers=h, json={"status": "suspended", "reason": "left the lab"})
+    assert r.status_code == 200
+    assert c.get("/api/users/0000000000", headers=h).status_code == 404
+    assert c.get("/api/users/not-a-name", headers=h).status_code == 404
+    admin_ops.revoke_token(pctx, admin_ops.list_tokens(pctx)[0]["id"], actor=ADMIN)
+    assert c.get("/api/users", headers=h).status_code == 401
+
+
+def test_connect_page_has_profile_command_and_pin(pctx: Context) -> None:
+    c = client(pctx)
+    sign_in(c)
+    page = c.get("/connect").text
+    assert "openconnect" in page and f"--user={USER}" in page
+    xml = c.get("/connect/profile.xml")
+    assert xml.headers["content-type"].startswith("application/xml")
+    assert b"<HostAddress>" in xml.content

@@ -6,6 +6,7 @@ portal's answers are small pages, so the response is gathered whole and sent wit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from urllib.parse import unquote
@@ -40,7 +41,7 @@ async def call(
     path, _, query = target.partition("?")
     scope = {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": request.http_version.decode("ascii", "replace"),
         "method": request.method.decode("ascii", "replace"),
         "scheme": "https",
@@ -54,6 +55,7 @@ async def call(
         "state": {},
     }
     delivered = False
+    finished = asyncio.Event()
     start: Message | None = None
     chunks: list[bytes] = []
 
@@ -62,6 +64,8 @@ async def call(
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
+        # Apps that watch for the client leaving must not see it go while they answer.
+        await finished.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
@@ -70,12 +74,16 @@ async def call(
             start = message
         elif message["type"] == "http.response.body":
             chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                finished.set()
 
     try:
         await app(scope, receive, send)
     except Exception:
         log.exception("portal application failed on %s %s", scope["method"], path)
         start = None
+    finally:
+        finished.set()
     if start is None:
         start = {"status": 500, "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
         chunks = [b"The portal had a problem; nothing was changed. Try again later.\n"]

@@ -109,7 +109,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for old, new in [
         ('listen = "0.0.0.0:443"', f'listen = "127.0.0.1:{port}"'),
         ('metrics_listen = "127.0.0.1:9180"', f'metrics_listen = "127.0.0.1:{_free_port()}"'),
-        ('hostname = "vpn.example.ac.jp"', 'hostname = "127.0.0.1"'),
+        ('hostname = "vpn.example.ac.jp"', 'hostname = "localhost"'),  # WebAuthn needs a name, not an address
         ("argon2_time_cost = 2", "argon2_time_cost = 1"),
         ("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"),
         ("admins = []", f'admins = ["{ADMIN}"]'),
@@ -383,3 +383,54 @@ def ocr_check(path: Path) -> None:
     cjk = [ch for ch in text if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff"]
     assert len(cjk) >= 20, f"OCR found too little Japanese in {path.name}: {out.stdout!r}"
     assert any(w in text for w in ("利用", "状態", "接続", "セッション")), out.stdout
+
+
+def test_passkey_register_sign_in_and_delete(site: Site, browser: object, tmp_path: Path) -> None:
+    """A virtual authenticator (Chromium's DevTools WebAuthn domain) stands in for a security key."""
+    name = "1234500001"
+    site.cli("user", "add", name, "--role", "staff", "--from", "2020-04-01", "--password-stdin", stdin=PASSWORD + "\n")
+    site.cli("mfa", "apply", name)
+    url = site.url.replace("127.0.0.1", "localhost")
+    ctx = browser.new_context(ignore_https_errors=True, locale="en-US")  # type: ignore[attr-defined]
+    page = ctx.new_page()
+    page.set_default_timeout(15000)
+    cdp = ctx.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    page.goto(url + "/signin")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    site.advance(timedelta(seconds=60))
+    register_totp_from_qr(page, site, tmp_path)
+    page.goto(url + "/security")
+    page.click("button[data-passkey=register]")
+    page.wait_for_selector("#passkeys")
+    assert "Chrome on Linux" in page.inner_text("#passkeys")
+    page.click("header button.link")  # sign out
+    page.goto(url + "/signin")
+    page.click("button[data-passkey=signin]")
+    page.wait_for_url(url + "/")
+    assert "Welcome" in page.inner_text("h1")
+    page.goto(url + "/security")
+    page.click("#passkeys button.danger")
+    assert page.locator("#passkeys").count() == 0
+    # The deleted passkey no longer signs in.
+    page.click("header button.link")
+    page.goto(url + "/signin")
+    page.click("button[data-passkey=signin]")
+    page.wait_for_selector("#passkey-status:not([hidden])")
+    assert page.url.startswith(url + "/signin")
+    ctx.close()

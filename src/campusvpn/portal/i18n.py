@@ -275,6 +275,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Lost every way to get a code? Use a one-time pass from the help desk.",
         "コードを受け取る手段をすべて失った場合は、ヘルプデスクのワンタイムパスを使ってください。",
     ),
+    "passkey.refused": (
+        "That passkey was not accepted. Sign in with your password instead.",
+        "このパスキーは受け付けられませんでした。パスワードでサインインしてください。",
+    ),
+    "passkey.none": (
+        "No passkeys yet. A passkey lets you sign in to this portal with your device's PIN or fingerprint.",
+        "パスキーは未登録です。パスキーを使うと、端末の PIN や指紋でこのポータルにサインインできます。",
+    ),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
     "common.yes": ("yes", "はい"),

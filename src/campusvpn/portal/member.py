@@ -295,9 +295,10 @@ def add_phone(req: Req) -> Response:
 
 
 def _flash(req: Req) -> str | None:
-    f = req.session.flash
-    req.session.flash = None
-    return str(f.get("info")) if f and f.get("info") else None
+    f = dict(req.session.flash or {})
+    info = f.pop("info", None)
+    req.session.flash = f or None
+    return str(info) if info else None
 
 
 @page("/")
@@ -390,16 +391,37 @@ def security(req: Req) -> Response:
                     return ended(req.ctx, req, req.redirect("/signin"))
             elif action == "default":
                 mfa.set_default(req.ctx, req.username, method_id, actor=req.username)
+            elif action == "delete_passkey":
+                from campusvpn.portal import passkeys
+
+                passkeys.delete(req, method_id)
             elif action == "codes":
                 codes = mfa.regenerate_recovery_codes(req.ctx, req.username, actor=req.username)
                 return req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
         except ServiceError as exc:
             return req.render(
-                "security.html", status=400, mfa=mfa.show(req.ctx, req.username), error=str(exc), fresh=_fresh(req)
+                "security.html",
+                status=400,
+                mfa=mfa.show(req.ctx, req.username),
+                error=str(exc),
+                fresh=_fresh(req),
+                passkeys=_passkeys(req),
             )
         req.session.flash = {"info": req.t("security.changed")}
         return req.redirect("/security")
-    return req.render("security.html", mfa=mfa.show(req.ctx, req.username), info=_flash(req), fresh=_fresh(req))
+    return req.render(
+        "security.html",
+        mfa=mfa.show(req.ctx, req.username),
+        info=_flash(req),
+        fresh=_fresh(req),
+        passkeys=_passkeys(req),
+    )
+
+
+def _passkeys(req: Req) -> list[dict[str, Any]]:
+    from campusvpn.portal import passkeys
+
+    return passkeys.list_passkeys(req, req.username)
 
 
 @page("/devices", ("GET", "POST"))

@@ -97,7 +97,10 @@ def page(
             ctx: Context = request.app.state.ctx
             form: dict[str, str] = {}
             files: dict[str, bytes] = {}
-            if request.method == "POST":
+            if request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
+                raw = await request.body()
+                files["json"] = raw[: 64 * 1024]
+            elif request.method == "POST":
                 try:
                     parsed = await request.form(max_files=2, max_fields=60, max_part_size=ctx.config.portal.max_upload)
                 except MultiPartException as exc:
@@ -135,7 +138,8 @@ def _run(
     req = Req(request, ctx, cur, Translator(lang, ctx.policy.zone), form, files)
     if request.query_params.get("lang") in LANGUAGES:
         req.set_cookies.append((LANG_COOKIE, lang, 365 * 86400))
-    if request.method == "POST" and (fresh or not cur.csrf_ok(form.get("csrf"))):
+    sent_csrf = form.get("csrf") or request.headers.get("x-csrf-token")  # forms, or the passkey script
+    if request.method == "POST" and (fresh or not cur.csrf_ok(sent_csrf)):
         response = req.error(req.t("err.csrf"), 403)
     elif auth != "none" and not cur.signed_in:
         target = request.url.path if request.method == "GET" else "/"

@@ -56,7 +56,8 @@ def garbage_http(t): t.sendall(os.urandom(rnd.randint(1, 4000)))
 def bad_xml(t):
     body = rnd.choice([b"<config-auth", b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><config-auth type='init'>&a;</config-auth>",
                        b"<config-auth type='nonsense'/>", os.urandom(300), b"<a>" * 5000])
-    t.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    # As a VPN client sends it (browsers' requests on the same port go to the portal instead).
+    t.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Aggregate-Auth: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 def huge_body(t): t.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 70000)
 def huge_header(t): t.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
 def bad_frames(t):

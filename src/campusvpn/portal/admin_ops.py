@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
 
+from campusvpn.core.codes import token_digest
 from campusvpn.core.policy import AccountStatus
 from campusvpn.service import accounts, audit, eligibility, mfa, recovery_pass, sessions, training
 from campusvpn.service.context import Context
@@ -50,7 +50,7 @@ def user_detail(ctx: Context, username: str) -> dict[str, Any]:
                 "source": e.source,
                 "note": e.note,
             }
-            for e in reversed(audit.query(s, subject=user.username, limit=100000)[-200:])
+            for e in audit.query(s, subject=user.username, limit=200, newest_first=True)
         ]
     out["mfa"] = mfa.show(ctx, username)
     out["eligibility"] = eligibility.as_json(eligibility.check(ctx, username))
@@ -98,10 +98,6 @@ def import_training(ctx: Context, text: str, *, actor: str) -> dict[str, Any]:
 # --- API tokens ---------------------------------------------------------------------------
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_token(ctx: Context, owner: str, label: str) -> str:
     if not label.strip():
         raise Invalid("say what the token is for")
@@ -111,7 +107,7 @@ def create_token(ctx: Context, owner: str, label: str) -> str:
         s.add(
             ApiToken(
                 public_id=secrets.token_hex(6),
-                token_digest=_digest(token),
+                token_digest=token_digest(token),
                 owner=owner,
                 label=label.strip()[:200],
                 created_at=now,
@@ -153,7 +149,7 @@ def token_owner(ctx: Context, token: str) -> str | None:
         return None
     now = ctx.clock.now()
     with ctx.tx() as s:
-        row = s.scalars(select(ApiToken).where(ApiToken.token_digest == _digest(token))).one_or_none()
+        row = s.scalars(select(ApiToken).where(ApiToken.token_digest == token_digest(token))).one_or_none()
         if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
         if row.owner not in ctx.config.portal.admins:

@@ -147,10 +147,9 @@ def signin_code(req: Req) -> Response:
         return req.redirect("/signin")
     if req.request.method == "GET":
         return _render_step(req, engine, engine.current_prompt())
-    send = req.field("send")
+    send = _send_request(req)
     if send:
-        method_id, _, channel = send.partition(":")
-        out = engine.handle(SendCode(method_id or None, channel or None))
+        out = engine.handle(send)
         req.session.signin = engine.snapshot()
         assert isinstance(out, Prompt)
         return _render_step(req, engine, out, info=out.message if not out.error else None)
@@ -219,6 +218,15 @@ def _enrolment_owner(req: Req) -> tuple[str, SignIn | None] | Response:
     return req.username, None
 
 
+def _send_request(req: Req) -> SendCode | None:
+    """The "text me / call me" buttons carry `METHOD:CHANNEL`."""
+    send = req.field("send")
+    if not send:
+        return None
+    method_id, _, channel = send.partition(":")
+    return SendCode(method_id or None, channel or None)
+
+
 def _fresh(req: Req) -> bool:
     at = req.session.second_factor_at
     return at is not None and req.ctx.clock.now() - at <= req.ctx.config.mfa.step_up_max_age
@@ -274,7 +282,7 @@ def add_phone(req: Req) -> Response:
         if req.field("action") == "confirm":
             codes = mfa.confirm_phone(req.ctx, username, values["method"], req.field("code", 16), actor=username)
             return _method_added(req, engine, codes)
-        channel = values["channel"] or ("sms" if values["kind"] == "mobile" else "voice")
+        channel = values["channel"] or None  # none chosen: the core picks what this kind of phone can take
         values["method"] = mfa.begin_phone(
             req.ctx,
             username,
@@ -339,12 +347,7 @@ def stepup(req: Req) -> Response:
     minutes = int(req.ctx.config.mfa.step_up_max_age.total_seconds() // 60)
     lead = req.t("stepup.lead", minutes=minutes)
     if req.request.method == "POST":
-        send = req.field("send")
-        if send:
-            method_id, _, channel = send.partition(":")
-            out = engine.handle(SendCode(method_id or None, channel or None))
-        else:
-            out = engine.handle(Code(req.field("code", 64)))
+        out = engine.handle(_send_request(req) or Code(req.field("code", 64)))
         if isinstance(out, Finished):
             if out.ok:
                 req.session.second_factor_at = req.ctx.clock.now()

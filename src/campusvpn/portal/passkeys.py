@@ -7,7 +7,6 @@ The browser side is progressive enhancement (static/passkey.js); pages work with
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from typing import Any
@@ -21,6 +20,7 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
@@ -31,20 +31,12 @@ from webauthn.helpers.structs import (
 
 from campusvpn.core.policy import AccountStatus
 from campusvpn.portal.member import _finish_signin, _fresh, device_label
-from campusvpn.portal.web import Req, page
+from campusvpn.portal.web import Req, page, rotated
 from campusvpn.service import audit, notices
 from campusvpn.service.errors import NotFound
 from campusvpn.store.models import Passkey, User
 
 MAX_PER_USER = 10
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _origin(req: Req) -> str:
@@ -65,7 +57,7 @@ def _body(req: Req) -> dict[str, Any]:
 
 
 def _remember(req: Req, challenge: bytes) -> None:
-    req.session.flash = {**(req.session.flash or {}), "webauthn": _b64(challenge)}
+    req.session.flash = {**(req.session.flash or {}), "webauthn": bytes_to_base64url(challenge)}
 
 
 def _challenge(req: Req) -> bytes | None:
@@ -73,7 +65,7 @@ def _challenge(req: Req) -> bytes | None:
     f = dict(req.session.flash or {})
     value = f.pop("webauthn", None)
     req.session.flash = f or None
-    return _unb64(value) if isinstance(value, str) else None
+    return base64url_to_bytes(value) if isinstance(value, str) else None
 
 
 def list_passkeys(req: Req, username: str) -> list[dict[str, Any]]:
@@ -171,7 +163,7 @@ def signin(req: Req) -> Response:
         return refused
     credential = _body(req).get("credential", {})
     try:
-        raw_id = _unb64(str(credential.get("rawId") or credential.get("id") or ""))
+        raw_id = base64url_to_bytes(str(credential.get("rawId") or credential.get("id") or ""))
     except (ValueError, AttributeError):
         return refused
     now = req.ctx.clock.now()
@@ -202,12 +194,6 @@ def signin(req: Req) -> Response:
             s, now, "signin.passkey", actor=username, subject=username, source=req.source, passkey=key.public_id
         )
     _finish_signin(req, username, second_factor=True)
-    return _rotated_json(req)
-
-
-def _rotated_json(req: Req) -> Response:
-    from campusvpn.portal.web import rotated
-
     return rotated(JSONResponse({"ok": True, "next": "/"}))
 
 

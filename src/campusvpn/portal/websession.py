@@ -6,7 +6,6 @@ before sign-in is worthless after it (session fixation)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -15,14 +14,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from campusvpn.core.codes import token_digest
 from campusvpn.service.context import Context
 from campusvpn.store.models import WebSession
 
 COOKIE = "campusvpn-portal"
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -53,7 +49,7 @@ def load(ctx: Context, token: str | None) -> Current | None:
     now = ctx.clock.now()
     idle = ctx.config.portal.idle_timeout
     with ctx.tx() as s:
-        row = s.scalars(select(WebSession).where(WebSession.token_digest == _digest(token))).one_or_none()
+        row = s.scalars(select(WebSession).where(WebSession.token_digest == token_digest(token))).one_or_none()
         if row is None:
             return None
         if row.expires_at <= now or now - row.last_seen_at > idle:
@@ -72,7 +68,7 @@ def create(ctx: Context, source: str | None, user_agent: str | None) -> Current:
         # Expired rows of anyone are swept here: sessions are created far less often than used.
         s.execute(delete(WebSession).where(WebSession.expires_at <= now))
         row = WebSession(
-            token_digest=_digest(token),
+            token_digest=token_digest(token),
             csrf=secrets.token_urlsafe(32),
             source=source,
             user_agent=(user_agent or "")[:200],
@@ -96,7 +92,7 @@ def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
         if rotate:
             cur.token = secrets.token_urlsafe(32)
             cur.csrf = secrets.token_urlsafe(32)
-            row.token_digest, row.csrf = _digest(cur.token), cur.csrf
+            row.token_digest, row.csrf = token_digest(cur.token), cur.csrf
             cur.rotated = True
 
 

@@ -44,9 +44,17 @@ def record(
 
 
 def query(
-    s: Session, *, subject: str | None = None, since: datetime | None = None, limit: int = 1000
+    s: Session,
+    *,
+    subject: str | None = None,
+    since: datetime | None = None,
+    limit: int = 1000,
+    newest_first: bool = False,
 ) -> list[AuditEvent]:
-    q = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+    if newest_first:
+        q = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    else:
+        q = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
     if subject is not None:
         q = q.where(AuditEvent.subject == subject)
     if since is not None:

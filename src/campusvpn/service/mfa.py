@@ -261,7 +261,7 @@ def begin_phone(
     kind: str,
     number: str,
     extension: str | None,
-    channel: str,
+    channel: str | None,
     *,
     actor: str,
     source: str | None = None,

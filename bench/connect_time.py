@@ -45,8 +45,15 @@ def oc(ns: str, args: list[str], stdin: str, timeout: float = 60) -> tuple[float
     tunnel is up). Output goes to a file: a backgrounded child would hold a pipe open."""
     with tempfile.TemporaryFile("w+") as out:
         t = time.monotonic()
-        r = subprocess.run(["ip", "netns", "exec", ns, "openconnect", *args], input=stdin, stdout=out,
-                           stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns, "openconnect", *args],
+            input=stdin,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         took = time.monotonic() - t
         out.seek(0)
         r.stdout = out.read()
@@ -62,8 +69,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--first-user", type=int, default=4000000000)
     ap.add_argument("--name", default="campusvpn", help="figure prefix")
-    ap.add_argument("--password-only", nargs=2, metavar=("USER", "PASSWORD"),
-                    help="a gateway without MFA (ocserv): the same user and password every round")
+    ap.add_argument(
+        "--password-only",
+        nargs=2,
+        metavar=("USER", "PASSWORD"),
+        help="a gateway without MFA (ocserv): the same user and password every round",
+    )
     args = ap.parse_args()
     global PASSWORD
     if args.password_only:
@@ -87,8 +98,20 @@ def main() -> None:
             auth_times.append(took)
             # 2. tunnel up with that cookie (a resumption: no password, no code).
             pidfile = Path(tmp) / f"{name}.pid"
-            took, r = oc(args.ns, ["--servercert", args.pin, "--cookie-on-stdin", "--background",
-                                   f"--pid-file={pidfile}", "--script", str(NOROUTE), args.url], cookie + "\n")
+            took, r = oc(
+                args.ns,
+                [
+                    "--servercert",
+                    args.pin,
+                    "--cookie-on-stdin",
+                    "--background",
+                    f"--pid-file={pidfile}",
+                    "--script",
+                    str(NOROUTE),
+                    args.url,
+                ],
+                cookie + "\n",
+            )
             if r.returncode != 0 or not pidfile.exists():
                 failures += 1
                 continue

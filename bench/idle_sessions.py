@@ -60,8 +60,11 @@ def open_sessions(config: Path, n: int, user: str) -> list[str]:
         with ctx.tx() as s:
             u = ctx.user(s, user)
             for _ in range(n):
-                tokens.append(sessions.open_session(ctx, s, u, profile=None, pool=cfg.vpn.pool, source="bench",
-                                                    client="idle bench").token)
+                tokens.append(
+                    sessions.open_session(
+                        ctx, s, u, profile=None, pool=cfg.vpn.pool, source="bench", client="idle bench"
+                    ).token
+                )
         return tokens
     finally:
         ctx.engine.dispose()
@@ -79,8 +82,10 @@ class Holder:
 async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: float, h: Holder) -> None:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=tls), 60)
-        writer.write(f"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {addr}\r\nCookie: webvpn={token}\r\n"
-                     "X-CSTP-Version: 1\r\n\r\n".encode())
+        writer.write(
+            f"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {addr}\r\nCookie: webvpn={token}\r\n"
+            "X-CSTP-Version: 1\r\n\r\n".encode()
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
         if not head.startswith(b"HTTP/1.1 200 "):
             h.failed += 1

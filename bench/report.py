@@ -93,8 +93,13 @@ def main() -> None:
         lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} | {unit} | {ratio} | {goal} |")
     extra = figures(run / "extra-figures.txt")
     if extra:
-        lines += ["", "### Sign-in, resumption, many idle tunnels", "",
-                  "| figure | ocserv | campusvpn | unit | ratio | target |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "### Sign-in, resumption, many idle tunnels",
+            "",
+            "| figure | ocserv | campusvpn | unit | ratio | target |",
+            "|---|---|---|---|---|---|",
+        ]
         for key, label, unit, target in EXTRA_ROWS:
             o, c = extra.get(f"ocserv.{key}"), extra.get(f"campusvpn.{key}")
             ratio = f"{c / o:.2f}" if o and c is not None else "-"
@@ -104,15 +109,23 @@ def main() -> None:
             if f"{tag}.sessions_up" in extra:
                 lines.append(
                     f"| {n} idle tunnels held (campusvpn): up / failed | - | {extra[f'{tag}.sessions_up']:.0f} / "
-                    f"{extra.get(f'{tag}.failed', 0):.0f} | count | - | {'' if n < 10000 else '10,000 held'} |")
-                lines.append(f"| … RSS per idle tunnel at {n} | - | {_fmt(extra.get(f'{tag}.gw_rss_per_session'))} "
-                             f"| KiB | - | ≤ 640 |")
-                lines.append(f"| … PSS per idle tunnel at {n} | - | {_fmt(extra.get(f'{tag}.gw_pss_per_session'))} "
-                             f"| KiB | - | |")
-                lines.append(f"| … gateway CPU with {n} idle tunnels | - | {_fmt(extra.get(f'{tag}.gw_cpu'))} "
-                             f"| % of a core | - | {'< 10' if n == 10000 else ''} |")
-                lines.append(f"| … DPD requests answered / sent | - | {extra.get(f'{tag}.dpd_answered', 0):.0f} / "
-                             f"{extra.get(f'{tag}.dpd_sent', 0):.0f} | count | - | all |")
+                    f"{extra.get(f'{tag}.failed', 0):.0f} | count | - | {'' if n < 10000 else '10,000 held'} |"
+                )
+                lines.append(
+                    f"| … RSS per idle tunnel at {n} | - | {_fmt(extra.get(f'{tag}.gw_rss_per_session'))} "
+                    f"| KiB | - | ≤ 640 |"
+                )
+                lines.append(
+                    f"| … PSS per idle tunnel at {n} | - | {_fmt(extra.get(f'{tag}.gw_pss_per_session'))} | KiB | - | |"
+                )
+                lines.append(
+                    f"| … gateway CPU with {n} idle tunnels | - | {_fmt(extra.get(f'{tag}.gw_cpu'))} "
+                    f"| % of a core | - | {'< 10' if n == 10000 else ''} |"
+                )
+                lines.append(
+                    f"| … DPD requests answered / sent | - | {extra.get(f'{tag}.dpd_answered', 0):.0f} / "
+                    f"{extra.get(f'{tag}.dpd_sent', 0):.0f} | count | - | all |"
+                )
     dtls = pick(oc, "ocserv", "tunnel.tcp_c2s_1stream", "on")
     raw = oc.get("raw.tcp_c2s_1stream")
     lines += [

@@ -48,8 +48,12 @@ def main() -> None:
         secrets = []
         for i in range(args.users):
             name = f"{1000000000 + i}"
-            accounts.add_user(ctx, accounts.NewUser(name, "staff", start=datetime(2020, 4, 1).date()),
-                              actor="bench", password="bench password 123")
+            accounts.add_user(
+                ctx,
+                accounts.NewUser(name, "staff", start=datetime(2020, 4, 1).date()),
+                actor="bench",
+                password="bench password 123",
+            )
             ctx_text = f"username,completed_on\n{name},2026-07-01\n"
             training.import_completions(ctx, ctx_text, actor="bench")
             mfa.apply(ctx, name, actor="bench")
@@ -72,8 +76,10 @@ def main() -> None:
 
     print(f"argon2id t={args.time_cost} m={args.memory_kib} KiB p=1: {argon_ms:.1f} ms per verify")
     print(f"full sign-ins (password + TOTP + policy + audit), {len(times)} users, one process:")
-    print(f"  median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms, "
-          f"{len(times) / total:.1f} sign-ins/s")
+    print(
+        f"  median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms, "
+        f"{len(times) / total:.1f} sign-ins/s"
+    )
     print(f"  non-Argon2 overhead ~{(statistics.median(times) * 1000 - argon_ms):.1f} ms per sign-in")
 
 

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from tests.conftest import add_user, make_config
 
 from campusvpn.cli.setup import write_self_signed
-from campusvpn.gateway.server import Gateway, Tunnel, _ip4
+from campusvpn.gateway.server import Gateway, _ip4
+from campusvpn.gateway.tunnel import Tunnel
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import mfa, sessions
 from campusvpn.service.context import open_context

@@ -42,8 +42,45 @@ BYE_USER = 0xB0  # openconnect: user ended the session (Ctrl-C): the session is 
 BYE_RECONNECT = 0x91  # Cisco: "reconnecting the VPN tunnel": keep the session
 
 
+class FrameSpan(NamedTuple):
+    """A complete frame found in a buffer: its type and where its payload lies."""
+
+    type: int
+    start: int
+    end: int
+
+
+_HDR = struct.Struct(">4sHBB")
+
+
+def split_frames(
+    buf: bytes | bytearray | memoryview, start: int, end: int, max_payload: int = MAX_PAYLOAD
+) -> tuple[list[FrameSpan], int]:
+    """The complete frames in `buf[start:end]`, and the offset where the first incomplete one begins.
+
+    Works in place (spans, not copies), so the I/O layer can hand payloads on as memoryview slices.
+    """
+    spans: list[FrameSpan] = []
+    pos = start
+    unpack = _HDR.unpack_from
+    while end - pos >= HEADER:
+        magic, length, ftype, zero = unpack(buf, pos)
+        if magic != MAGIC:
+            raise CstpError(f"bad frame magic {magic!r}")
+        if zero != 0:
+            raise CstpError("bad frame: byte 7 is not zero")
+        if length > max_payload:
+            raise CstpError(f"frame of {length} bytes exceeds the {max_payload}-byte limit")
+        stop = pos + HEADER + length
+        if stop > end:
+            break
+        spans.append(FrameSpan(ftype, pos + HEADER, stop))
+        pos = stop
+    return spans, pos
+
+
 class CstpReader:
-    """Accumulates received bytes and yields complete frames; rejects anything malformed."""
+    """Accumulates received bytes and yields complete frames (as copies); rejects anything malformed."""
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buf = bytearray()
@@ -52,22 +89,8 @@ class CstpReader:
     def receive_data(self, data: bytes) -> list[Frame]:
         buf = self._buf
         buf += data
-        frames: list[Frame] = []
-        pos = 0
-        n = len(buf)
-        while n - pos >= HEADER:
-            if buf[pos : pos + 4] != MAGIC:
-                raise CstpError(f"bad frame magic {bytes(buf[pos : pos + 4])!r}")
-            length, ftype, zero = struct.unpack_from(">HBB", buf, pos + 4)
-            if zero != 0:
-                raise CstpError("bad frame: byte 7 is not zero")
-            if length > self._max:
-                raise CstpError(f"frame of {length} bytes exceeds the {self._max}-byte limit")
-            end = pos + HEADER + length
-            if end > n:
-                break
-            frames.append(Frame(ftype, bytes(buf[pos + HEADER : end])))
-            pos = end
+        spans, pos = split_frames(buf, 0, len(buf), self._max)
+        frames = [Frame(f.type, bytes(buf[f.start : f.end])) for f in spans]
         if pos:
             del buf[:pos]
         return frames
@@ -77,10 +100,7 @@ class CstpReader:
         return len(self._buf)
 
 
-_HDR = struct.Struct(">4sHBB")
-
-
-def encode(ftype: int, payload: bytes = b"") -> bytes:
+def encode(ftype: int, payload: bytes | memoryview = b"") -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes does not fit one frame")
     return _HDR.pack(MAGIC, len(payload), ftype, 0) + payload

@@ -16,8 +16,8 @@ import signal
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import h11
 from sqlalchemy import select
@@ -25,8 +25,10 @@ from starlette.types import ASGIApp
 
 from campusvpn.core.policy import Decision
 from campusvpn.gateway import asgi_bridge, cstp, logs, metrics, xmlauth
-from campusvpn.gateway.cstp import CstpError, CstpReader, FrameType
+from campusvpn.gateway.cstp import FrameType
 from campusvpn.gateway.login import GatewayLogin
+from campusvpn.gateway.tls import TlsServerProtocol
+from campusvpn.gateway.tunnel import WRITE_HIGH_WATER, Ending, Tunnel, TunnelProtocol
 from campusvpn.gateway.tunnel_config import Timers, connected_response, refused_response
 from campusvpn.service import eligibility, sessions
 from campusvpn.service.context import Context
@@ -42,41 +44,13 @@ def ssl_context(cert: str, key: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["http/1.1"])
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # a client-started renegotiation would stall a memory-BIO write
     return ctx
 
 
 def cert_sha1(cert_path: str) -> str:
     der = ssl.PEM_cert_to_DER_cert(open(cert_path).read())  # noqa: SIM115
     return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the protocol's certificate hash, not security
-
-
-@dataclass(eq=False)
-class Tunnel:
-    """A live CSTP connection for one session."""
-
-    session_id: str
-    username: str
-    user_id: int
-    address: str
-    addr_bytes: bytes
-    writer: asyncio.StreamWriter
-    expires_at: datetime
-    connected_at: float = field(default_factory=time.monotonic)
-    last_rx: float = field(default_factory=time.monotonic)
-    last_data: float = field(default_factory=time.monotonic)
-    bytes_in: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_out: int = 0
-    flushed_in: int = 0
-    flushed_out: int = 0
-    flushed_pin: int = 0
-    flushed_pout: int = 0
-    closing: bool = False
-
-    def send(self, frame: bytes) -> None:
-        # One write, one TLS record: openconnect requires each frame in a record of its own.
-        self.writer.write(frame)
 
 
 class Gateway:
@@ -97,6 +71,7 @@ class Gateway:
         # exact time a notice says something changes (a training deadline, an affiliation's last day).
         self._next_policy_at = ctx.clock.now() + self.cfg.gateway.policy_recheck
         self._last_flush = time.monotonic()
+        self._tun_woken = 0.0
         self._last_expiry = 0.0
         self.server: asyncio.Server | None = None
         self.portal: ASGIApp | None = None
@@ -112,14 +87,13 @@ class Gateway:
         if detached:
             logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
         tls = ssl_context(str(self.cfg.path(self.cfg.tls.certificate)), str(self.cfg.path(self.cfg.tls.key)))
-        self.server = await asyncio.start_server(
-            self._client,
-            host,
-            port,
-            ssl=tls,
-            backlog=1024,
-            ssl_handshake_timeout=self.cfg.gateway.handshake_timeout.total_seconds(),
-            limit=READ_SIZE,
+        handshake_timeout = self.cfg.gateway.handshake_timeout.total_seconds()
+
+        def http_phase() -> asyncio.BaseProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=READ_SIZE), self._client)
+
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: TlsServerProtocol(tls, http_phase, handshake_timeout), host, port, backlog=1024
         )
         if self.tun_fd is not None:
             asyncio.get_running_loop().add_reader(self.tun_fd, self._tun_readable)
@@ -157,7 +131,7 @@ class Gateway:
         # Sessions stay resumable: clients reconnect with their cookie once we are back.
         for t in list(self.tunnels.values()):
             self._detach(t, "gateway stopping")
-            t.writer.close()
+            t.transport.close()
 
     # --- one client connection ------------------------------------------------------------
 
@@ -422,56 +396,39 @@ class Gateway:
         old = self.tunnels.get(row.public_id)
         if old is not None:  # the same cookie connected again: the newer connection wins
             self._close(old, "session re-used by a new connection", end=False)
-        t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), writer, row.expires_at)
+        transport = cast(asyncio.Transport, writer.transport)  # a full transport: it reads, too
+        t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), transport, row.expires_at)
         self.tunnels[t.session_id] = t
         self.by_address[t.addr_bytes] = t
         metrics.SESSIONS.set(len(self.tunnels))
         logs.event("gateway.tunnel_up", session=t.session_id, user=t.username, address=t.address)
-        parser = CstpReader()
-        reason = "connection closed"
+        protocol = TunnelProtocol(t, self._from_client)
+        transport.set_protocol(protocol)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # What the stream reader already holds arrived before the switch: it goes first, in order.
+        reader.feed_eof()
+        protocol.feed(leftover + await reader.read())
+        if not transport.is_reading():  # the stream reader may have paused a fast sender
+            transport.resume_reading()
+        ending = Ending("gateway stopping")
         try:
-            data = leftover
-            while True:
-                if data:
-                    frames = parser.receive_data(data)
-                    t.last_rx = time.monotonic()
-                    for ftype, payload in frames:
-                        if ftype == FrameType.DATA:
-                            self._from_client(t, payload)
-                        elif ftype == FrameType.DPD_REQ:
-                            t.send(cstp.encode(FrameType.DPD_RESP, payload))
-                        elif ftype == FrameType.DISCONNECT:
-                            code, text = cstp.disconnect_reason(payload)
-                            if code == cstp.BYE_USER:
-                                reason = f"client signed off: {text}"[:200]
-                                self._end_later(t, reason)
-                                return
-                            reason = f"client detached: {text}"[:200]
-                            return
-                        elif ftype in (FrameType.KEEPALIVE, FrameType.DPD_RESP):
-                            pass
-                        else:
-                            raise CstpError(f"unexpected frame type {ftype}")
-                if t.closing:
-                    return
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    return
-        except CstpError as exc:
-            metrics.PROTOCOL_ERRORS.labels("cstp").inc()
-            reason = f"protocol error: {exc}"
-            logs.event("gateway.bad_frame", logging.WARNING, session=t.session_id, error=str(exc))
+            ending = await protocol.ended
         finally:
+            if ending.protocol_error:
+                metrics.PROTOCOL_ERRORS.labels("cstp").inc()
+                logs.event("gateway.bad_frame", logging.WARNING, session=t.session_id, error=ending.reason)
             if self.tunnels.get(t.session_id) is t:
-                self._detach(t, reason)
+                if ending.signed_off:
+                    self._end_later(t, ending.reason)
+                else:
+                    self._detach(t, ending.reason)
 
-    def _from_client(self, t: Tunnel, packet: bytes) -> None:
+    def _from_client(self, t: Tunnel, packet: memoryview) -> None:
         # Only IPv4 from the client's own address goes on: no spoofing other clients or the campus.
         if len(packet) < 20 or packet[0] >> 4 != 4 or packet[12:16] != t.addr_bytes:
             return
         t.bytes_in += len(packet)
         t.packets_in += 1
-        t.last_data = time.monotonic()
         if self.tun_fd is not None:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self.tun_fd, packet)
@@ -479,7 +436,14 @@ class Gateway:
     def _tun_readable(self) -> None:
         assert self.tun_fd is not None
         batches: dict[Tunnel, list[bytes]] = {}
-        for _ in range(256):  # bounded batch per wake-up, so one flood cannot starve the loop
+        now = time.monotonic()
+        # Busy (woken again within 2 ms): read a batch, up to the bounded 256 so one flood cannot
+        # starve the loop. Idle: read one packet and leave; if another waits, epoll wakes us at
+        # once. That saves the read that ends a batch with EAGAIN, whose exception is costly on
+        # a machine whose caches went cold while it slept.
+        batch = 256 if now - self._tun_woken < 0.002 else 1
+        self._tun_woken = now
+        for _ in range(batch):
             try:
                 packet = os.read(self.tun_fd, 65535)
             except (BlockingIOError, InterruptedError):
@@ -489,6 +453,9 @@ class Gateway:
             t = self.by_address.get(packet[16:20])
             if t is None or t.closing or len(packet) > cstp.MAX_PAYLOAD:
                 continue
+            if t.paused:  # its queue is full: drop, as a router does
+                t.dropped_out += 1
+                continue
             t.bytes_out += len(packet)
             t.packets_out += 1
             frames = batches.get(t)
@@ -496,12 +463,11 @@ class Gateway:
                 batches[t] = [cstp.encode(FrameType.DATA, packet)]
             else:
                 frames.append(cstp.encode(FrameType.DATA, packet))
-        now = time.monotonic()
         for t, frames in batches.items():
             t.last_data = now
             # Each frame becomes its own TLS record (openconnect needs that), and the records of one
             # wake-up leave in a single socket write.
-            t.writer.writelines(frames)
+            t.transport.writelines(frames)
 
     # --- ending ----------------------------------------------------------------------------
 
@@ -512,7 +478,7 @@ class Gateway:
         t.closing = True
         with contextlib.suppress(Exception):
             t.send(cstp.disconnect(reason))
-            t.writer.close()
+            t.transport.close()
         self._forget(t)
         self._write_later(t, connected=None)  # its traffic; the session's state is someone else's to set
         logs.event("gateway.tunnel_closed", session=t.session_id, user=t.username, reason=reason, ended=end)
@@ -640,7 +606,7 @@ class Gateway:
                 self._close(t, "Idle Timeout", end=True)
                 self._end_later(t, "idle timeout")
             elif mono - t.last_rx > silent_limit:
-                t.writer.close()  # dead peer: drop the connection, keep the session for resumption
+                t.transport.close()  # dead peer: drop the connection, keep the session for resumption
                 self._detach(t, "dead peer")
 
 

@@ -68,3 +68,51 @@ def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: P
     asyncio.run(close_on_the_loop())
     assert writer.closed and b"information-security training" in writer.sent[-1]
     assert sessions.listing(ctx) == []
+
+
+def test_a_mass_disconnect_is_written_in_a_few_transactions(tmp_path: Path, monkeypatch: Any) -> None:
+    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
+    ctx = open_context(make_config(tmp_path, "[gateway]\nmax_sessions_per_user = 100\n"), clock)
+    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
+    add_user(ctx, "1234567890", "staff")
+    mfa.apply(ctx, "1234567890", actor="t")
+    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    clock.advance(timedelta(minutes=41))  # past the MFA activation delay
+    gw = Gateway(ctx, tun_fd=None)
+    tunnels = []
+    for _ in range(60):
+        with ctx.tx() as s:
+            opened = sessions.open_session(
+                ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
+            )
+        answer = gw._connect_session(opened.token, "192.0.2.1")
+        assert not isinstance(answer, bytes)
+        row, _ = answer
+        writer: Any = FakeWriter()
+        t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), writer, row.expires_at)
+        t.bytes_in = 1000
+        gw.tunnels[t.session_id] = t
+        tunnels.append(t)
+    assert all(s["connected"] for s in sessions.listing(ctx))
+    calls: list[int] = []
+    real = sessions.mark_many
+
+    def counting(ctx_: Any, marks: list[sessions.Mark], *, node: str | None) -> None:
+        calls.append(len(marks))
+        real(ctx_, marks, node=node)
+
+    monkeypatch.setattr(sessions, "mark_many", counting)
+
+    async def everyone_drops() -> None:
+        for t in tunnels:  # e.g. the campus uplink flapped: every connection drops at once
+            gw._detach(t, "connection closed")
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not gw._marks_writing:
+                break
+
+    asyncio.run(everyone_drops())
+    assert sum(calls) == 60 and len(calls) <= 3  # not 60 transactions queueing for the database lock
+    listed = sessions.listing(ctx)
+    assert len(listed) == 60 and not any(s["connected"] for s in listed)
+    assert all(s["bytes_in"] == 1000 for s in listed)

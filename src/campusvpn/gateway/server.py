@@ -16,7 +16,7 @@ import signal
 import ssl
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import cast
 
 import h11
@@ -72,6 +72,8 @@ class Gateway:
         self._next_policy_at = ctx.clock.now() + self.cfg.gateway.policy_recheck
         self._last_flush = time.monotonic()
         self._tun_woken = 0.0
+        self._marks: list[sessions.Mark] = []  # session state and traffic waiting for the database
+        self._marks_writing = False
         self._last_expiry = 0.0
         self.server: asyncio.Server | None = None
         self.portal: ASGIApp | None = None
@@ -529,8 +531,22 @@ class Gateway:
     def _write_later(self, t: Tunnel, *, connected: bool | None) -> None:
         din, dout = self._take_counts(t)
         # A detach recorded late must not mark a session that has since reconnected as detached.
-        at = self.ctx.clock.now()
-        asyncio.get_running_loop().run_in_executor(None, self._write, t.session_id, connected, din, dout, at)
+        at = None if connected else self.ctx.clock.now()
+        self._marks.append(sessions.Mark(t.session_id, connected, din, dout, at))
+        if not self._marks_writing:  # one writer at a time; what queues meanwhile goes in its next batch
+            self._marks_writing = True
+            asyncio.get_running_loop().call_soon(self._write_marks)
+
+    def _write_marks(self) -> None:
+        batch, self._marks = self._marks, []
+        done = asyncio.get_running_loop().run_in_executor(None, self._store_marks, batch)
+        done.add_done_callback(self._marks_stored)
+
+    def _marks_stored(self, _done: asyncio.Future[None]) -> None:
+        if self._marks:
+            self._write_marks()
+        else:
+            self._marks_writing = False
 
     def _write_traffic(self, deltas: list[tuple[str, int, int]]) -> None:
         try:
@@ -538,19 +554,11 @@ class Gateway:
         except Exception as exc:
             logs.event("gateway.write_failed", logging.ERROR, sessions=len(deltas), error=str(exc))
 
-    def _write(self, session_id: str, connected: bool | None, din: int, dout: int, at: datetime) -> None:
+    def _store_marks(self, batch: list[sessions.Mark]) -> None:
         try:
-            sessions.mark(
-                self.ctx,
-                session_id,
-                connected=connected,
-                node=self.node,
-                bytes_in=din,
-                bytes_out=dout,
-                unless_seen_after=None if connected else at,
-            )
+            sessions.mark_many(self.ctx, batch, node=self.node)
         except Exception as exc:
-            logs.event("gateway.write_failed", logging.ERROR, session=session_id, error=str(exc))
+            logs.event("gateway.write_failed", logging.ERROR, sessions=len(batch), error=str(exc))
 
     # --- housekeeping: ended sessions, policy, timers ----------------------------------------
 

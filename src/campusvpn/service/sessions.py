@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -201,6 +202,17 @@ def kill(
         return 1
 
 
+class Mark(NamedTuple):
+    """A gateway's note about one session: traffic (deltas) and whether a connection is attached."""
+
+    public_id: str
+    connected: bool | None  # None: traffic only; the connection state is someone else's to set
+    bytes_in: int = 0
+    bytes_out: int = 0
+    # The connection state is left alone if the session was seen after this (it has reconnected).
+    unless_seen_after: datetime | None = None
+
+
 def mark(
     ctx: Context,
     public_id: str,
@@ -211,20 +223,30 @@ def mark(
     bytes_out: int = 0,
     unless_seen_after: datetime | None = None,
 ) -> None:
-    """Record traffic (deltas) and whether a connection is attached. With `unless_seen_after`, the
-    connection state is left alone if the session was seen later (it has reconnected meanwhile)."""
+    """Record traffic (deltas) and whether a connection is attached, for one session."""
+    mark_many(ctx, [Mark(public_id, connected, bytes_in, bytes_out, unless_seen_after)], node=node)
+
+
+def mark_many(ctx: Context, marks: list[Mark], *, node: str | None) -> None:
+    """Many sessions' marks in one transaction: after a mass disconnect, one write instead of thousands
+    of small ones queueing for the database lock."""
+    if not marks:
+        return
+    now = ctx.clock.now()
     with ctx.tx() as s:
-        s.execute(
-            update(VpnSession)
-            .where(VpnSession.public_id == public_id)
-            .values(bytes_in=VpnSession.bytes_in + bytes_in, bytes_out=VpnSession.bytes_out + bytes_out)
-        )
-        if connected is None:  # traffic only
-            return
-        q = update(VpnSession).where(VpnSession.public_id == public_id)
-        if unless_seen_after is not None:
-            q = q.where(VpnSession.last_seen_at <= unless_seen_after)
-        s.execute(q.values(connected=connected, node=node, last_seen_at=ctx.clock.now()))
+        for m in marks:
+            if m.bytes_in or m.bytes_out:
+                s.execute(
+                    update(VpnSession)
+                    .where(VpnSession.public_id == m.public_id)
+                    .values(bytes_in=VpnSession.bytes_in + m.bytes_in, bytes_out=VpnSession.bytes_out + m.bytes_out)
+                )
+            if m.connected is None:
+                continue
+            q = update(VpnSession).where(VpnSession.public_id == m.public_id)
+            if m.unless_seen_after is not None:
+                q = q.where(VpnSession.last_seen_at <= m.unless_seen_after)
+            s.execute(q.values(connected=m.connected, node=node, last_seen_at=now))
 
 
 def add_traffic(ctx: Context, deltas: list[tuple[str, int, int]]) -> None:

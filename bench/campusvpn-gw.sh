@@ -43,7 +43,9 @@ for a, b in [('listen = "0.0.0.0:443"', 'listen = "10.99.0.2:443"'),
              ('max_per_user = 10', 'max_per_user = 100'),
              ('hostname = "vpn.example.ac.jp"', 'hostname = "10.99.0.2"'),
              ('dpd = "30s"', 'dpd = "90s"'), ('keepalive = "20s"', 'keepalive = "60s"'),
-             ('mtu = 1400', 'mtu = 1434')]:
+             ('mtu = 1400', 'mtu = 1434'),
+             # the idle bench opens all its sessions before their tunnels connect
+             ('disconnected_timeout = "5m"', 'disconnected_timeout = "30m"')]:
     assert a in s, a
     s = s.replace(a, b)
 open(p, "w").write(s)

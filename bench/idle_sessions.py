@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import resource
 import ssl
 import struct
@@ -77,9 +78,11 @@ class Holder:
         self.failed = 0
         self.dpd_sent = 0
         self.dpd_answered = 0
+        self.why: collections.Counter[str] = collections.Counter()  # failures by kind
 
 
 async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: float, h: Holder) -> None:
+    writer_up = False
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=tls), 60)
         writer.write(
@@ -89,9 +92,11 @@ async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: f
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
         if not head.startswith(b"HTTP/1.1 200 "):
             h.failed += 1
+            h.why[head.split(b"\r\n", 1)[0].decode(errors="replace")] += 1
             writer.close()
             return
         h.connected += 1
+        writer_up = True
         buf = b""
         while time.monotonic() < h.until:
             writer.write(DPD_REQ)
@@ -113,8 +118,9 @@ async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: f
                         h.dpd_answered += 1
                     buf = buf[8 + length :]
         writer.close()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
         h.failed += 1
+        h.why[f"{'tunnel' if writer_up else 'connect'}: {type(exc).__name__}"] += 1
 
 
 async def run(args: argparse.Namespace, tokens: list[str]) -> None:
@@ -153,6 +159,8 @@ async def run(args: argparse.Namespace, tokens: list[str]) -> None:
     print(f"{tag}.gw_cpu {(cpu1 - cpu0) / (w1 - w0) * 100:.2f} % of one core")
     print(f"{tag}.dpd_sent {h.dpd_sent - sent0} count")
     print(f"{tag}.dpd_answered {h.dpd_answered - ans0} count")
+    for why, count in h.why.most_common():
+        print(f"# {tag} failed: {count} x {why}")
     await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -22,6 +22,10 @@ def test_pool_hands_out_lowest_free_host_never_the_gateway() -> None:
     assert allocate("172.31.0.0/16", ["172.31.9.9"], prefer="172.31.9.9") == "172.31.0.2"
     assert allocate("172.31.0.0/16", [], prefer="10.0.0.1") == "172.31.0.2"  # outside the pool
     assert allocate("192.0.2.0/30", ["192.0.2.2"]) is None  # .1 gateway, .2 taken: full
+    # Thousands live, with a gap: the lowest free one, across octet boundaries.
+    taken = [f"172.31.{i // 256}.{i % 256}" for i in range(2, 12_000) if i != 9_000]
+    assert allocate("172.31.0.0/16", taken) == "172.31.35.40"
+    assert allocate("172.31.0.0/16", [*taken, "172.31.35.40", "not an address"]) == "172.31.46.224"
 
 
 def _open(ctx: Context, name: str = "1234567890", pool: str = "172.31.0.0/16") -> sessions.Opened:

@@ -151,7 +151,12 @@ def serve(env: Env, no_tun: bool) -> None:
     ctx = env.ctx  # opening the context upgrades the schema
     try:
         tun_fd = None if no_tun else prepare_tun(ctx)
-        asyncio.run(run_gateway(ctx, tun_fd))
+        if ctx.config.gateway.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(run_gateway(ctx, tun_fd))
+        else:
+            asyncio.run(run_gateway(ctx, tun_fd))
     except TunError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

@@ -310,6 +310,11 @@ class GatewaySection(Section):
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."
     )
     metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of the gateway: uvloop (libuv; less time per wake-up, so lower latency "
+        "through the tunnel) or Python's own asyncio loop.",
+    )
 
 
 class PortalSection(Section):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from tests.conftest import add_user, make_config
 
 from campusvpn.cli.setup import write_self_signed
@@ -16,6 +17,7 @@ from campusvpn.gateway.tunnel import Tunnel
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import mfa, sessions
 from campusvpn.service.context import open_context
+from campusvpn.store.models import VpnSession
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -116,3 +118,21 @@ def test_a_mass_disconnect_is_written_in_a_few_transactions(tmp_path: Path, monk
     listed = sessions.listing(ctx)
     assert len(listed) == 60 and not any(s["connected"] for s in listed)
     assert all(s["bytes_in"] == 1000 for s in listed)
+
+
+def test_traffic_of_a_session_ended_elsewhere_is_counted_without_reviving_it(tmp_path: Path) -> None:
+    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
+    ctx = open_context(make_config(tmp_path), clock)
+    add_user(ctx, "1234567890", "staff")
+    with ctx.tx() as s:
+        opened = sessions.open_session(
+            ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
+        )
+    sessions.mark(ctx, opened.session.public_id, connected=True, node="gw1")
+    with ctx.tx() as s:  # the admin ends it while its tunnel still passes traffic on the gateway
+        row = s.scalars(select(VpnSession).where(VpnSession.public_id == opened.session.public_id)).one()
+        sessions.end(ctx, s, row, "ended by admin", actor="admin")
+    sessions.mark(ctx, opened.session.public_id, connected=True, node="gw1", bytes_in=500)  # the flush
+    with ctx.tx() as s:
+        row = s.scalars(select(VpnSession).where(VpnSession.public_id == opened.session.public_id)).one()
+        assert row.ended_at is not None and not row.connected and row.bytes_in == 500

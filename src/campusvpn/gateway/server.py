@@ -116,14 +116,10 @@ class Gateway:
             self._check_timers()
             if time.monotonic() - self._last_flush >= 10:
                 self._last_flush = time.monotonic()
-                # Idle tunnels have nothing to write; the others go in one transaction.
-                deltas = [
-                    (t.session_id, *self._take_counts(t))
-                    for t in list(self.tunnels.values())
-                    if t.bytes_in != t.flushed_in or t.bytes_out != t.flushed_out
-                ]
-                if deltas:
-                    await asyncio.to_thread(self._write_traffic, deltas)
+                # Idle tunnels have nothing to write; the others join the marks' next batch.
+                for t in list(self.tunnels.values()):
+                    if t.bytes_in != t.flushed_in or t.bytes_out != t.flushed_out:
+                        self._write_later(t, connected=True)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -547,12 +543,6 @@ class Gateway:
             self._write_marks()
         else:
             self._marks_writing = False
-
-    def _write_traffic(self, deltas: list[tuple[str, int, int]]) -> None:
-        try:
-            sessions.add_traffic(self.ctx, deltas)
-        except Exception as exc:
-            logs.event("gateway.write_failed", logging.ERROR, sessions=len(deltas), error=str(exc))
 
     def _store_marks(self, batch: list[sessions.Mark]) -> None:
         try:

@@ -243,27 +243,12 @@ def mark_many(ctx: Context, marks: list[Mark], *, node: str | None) -> None:
                 )
             if m.connected is None:
                 continue
-            q = update(VpnSession).where(VpnSession.public_id == m.public_id)
+            # An ended session stays ended: a late "still connected" from a gateway's traffic flush
+            # must not mark it connected again.
+            q = update(VpnSession).where(VpnSession.public_id == m.public_id, VpnSession.ended_at.is_(None))
             if m.unless_seen_after is not None:
                 q = q.where(VpnSession.last_seen_at <= m.unless_seen_after)
             s.execute(q.values(connected=m.connected, node=node, last_seen_at=now))
-
-
-def add_traffic(ctx: Context, deltas: list[tuple[str, int, int]]) -> None:
-    """Add traffic counters of many sessions in one transaction: (session id, bytes in, bytes out)."""
-    if not deltas:
-        return
-    with ctx.tx() as s:
-        for public_id, din, dout in deltas:
-            s.execute(
-                update(VpnSession)
-                .where(VpnSession.public_id == public_id)
-                .values(
-                    bytes_in=VpnSession.bytes_in + din,
-                    bytes_out=VpnSession.bytes_out + dout,
-                    last_seen_at=ctx.clock.now(),
-                )
-            )
 
 
 def listing(ctx: Context, *, live_only: bool = True, username: str | None = None) -> list[dict[str, object]]:

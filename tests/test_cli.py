@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyotp
 import pytest
+from tests.cli_run import run_campusvpn
 
 FAST = "\n[passwords]\nargon2_time_cost = 1\nargon2_memory_kib = 8192\n"
 
 
-def run(conf: Path | None, *args: str, stdin: str = "", now: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
-    if now:
-        env["CAMPUSVPN_FAKE_NOW"] = now
-    pre = ["--config", str(conf)] if conf else []
-    return subprocess.run(
-        [sys.executable, "-m", "campusvpn", *pre, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+run = run_campusvpn
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from tests.cli_run import clean_env, run_campusvpn
 
 CHROMIUM = "/usr/bin/chromium"
 USER, ADMIN = "1234567890", "9000000001"
@@ -67,17 +68,7 @@ class Site:
         self.set_time(self.now() + delta)
 
     def cli(self, *args: str, stdin: str = "") -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
-        env["CAMPUSVPN_FAKE_NOW"] = self.now().isoformat()
-        r = subprocess.run(
-            [sys.executable, "-m", "campusvpn", "--config", str(self.config), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        r = run_campusvpn(self.config, *args, stdin=stdin, now=self.now().isoformat())
         assert r.returncode == 0, f"campusvpn {args}: {r.stdout}{r.stderr}"
         return r.stdout
 
@@ -95,14 +86,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     d = tmp_path_factory.mktemp("portal")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
-    subprocess.run(
-        [sys.executable, "-m", "campusvpn", "init", "--dir", str(d / "site")],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
+    init = run_campusvpn(None, "init", "--dir", str(d / "site"))
+    assert init.returncode == 0, init.stderr
     port = _free_port()
     cfg = d / "site" / "campusvpn.toml"
     text = cfg.read_text()
@@ -151,6 +136,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     csv = d / "training.csv"
     csv.write_text(f"username,completed_on\n{USER},2026-07-10\n")
     s.cli("training", "import", str(csv))
+    env = clean_env()
     env["CAMPUSVPN_FAKE_NOW_FILE"] = str(s.clock_file)
     log = (d / "serve.log").open("ab")
     s.proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyotp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from tests.cli_run import clean_env, run_campusvpn
 
 GW_IP, CLIENT_IP, CAMPUS_GW, CAMPUS_IP = "10.200.0.1", "10.200.0.2", "10.201.0.1", "10.201.0.2"
 VPNC_SCRIPT = "/usr/share/vpnc-scripts/vpnc-script"
@@ -123,25 +124,13 @@ class Testbed:
         self.config.write_text(text)
 
     def cli(self, now: str | None, *args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
-        if now:
-            env["CAMPUSVPN_FAKE_NOW"] = now
-        pre = ["--config", str(self.config)] if args[0] != "init" else []
-        r = subprocess.run(
-            [sys.executable, "-m", "campusvpn", *pre, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        r = run_campusvpn(None if args[0] == "init" else self.config, *args, stdin=stdin, now=now)
         if check and r.returncode != 0:
             raise AssertionError(f"campusvpn {' '.join(args)} failed: {r.stdout}{r.stderr}")
         return r
 
     def start_gateway(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
+        env = clean_env()
         log = self.gw_log.open("ab")
         # `ip netns exec` execs the command, so this PID is the gateway's own.
         self.gw_proc = subprocess.Popen(

@@ -39,6 +39,16 @@ EXTRA_ROWS = [
     ("signin.auth_median", "sign-in until the cookie (campusvpn: password + TOTP; ocserv: password)", "s", "≤ 1.0"),
     ("signin.resume_median", "tunnel up from a cookie (resumption)", "s", ""),
     ("signin.connect_median", "sign-in + tunnel up", "s", "≤ 1.0"),
+    ("login.rate", "login throughput (4 parallel openconnect clients on the same machine)", "sign-ins/s", ""),
+]
+
+# Processes of the test bed's own, not the gateway's, in its CPU log.
+NOT_GATEWAY = {"iperf3-server", "iperf3-client", "openconnect", "wall", "ncpu"}
+THROUGHPUT_TAGS = [
+    ("c2s-1", "client→campus, 1 stream"),
+    ("s2c-1", "campus→client, 1 stream"),
+    ("c2s-4", "client→campus, 4 streams"),
+    ("s2c-4", "campus→client, 4 streams"),
 ]
 
 
@@ -51,6 +61,44 @@ def figures(path: Path) -> dict[str, float]:
         if len(parts) >= 2 and not line.startswith("#"):
             with contextlib.suppress(ValueError):
                 out[parts[0]] = float(parts[1])
+    return out
+
+
+def cpu_per_gbit(gw_dir: Path, mode: str = "off") -> dict[str, float]:
+    """Gateway CPU (% of one core, all its processes) per Gbit/s of tunnel throughput, median of the runs.
+
+    From the test bed's CPU log (`tag role=NN%(uX/kY) ...`, sampled during each iperf3 run) and its
+    run log (`tag MBPS Mbit/s ...`); a run repeated for CPU steal counts with its last attempt."""
+    cpu_log, runs_log = gw_dir / f"dtls-{mode}-cpu.txt", gw_dir / f"dtls-{mode}-runs.txt"
+    if not cpu_log.exists() or not runs_log.exists():
+        return {}
+    gw_pct: dict[str, float] = {}
+    for line in cpu_log.read_text().splitlines():
+        tag, *fields = line.split()
+        if not tag.startswith("tun-") or not fields or fields[0] == "drops:":
+            continue
+        total = 0.0
+        for f in fields:
+            role, sep, value = f.partition("=")
+            if sep and role not in NOT_GATEWAY and not role.startswith("sys_") and value.endswith(")"):
+                with contextlib.suppress(ValueError):
+                    total += float(value.split("%")[0])
+        gw_pct[tag] = total
+    mbps: dict[str, float] = {}
+    for line in runs_log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith("tun-") and parts[2] == "Mbit/s":
+            with contextlib.suppress(ValueError):
+                mbps[parts[0]] = float(parts[1])
+    out: dict[str, float] = {}
+    for short, _label in THROUGHPUT_TAGS:
+        per = sorted(
+            gw_pct[tag] / (mbps[tag] / 1000)
+            for tag in gw_pct
+            if tag.startswith(f"tun-{short}-r") and mbps.get(tag, 0) > 0
+        )
+        if per:
+            out[short] = per[len(per) // 2]
     return out
 
 
@@ -91,6 +139,11 @@ def main() -> None:
                 met = (c / o >= target) if better == "high" else (c / o <= target)
                 goal += " ✔" if met else " ✘"
         lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} | {unit} | {ratio} | {goal} |")
+    oc_cpu, cv_cpu = cpu_per_gbit(run / "ocserv"), cpu_per_gbit(run / "campusvpn")
+    for short, label in THROUGHPUT_TAGS:
+        o, c = oc_cpu.get(short), cv_cpu.get(short)
+        ratio = f"{c / o:.2f}" if o and c is not None else "-"
+        lines.append(f"| gateway CPU per Gbit/s, {label} | {_fmt(o)} | {_fmt(c)} | % of a core | {ratio} | |")
     extra = figures(run / "extra-figures.txt")
     if extra:
         lines += [

@@ -25,18 +25,21 @@ if [ "$EXTRA_ONLY" = 0 ]; then
         -- "${extra[@]}" | tee "$OUT/campusvpn.out"
 fi
 
-# Figures the test bed does not take: sign-in with MFA and cookie resumption for both gateways,
-# and campusvpn holding 1,000 and 10,000 idle tunnels.
+# Figures the test bed does not take: sign-in with MFA, cookie resumption and login throughput for both
+# gateways, and campusvpn holding 1,000 and 10,000 idle tunnels.
 EXTRA="$OUT/extra-figures.txt"
 "$TB/netns-testbed.sh" up --no-install
 trap '"$PROJECT/bench/campusvpn-gw.sh" stop --state "$OUT/cv-state" || true; "$TB/ocserv-gw.sh" stop --state "$OUT/oc-state" || true; "$TB/netns-testbed.sh" down || true' EXIT
 "$TB/ocserv-gw.sh" start --dtls off --state "$OUT/oc-state" >/dev/null
 ( . "$OUT/oc-state/gw.env"; python3 "$PROJECT/bench/connect_time.py" --name ocserv --pin "$GW_PIN" \
-    --password-only "$GW_USER" "$GW_PASS" --rounds 10 ) | tee -a "$EXTRA"
+    --password-only "$GW_USER" "$GW_PASS" --rounds 10
+  python3 "$PROJECT/bench/login_rate.py" --name ocserv --pin "$GW_PIN" --password-only "$GW_USER" "$GW_PASS" ) \
+    | tee -a "$EXTRA"
 "$TB/ocserv-gw.sh" stop --state "$OUT/oc-state"
 "$PROJECT/bench/campusvpn-gw.sh" start --dtls off --state "$OUT/cv-state" >/dev/null
 ( . "$OUT/cv-state/gw.env"
   python3 "$PROJECT/bench/connect_time.py" --config "$BENCH_CONFIG" --pin "$GW_PIN" --rounds 10
+  python3 "$PROJECT/bench/login_rate.py" --config "$BENCH_CONFIG" --pin "$GW_PIN"
   for n in 1000 10000; do
       ip netns exec vb-client python3 "$PROJECT/bench/idle_sessions.py" --config "$BENCH_CONFIG" --sessions $n \
           --hold 30 --gw-pid "$GW_PID" --user $((3000000000 + n))

@@ -37,6 +37,8 @@ from campusvpn.store.models import User, VpnSession
 MAX_BODY = xmlauth.MAX_BODY
 READ_SIZE = 256 * 1024
 REQUEST_TIMEOUT = 30.0
+KEEPALIVE_FRAME = cstp.encode(FrameType.KEEPALIVE)
+FIRST_KEEPALIVES = (0.01, 0.1)  # seconds after the CONNECT answer
 
 
 def ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -408,6 +410,11 @@ class Gateway:
         protocol.feed(leftover + await reader.read())
         if not transport.is_reading():  # the stream reader may have paused a fast sender
             transport.resume_reading()
+        # openconnect without DTLS holds its tunnel device back for one pass of its loop, which then
+        # sleeps up to a second unless something arrives: a keepalive just after the answer ends
+        # that wait (a client that is quicker reads it before sleeping, at no cost).
+        for delay in FIRST_KEEPALIVES:
+            asyncio.get_running_loop().call_later(delay, self._keepalive, t)
         ending = Ending("gateway stopping")
         try:
             ending = await protocol.ended
@@ -420,6 +427,10 @@ class Gateway:
                     self._end_later(t, ending.reason)
                 else:
                     self._detach(t, ending.reason)
+
+    def _keepalive(self, t: Tunnel) -> None:
+        if not t.closing and self.tunnels.get(t.session_id) is t:
+            t.send(KEEPALIVE_FRAME)
 
     def _from_client(self, t: Tunnel, packet: memoryview) -> None:
         # Only IPv4 from the client's own address goes on: no spoofing other clients or the campus.

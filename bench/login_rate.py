@@ -1,0 +1,95 @@
+"""Login throughput: full sign-ins per second a gateway completes for parallel real openconnect clients.
+
+Each worker runs `openconnect --authenticate` again and again in the client namespace until the time
+is up; a sign-in counts when the client got its session cookie. campusvpn signs in with password +
+TOTP at the configured Argon2id cost, each sign-in as its own user (campusvpn accepts a TOTP code
+once); ocserv (--password-only) with the same user and password every time. The clients run on the
+same machine as the gateway, so the figure is what the whole machine completes, clients included.
+Run on the host with the test bed up and the gateway running:
+  python bench/login_rate.py --config CONF --pin PIN [--parallel 4 --seconds 10]
+Prints `name value unit` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import threading
+import time
+from pathlib import Path
+
+from connect_time import make_users, oc
+
+PASSWORD = "bench-pass-12345"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", type=Path, help="campusvpn's config (not needed with --password-only)")
+    ap.add_argument("--pin", required=True)
+    ap.add_argument("--url", default="https://10.99.0.2:443/")
+    ap.add_argument("--ns", default="vb-client")
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--users", type=int, default=400, help="campusvpn: users made (one per sign-in)")
+    ap.add_argument("--first-user", type=int, default=5000000000)
+    ap.add_argument("--name", default="campusvpn", help="figure prefix")
+    ap.add_argument("--password-only", nargs=2, metavar=("USER", "PASSWORD"), help="a gateway without MFA")
+    args = ap.parse_args()
+
+    password = PASSWORD
+    if args.password_only:
+        user, password = args.password_only
+        pool: list[tuple[str, str | None]] = []
+    else:
+        pool = list(make_users(args.config, args.users, args.first_user))
+    lock = threading.Lock()
+    done: list[float] = []
+    failures: list[str] = []
+    ran_out = threading.Event()
+    deadline = time.monotonic() + args.seconds
+
+    def next_user() -> tuple[str, str | None] | None:
+        if args.password_only:
+            return user, None
+        with lock:
+            if not pool:
+                ran_out.set()
+                return None
+            return pool.pop()
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            who = next_user()
+            if who is None:
+                return
+            name, secret = who
+            argv = ["--servercert", args.pin, "--user", name, "--passwd-on-stdin", "--non-inter"]
+            if secret:
+                argv += ["--token-mode=totp", f"--token-secret=base32:{secret}"]
+            took, r = oc(args.ns, [*argv, "--authenticate", args.url], password + "\n", timeout=30)
+            ok = r.returncode == 0 and re.search(r"COOKIE='[^']+'", r.stdout) is not None
+            with lock:
+                if ok:
+                    done.append(took)
+                else:
+                    failures.append(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else f"rc {r.returncode}")
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(args.parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=args.seconds + 60)
+    elapsed = time.monotonic() - t0
+    if ran_out.is_set():
+        print(f"# {args.name}: the {args.users} prepared users ran out; the rate counts until then")
+    for why in sorted(set(failures))[:5]:
+        print(f"# {args.name} failed sign-in: {why}")
+    print(f"{args.name}.login.rate {len(done) / elapsed:.1f} sign-ins/s")
+    print(f"{args.name}.login.parallel {args.parallel} count")
+    print(f"{args.name}.login.failures {len(failures)} count")
+
+
+if __name__ == "__main__":
+    main()

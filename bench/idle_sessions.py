@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import random
 import resource
 import ssl
 import struct
@@ -28,6 +29,7 @@ from campusvpn.platform.config import load_config
 from campusvpn.service import mfa, sessions
 from campusvpn.service.context import open_context
 
+CONNECT_ATTEMPTS = 3
 DPD_REQ = b"STF\x01" + struct.pack(">HBB", 0, 3, 0)
 
 
@@ -79,24 +81,40 @@ class Holder:
         self.dpd_sent = 0
         self.dpd_answered = 0
         self.why: collections.Counter[str] = collections.Counter()  # failures by kind
+        self.retried: collections.Counter[str] = collections.Counter()  # connects tried again, by why
 
 
 async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: float, h: Holder) -> None:
-    writer_up = False
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=tls), 60)
-        writer.write(
-            f"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {addr}\r\nCookie: webvpn={token}\r\n"
-            "X-CSTP-Version: 1\r\n\r\n".encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
-        if not head.startswith(b"HTTP/1.1 200 "):
+    # Like openconnect, a client whose connection fails while connecting tries again after a pause (an
+    # overloaded gateway drops handshakes it cannot finish in time); a refusal is final.
+    for attempt in range(CONNECT_ATTEMPTS):
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=tls), 60)
+            writer.write(
+                f"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: {addr}\r\nCookie: webvpn={token}\r\n"
+                "X-CSTP-Version: 1\r\n\r\n".encode()
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            why = f"connect: {type(exc).__name__}"
+            if writer is not None:
+                writer.close()
+            if attempt + 1 < CONNECT_ATTEMPTS:
+                h.retried[why] += 1
+                await asyncio.sleep(1 + random.random())
+                continue
             h.failed += 1
-            h.why[head.split(b"\r\n", 1)[0].decode(errors="replace")] += 1
-            writer.close()
+            h.why[why] += 1
             return
-        h.connected += 1
-        writer_up = True
+        break
+    if not head.startswith(b"HTTP/1.1 200 "):
+        h.failed += 1
+        h.why[head.split(b"\r\n", 1)[0].decode(errors="replace")] += 1
+        writer.close()
+        return
+    h.connected += 1
+    try:
         buf = b""
         while time.monotonic() < h.until:
             writer.write(DPD_REQ)
@@ -120,7 +138,7 @@ async def hold_one(addr: str, port: int, token: str, tls: ssl.SSLContext, dpd: f
         writer.close()
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
         h.failed += 1
-        h.why[f"{'tunnel' if writer_up else 'connect'}: {type(exc).__name__}"] += 1
+        h.why[f"tunnel: {type(exc).__name__}"] += 1
 
 
 async def run(args: argparse.Namespace, tokens: list[str]) -> None:
@@ -159,8 +177,11 @@ async def run(args: argparse.Namespace, tokens: list[str]) -> None:
     print(f"{tag}.gw_cpu {(cpu1 - cpu0) / (w1 - w0) * 100:.2f} % of one core")
     print(f"{tag}.dpd_sent {h.dpd_sent - sent0} count")
     print(f"{tag}.dpd_answered {h.dpd_answered - ans0} count")
+    print(f"{tag}.connects_retried {sum(h.retried.values())} count")
     for why, count in h.why.most_common():
         print(f"# {tag} failed: {count} x {why}")
+    for why, count in h.retried.most_common():
+        print(f"# {tag} tried again: {count} x {why}")
     await asyncio.gather(*tasks, return_exceptions=True)
 
 

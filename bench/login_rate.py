@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--ns", default="vb-client")
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--users", type=int, default=400, help="campusvpn: users made (one per sign-in)")
+    ap.add_argument("--users", type=int, default=250, help="campusvpn: one per sign-in (the run stops if used up)")
     ap.add_argument("--first-user", type=int, default=5000000000)
     ap.add_argument("--name", default="campusvpn", help="figure prefix")
     ap.add_argument("--password-only", nargs=2, metavar=("USER", "PASSWORD"), help="a gateway without MFA")

@@ -164,6 +164,11 @@ def main() -> None:
                     f"| {n} idle tunnels held (campusvpn): up / failed | - | {extra[f'{tag}.sessions_up']:.0f} / "
                     f"{extra.get(f'{tag}.failed', 0):.0f} | count | - | {'' if n < 10000 else '10,000 held'} |"
                 )
+                if f"{tag}.connects_retried" in extra:
+                    lines.append(
+                        f"| … connects tried again after the gateway dropped them (clients retry) | - | "
+                        f"{extra[f'{tag}.connects_retried']:.0f} | count | - | |"
+                    )
                 lines.append(
                     f"| … RSS per idle tunnel at {n} | - | {_fmt(extra.get(f'{tag}.gw_rss_per_session'))} "
                     f"| KiB | - | ≤ 640 |"

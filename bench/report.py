@@ -40,6 +40,9 @@ EXTRA_ROWS = [
     ("signin.resume_median", "tunnel up from a cookie (resumption)", "s", ""),
     ("signin.connect_median", "sign-in + tunnel up", "s", "≤ 1.0"),
     ("login.rate", "login throughput (4 parallel openconnect clients on the same machine)", "sign-ins/s", ""),
+    ("core_signin.rate", "… campusvpn's sign-in core alone (one process, no network)", "sign-ins/s", ""),
+    ("argon2.verify_ms", "… one Argon2id verify at the configured cost", "ms", ""),
+    ("argon2.machine_rate", "… Argon2id verifies the whole machine does (a process per core)", "verifies/s", ""),
 ]
 
 # Processes of the test bed's own, not the gateway's, in its CPU log.

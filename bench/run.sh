@@ -45,6 +45,7 @@ trap '"$PROJECT/bench/campusvpn-gw.sh" stop --state "$OUT/cv-state" || true; "$T
           --hold 30 --gw-pid "$GW_PID" --user $((3000000000 + n))
   done ) | tee -a "$EXTRA"
 "$PROJECT/bench/campusvpn-gw.sh" stop --state "$OUT/cv-state"
+python3 "$PROJECT/bench/signin_rate.py" | tee -a "$EXTRA"  # the sign-in core and Argon2id, no gateway
 
 python3 "$PROJECT/bench/report.py" "$OUT" "$PROJECT/bench"
 echo "report: $PROJECT/bench/RESULTS.md (raw results in $OUT)"

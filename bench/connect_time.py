@@ -70,21 +70,34 @@ def oc(ns: str, args: list[str], stdin: str, timeout: float = 60) -> tuple[float
     return took, r
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def gateway_args(ap: argparse.ArgumentParser, first_user: int) -> None:
+    """The options of the bench programs that sign in with openconnect against either gateway."""
     ap.add_argument("--config", type=Path, help="campusvpn's config (not needed with --password-only)")
     ap.add_argument("--pin", required=True)
     ap.add_argument("--url", default="https://10.99.0.2:443/")
     ap.add_argument("--ns", default="vb-client")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--first-user", type=int, default=4000000000)
+    ap.add_argument("--first-user", type=int, default=first_user)
     ap.add_argument("--name", default="campusvpn", help="figure prefix")
     ap.add_argument(
         "--password-only",
         nargs=2,
         metavar=("USER", "PASSWORD"),
-        help="a gateway without MFA (ocserv): the same user and password every round",
+        help="a gateway without MFA (ocserv): the same user and password every time",
     )
+
+
+def signin_argv(pin: str, name: str, secret: str | None) -> list[str]:
+    """openconnect's options for a sign-in by password, and by TOTP when the user has a secret."""
+    argv = ["--servercert", pin, "--user", name, "--passwd-on-stdin", "--non-inter"]
+    if secret:
+        argv += ["--token-mode=totp", f"--token-secret=base32:{secret}"]
+    return argv
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    gateway_args(ap, first_user=4000000000)
+    ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
     global PASSWORD
     if args.password_only:
@@ -95,9 +108,7 @@ def main() -> None:
     auth_times, connect_times, resume_times, failures = [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, secret in users:
-            common = ["--servercert", args.pin, "--user", name, "--passwd-on-stdin", "--non-inter"]
-            if secret:
-                common += ["--token-mode=totp", f"--token-secret=base32:{secret}"]
+            common = signin_argv(args.pin, name, secret)
             # 1. sign-in only (TLS, password, TOTP, session): what the user waits for before the tunnel.
             took, r = oc(args.ns, [*common, "--authenticate", args.url], PASSWORD + "\n")
             found = re.search(r"COOKIE='([^']*)'", r.stdout)  # "openconnect_strapkey=…; webvpn=…"

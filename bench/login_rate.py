@@ -16,25 +16,16 @@ import argparse
 import re
 import threading
 import time
-from pathlib import Path
 
-from connect_time import make_users, oc
-
-PASSWORD = "bench-pass-12345"
+from connect_time import PASSWORD, gateway_args, make_users, oc, signin_argv
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", type=Path, help="campusvpn's config (not needed with --password-only)")
-    ap.add_argument("--pin", required=True)
-    ap.add_argument("--url", default="https://10.99.0.2:443/")
-    ap.add_argument("--ns", default="vb-client")
+    gateway_args(ap, first_user=5000000000)
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--users", type=int, default=250, help="campusvpn: one per sign-in (the run stops if used up)")
-    ap.add_argument("--first-user", type=int, default=5000000000)
-    ap.add_argument("--name", default="campusvpn", help="figure prefix")
-    ap.add_argument("--password-only", nargs=2, metavar=("USER", "PASSWORD"), help="a gateway without MFA")
     args = ap.parse_args()
 
     password = PASSWORD
@@ -64,10 +55,8 @@ def main() -> None:
             if who is None:
                 return
             name, secret = who
-            argv = ["--servercert", args.pin, "--user", name, "--passwd-on-stdin", "--non-inter"]
-            if secret:
-                argv += ["--token-mode=totp", f"--token-secret=base32:{secret}"]
-            took, r = oc(args.ns, [*argv, "--authenticate", args.url], password + "\n", timeout=30)
+            argv = [*signin_argv(args.pin, name, secret), "--authenticate", args.url]
+            took, r = oc(args.ns, argv, password + "\n", timeout=30)
             ok = r.returncode == 0 and re.search(r"COOKIE='[^']+'", r.stdout) is not None
             with lock:
                 if ok:

@@ -62,23 +62,14 @@ def test_idle_sessions_bench_holds_tunnels_and_gets_dpd_answers(bed: Testbed) ->
     bed.cli(None, "session", "kill", "--user", "3000000020")
 
 
-def test_connect_time_bench_signs_in_with_totp_and_resumes(bed: Testbed) -> None:
+def run_signin_bench(bed: Testbed, script: str, *args: str) -> dict[str, float]:
+    """Run one of the bench programs that sign in with openconnect against the e2e gateway."""
     r = subprocess.run(
         [
             sys.executable,
-            str(BENCH / "connect_time.py"),
-            "--config",
-            str(bed.config),
-            "--pin",
-            bed.pin,
-            "--url",
-            f"https://{GW_IP}/",
-            "--ns",
-            bed.ns_client,
-            "--rounds",
-            "2",
-            "--first-user",
-            "4000000100",
+            str(BENCH / script),
+            *("--config", str(bed.config), "--pin", bed.pin, "--url", f"https://{GW_IP}/", "--ns", bed.ns_client),
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -86,42 +77,20 @@ def test_connect_time_bench_signs_in_with_totp_and_resumes(bed: Testbed) -> None
         check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    f = figures(r.stdout)
+    return figures(r.stdout)
+
+
+def test_connect_time_bench_signs_in_with_totp_and_resumes(bed: Testbed) -> None:
+    f = run_signin_bench(bed, "connect_time.py", "--rounds", "2", "--first-user", "4000000100")
     assert f["campusvpn.signin.rounds"] == 2 and f["campusvpn.signin.failures"] == 0
     assert 0 < f["campusvpn.signin.auth_median"] < 10
     assert 0 < f["campusvpn.signin.resume_median"] < 10
 
 
 def test_login_rate_bench_counts_parallel_sign_ins(bed: Testbed) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "login_rate.py"),
-            "--config",
-            str(bed.config),
-            "--pin",
-            bed.pin,
-            "--url",
-            f"https://{GW_IP}/",
-            "--ns",
-            bed.ns_client,
-            "--parallel",
-            "2",
-            "--seconds",
-            "2",
-            "--users",
-            "12",
-            "--first-user",
-            "5000000100",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    f = figures(r.stdout)
-    assert f["campusvpn.login.failures"] == 0, r.stdout
+    args = ("--parallel", "2", "--seconds", "2", "--users", "12", "--first-user", "5000000100")
+    f = run_signin_bench(bed, "login_rate.py", *args)
+    assert f["campusvpn.login.failures"] == 0, f
     assert f["campusvpn.login.rate"] > 0
     assert f["campusvpn.login.parallel"] == 2
 

@@ -11,4 +11,7 @@ BYTES_IN = Counter("campusvpn_bytes_in_total", "Bytes received from clients thro
 BYTES_OUT = Counter("campusvpn_bytes_out_total", "Bytes sent to clients through tunnels")
 PACKETS_IN = Counter("campusvpn_packets_in_total", "Packets received from clients")
 PACKETS_OUT = Counter("campusvpn_packets_out_total", "Packets sent to clients")
+PACKETS_DROPPED = Counter(
+    "campusvpn_packets_dropped_total", "Packets for clients dropped because the client's queue was full"
+)
 PROTOCOL_ERRORS = Counter("campusvpn_protocol_errors_total", "Connections closed for protocol errors", ["kind"])

@@ -463,7 +463,7 @@ class Gateway:
             if t is None or t.closing or len(packet) > cstp.MAX_PAYLOAD:
                 continue
             if t.paused:  # its queue is full: drop, as a router does
-                t.dropped_out += 1
+                metrics.PACKETS_DROPPED.inc()
                 continue
             t.bytes_out += len(packet)
             t.packets_out += 1

@@ -47,7 +47,6 @@ class Tunnel:
     packets_in: int = 0
     packets_out: int = 0
     bytes_out: int = 0
-    dropped_out: int = 0
     flushed_in: int = 0
     flushed_out: int = 0
     flushed_pin: int = 0

@@ -10,7 +10,7 @@ import contextlib
 import platform
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -124,7 +124,7 @@ def main() -> None:
     lines = [
         "# campusvpn against ocserv",
         "",
-        f"One run of `bash bench/run.sh` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: the test bed in "
+        f"One run of `bash bench/run.sh` started {_started(run)}: the test bed in "
         "`../shared/testbed` (three network namespaces, the real openconnect client), ocserv first, then campusvpn, "
         f"same machine. Raw figures: `bench/results/{run.name}/`.",
         "",
@@ -133,7 +133,7 @@ def main() -> None:
     ]
     for suffix, label, unit, better, target in ROWS:
         o, c = pick(oc, "ocserv", suffix), pick(cv, "campusvpn", suffix)
-        ratio = f"{c / o:.2f}" if o and c is not None else "-"
+        ratio = _ratio(o, c)
         if target is None:
             goal = ""
         else:
@@ -145,7 +145,7 @@ def main() -> None:
     oc_cpu, cv_cpu = cpu_per_gbit(run / "ocserv"), cpu_per_gbit(run / "campusvpn")
     for short, label in THROUGHPUT_TAGS:
         o, c = oc_cpu.get(short), cv_cpu.get(short)
-        ratio = f"{c / o:.2f}" if o and c is not None else "-"
+        ratio = _ratio(o, c)
         lines.append(f"| gateway CPU per Gbit/s, {label} | {_fmt(o)} | {_fmt(c)} | % of a core | {ratio} | |")
     extra = figures(run / "extra-figures.txt")
     if extra:
@@ -158,7 +158,7 @@ def main() -> None:
         ]
         for key, label, unit, target in EXTRA_ROWS:
             o, c = extra.get(f"ocserv.{key}"), extra.get(f"campusvpn.{key}")
-            ratio = f"{c / o:.2f}" if o and c is not None else "-"
+            ratio = _ratio(o, c)
             lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} | {unit} | {ratio} | {target} |")
         for n in (1000, 10000):
             tag = f"campusvpn.idle{n}"
@@ -212,6 +212,18 @@ def main() -> None:
         lines += ["", analysis.read_text().rstrip()]
     (bench / "RESULTS.md").write_text("\n".join(lines) + "\n")
     _charts(oc, cv, bench)
+
+
+def _started(run: Path) -> str:
+    """When the run began, from its directory name (run.sh names it by UTC time), not when this report ran."""
+    try:
+        return datetime.strptime(run.name, "%Y%m%d-%H%M").strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return f"at an unknown time ({run.name})"
+
+
+def _ratio(ocserv: float | None, campusvpn: float | None) -> str:
+    return f"{campusvpn / ocserv:.2f}" if ocserv and campusvpn is not None else "-"
 
 
 def _fmt(v: float | None) -> str:

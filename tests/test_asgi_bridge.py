@@ -7,7 +7,8 @@ import asyncio
 import h11
 from starlette.types import Message, Receive, Scope, Send
 
-from campusvpn.gateway.asgi_bridge import call, is_vpn_request
+from campusvpn.anyconnect.site import is_vpn_request
+from campusvpn.frontdoor.asgi import call
 
 
 def test_vpn_clients_and_browsers_are_told_apart() -> None:

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 from tests.conftest import add_user, make_config
 
+from campusvpn.anyconnect import cstp
+from campusvpn.anyconnect.cstp import FrameType
+from campusvpn.app.serve import build
 from campusvpn.cli.setup import write_self_signed
-from campusvpn.gateway import cstp
-from campusvpn.gateway.cstp import FrameType
-from campusvpn.gateway.server import Gateway
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import mfa, sessions
 from campusvpn.service.context import open_context
@@ -38,10 +38,10 @@ def test_a_keepalive_follows_the_connect_answer_so_openconnect_sets_up_its_tunne
         )
 
     async def run() -> bytes:
-        gw = Gateway(ctx, tun_fd=None)
+        gw = build(ctx, tun_fd=None)
         await gw.start("127.0.0.1", 0)
-        assert gw.server is not None
-        port = gw.server.sockets[0].getsockname()[1]
+        assert gw.front.server is not None
+        port = gw.front.server.sockets[0].getsockname()[1]
         client = ssl.create_default_context()
         client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)

@@ -11,106 +11,136 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from tests.conftest import add_user, make_config
 
-from campusvpn.cli.setup import write_self_signed
-from campusvpn.gateway.server import Gateway, _ip4
-from campusvpn.gateway.tunnel import Tunnel
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import mfa, sessions
-from campusvpn.service.context import open_context
+from campusvpn.service import live_sessions, mfa, sessions
+from campusvpn.service.context import Context, open_context
 from campusvpn.store.models import VpnSession
+from campusvpn.tunnels.enforcement import Enforcer
+from campusvpn.tunnels.hub import Hub
+from campusvpn.tunnels.tunnel import SessionInfo, Tunnel
 
 JST = ZoneInfo("Asia/Tokyo")
 
 
-class FakeWriter:
+class FakeChannel:
+    """The hub's side of a channel: what a protocol would have sent, and whether it closed."""
+
     def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed = False
+        self.closed_with: str | None = None
+        self.dropped = False
+        self.ready = True
 
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
+    def send_packets(self, packets: Any) -> None:
+        pass
 
-    def close(self) -> None:
-        self.closed = True
+    def send_keepalive(self) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        self.closed_with = reason
+
+    def drop(self) -> None:
+        self.dropped = True
 
 
-def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: Path) -> None:
-    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
-    ctx = open_context(make_config(tmp_path), clock)
-    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
-    add_user(ctx, "1234567890", "staff", trained_on=None)  # staff deadline: 09-30
-    mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
-    clock.set(datetime(2026, 9, 30, 23, 59, 57, tzinfo=JST))  # three seconds before the deadline passes
+def _attach(ctx: Context, hub: Hub, enforcer: Enforcer) -> tuple[Tunnel, FakeChannel]:
     with ctx.tx() as s:
         opened = sessions.open_session(
             ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
         )
-    gw = Gateway(ctx, tun_fd=None)
-    answer = gw._connect_session(opened.token, "192.0.2.1")
-    assert not isinstance(answer, bytes)
-    row, response = answer
-    assert response.startswith(b"HTTP/1.1 200 CONNECTED")
-    assert gw._next_policy_at == datetime(2026, 10, 1, 0, 0, tzinfo=JST)  # brought forward from +60 s
-    writer: Any = FakeWriter()
-    t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), writer, row.expires_at)
-    gw.tunnels[t.session_id] = t
+    attached = live_sessions.attach(ctx, opened.token, hub.node)
+    assert isinstance(attached, live_sessions.Attached)
+    enforcer.review_at(attached.next_review)
+    channel = FakeChannel()
+    info = SessionInfo(attached.session_id, attached.username, attached.user_id, attached.address, attached.expires_at)
+    return hub.attach(info, channel), channel
 
-    assert gw._housekeeping_db() == []  # one housekeeping round a second
-    clock.advance(timedelta(seconds=3))
-    gw._housekeeping_db()  # the re-check ends the session...
-    clock.advance(timedelta(seconds=1))
-    [(sid, reason)] = gw._housekeeping_db()  # ...and the next round closes its tunnel: 1-2 s after the deadline
-    assert sid == t.session_id
-    assert "information-security training" in reason
 
-    async def close_on_the_loop() -> None:  # as the gateway does: closing schedules its database write
-        gw._close(t, reason, end=True)
+def _staff_with_phone(tmp_path: Path, extra: str = "", trained: bool = False) -> tuple[Context, FixedClock]:
+    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
+    ctx = open_context(make_config(tmp_path, extra), clock)
+    add_user(ctx, "1234567890", "staff", **({} if trained else {"trained_on": None}))  # staff deadline: 09-30
+    mfa.apply(ctx, "1234567890", actor="t")
+    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    return ctx, clock
 
-    asyncio.run(close_on_the_loop())
-    assert writer.closed and b"information-security training" in writer.sent[-1]
+
+def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: Path) -> None:
+    ctx, clock = _staff_with_phone(tmp_path)
+    clock.set(datetime(2026, 9, 30, 23, 59, 57, tzinfo=JST))  # three seconds before the deadline passes
+
+    async def run() -> None:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        t, channel = _attach(ctx, hub, enforcer)
+        assert enforcer.next_policy_at == datetime(2026, 10, 1, 0, 0, tzinfo=JST)  # brought forward from +60 s
+        closed_at = None
+        for _ in range(6):  # one housekeeping round a second, the clock moving with them
+            enforcer.apply(enforcer.check_store(*hub.snapshot()))
+            if closed_at is None and channel.closed_with is not None:
+                closed_at = clock.now()
+            clock.advance(timedelta(seconds=1))
+        assert closed_at is not None and closed_at - datetime(2026, 10, 1, 0, 0, tzinfo=JST) <= timedelta(seconds=2)
+        assert channel.closed_with is not None and "information-security training" in channel.closed_with
+        assert t.session_id not in hub.tunnels
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not hub.marks.writing:
+                break
+
+    asyncio.run(run())
     assert sessions.listing(ctx) == []
 
 
-def test_a_mass_disconnect_is_written_in_a_few_transactions(tmp_path: Path, monkeypatch: Any) -> None:
-    clock = FixedClock(datetime(2026, 9, 1, 9, 0, tzinfo=JST))
-    ctx = open_context(make_config(tmp_path, "[gateway]\nmax_sessions_per_user = 100\n"), clock)
-    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
-    add_user(ctx, "1234567890", "staff")
-    mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+def test_a_failed_policy_sweep_is_retried_not_skipped(tmp_path: Path, monkeypatch: Any) -> None:
+    ctx, clock = _staff_with_phone(tmp_path, trained=True)
     clock.advance(timedelta(minutes=41))  # past the MFA activation delay
-    gw = Gateway(ctx, tun_fd=None)
-    tunnels = []
-    for _ in range(60):
-        with ctx.tx() as s:
-            opened = sessions.open_session(
-                ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
-            )
-        answer = gw._connect_session(opened.token, "192.0.2.1")
-        assert not isinstance(answer, bytes)
-        row, _ = answer
-        writer: Any = FakeWriter()
-        t = Tunnel(row.public_id, row.username, row.user_id, row.address, _ip4(row.address), writer, row.expires_at)
-        t.bytes_in = 1000
-        gw.tunnels[t.session_id] = t
-        tunnels.append(t)
-    assert all(s["connected"] for s in sessions.listing(ctx))
+
+    def broken(_ctx: Any, _users: Any) -> Any:
+        raise OSError("database is locked")
+
+    async def run() -> None:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        _attach(ctx, hub, enforcer)
+        due = enforcer.next_policy_at
+        clock.set(due)
+        with monkeypatch.context() as m:
+            m.setattr(live_sessions, "recheck", broken)
+            await enforcer.round()
+        assert enforcer.next_policy_at == due  # still due: the next round tries again
+        await enforcer.round()
+        assert enforcer.next_policy_at == due + ctx.config.gateway.policy_recheck
+
+    asyncio.run(run())
+
+
+def test_a_mass_disconnect_is_written_in_a_few_transactions(tmp_path: Path, monkeypatch: Any) -> None:
+    ctx, clock = _staff_with_phone(tmp_path, "[gateway]\nmax_sessions_per_user = 100\n", trained=True)
+    clock.advance(timedelta(minutes=41))  # past the MFA activation delay
     calls: list[int] = []
-    real = sessions.mark_many
+    real = live_sessions.mark_many
 
-    def counting(ctx_: Any, marks: list[sessions.Mark], *, node: str | None) -> None:
+    def counting(ctx_: Any, marks: list[sessions.Mark], node: str) -> None:
         calls.append(len(marks))
-        real(ctx_, marks, node=node)
+        real(ctx_, marks, node)
 
-    monkeypatch.setattr(sessions, "mark_many", counting)
+    monkeypatch.setattr(live_sessions, "mark_many", counting)
 
     async def everyone_drops() -> None:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        tunnels = []
+        for _ in range(60):
+            t, _channel = _attach(ctx, hub, enforcer)
+            t.bytes_in = 1000
+            tunnels.append(t)
+        assert all(s["connected"] for s in sessions.listing(ctx))
         for t in tunnels:  # e.g. the campus uplink flapped: every connection drops at once
-            gw._detach(t, "connection closed")
+            hub.channel_ended(t, "connection closed", signed_off=False)
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if not gw._marks_writing:
+            if not hub.marks.writing:
                 break
 
     asyncio.run(everyone_drops())

@@ -10,8 +10,8 @@ from defusedxml import ElementTree as SafeET
 from tests.conftest import PASSWORD, add_user, make_config
 from tests.helpers import enrol_totp
 
-from campusvpn.gateway import xmlauth
-from campusvpn.gateway.login import GatewayLogin
+from campusvpn.anyconnect import xmlauth
+from campusvpn.anyconnect.login import GatewayLogin
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, mfa, sessions
 from campusvpn.service.context import Context, open_context

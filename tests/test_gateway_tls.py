@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from campusvpn.anyconnect import cstp
+from campusvpn.anyconnect.channel import CstpChannel, Ending
+from campusvpn.anyconnect.cstp import FrameType
 from campusvpn.cli.setup import write_self_signed
-from campusvpn.gateway import cstp
-from campusvpn.gateway.cstp import FrameType
-from campusvpn.gateway.server import ssl_context
-from campusvpn.gateway.tls import TlsServerProtocol
-from campusvpn.gateway.tunnel import Ending, Tunnel, TunnelProtocol
+from campusvpn.frontdoor.server import ssl_context
+from campusvpn.frontdoor.tls import TlsServerProtocol
+from campusvpn.tunnels.tunnel import SessionInfo, Tunnel
 
 ADDR = bytes([172, 31, 0, 9])
 
@@ -38,8 +39,10 @@ class Recorder:
         self.closed = True
 
 
-def _tunnel(transport: Any) -> Tunnel:
-    return Tunnel("s1", "1234567890", 1, "172.31.0.9", ADDR, transport, datetime(2030, 1, 1))
+def _channel(transport: Any, on_packet: Any) -> CstpChannel:
+    channel = CstpChannel(transport)
+    channel.bind(Tunnel(SessionInfo("s1", "1234567890", 1, "172.31.0.9", datetime(2030, 1, 1)), channel), on_packet)
+    return channel
 
 
 # --- the tunnel protocol, fed directly -------------------------------------------------------
@@ -49,9 +52,8 @@ def _tunnel(transport: Any) -> Tunnel:
 def test_tunnel_protocol_reassembles_frames_however_they_arrive(chunk: int) -> None:
     async def run() -> None:
         rec = Recorder()
-        t = _tunnel(rec)
         got: list[bytes] = []
-        proto = TunnelProtocol(t, lambda _t, p: got.append(bytes(p)))
+        proto = _channel(rec, lambda _t, p: got.append(bytes(p)))
         packets = [_packet(60 + i * 37) for i in range(30)]
         stream = b"".join(cstp.encode(FrameType.DATA, p) for p in packets[:15])
         stream += cstp.encode(FrameType.DPD_REQ, b"probe-1") + cstp.encode(FrameType.KEEPALIVE)
@@ -78,7 +80,7 @@ def test_tunnel_protocol_endings(stream: bytes, expected: Ending | None) -> None
     async def run() -> None:
         rec = Recorder()
         got: list[bytes] = []
-        proto = TunnelProtocol(_tunnel(rec), lambda _t, p: got.append(bytes(p)))
+        proto = _channel(rec, lambda _t, p: got.append(bytes(p)))
         # Anything after the ending is not looked at.
         proto.feed(stream + cstp.encode(FrameType.DATA, _packet()))
         ending = proto.ended.result()
@@ -91,14 +93,14 @@ def test_tunnel_protocol_endings(stream: bytes, expected: Ending | None) -> None
     asyncio.run(run())
 
 
-def test_a_full_queue_marks_the_tunnel_paused_until_it_drains() -> None:
+def test_a_full_queue_takes_the_channel_out_of_use_until_it_drains() -> None:
     async def run() -> None:
-        t = _tunnel(Recorder())
-        proto = TunnelProtocol(t, lambda _t, p: None)
+        proto = _channel(Recorder(), lambda _t, p: None)
+        assert proto.tunnel is not None and proto.tunnel.best_channel() is proto
         proto.pause_writing()
-        assert t.paused
+        assert not proto.ready and proto.tunnel.best_channel() is None  # the hub drops, as a router does
         proto.resume_writing()
-        assert not t.paused
+        assert proto.ready
 
     asyncio.run(run())
 

@@ -142,10 +142,10 @@ def serve(env: Env, no_tun: bool) -> None:
     """Run the VPN gateway (TLS on [gateway] listen) until stopped with SIGTERM or Ctrl-C."""
     import asyncio
 
-    from campusvpn.gateway import logs
-    from campusvpn.gateway.server import prepare_tun
-    from campusvpn.gateway.server import serve as run_gateway
-    from campusvpn.gateway.tun import TunError
+    from campusvpn.app.serve import prepare_tun
+    from campusvpn.app.serve import serve as run_gateway
+    from campusvpn.platform import logs
+    from campusvpn.tunnels.tun import TunError
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
     ctx = env.ctx  # opening the context upgrades the schema

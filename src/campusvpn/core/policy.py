@@ -95,6 +95,13 @@ class Decision:
             return None
         return max(r.until for r in self.reasons if r.until is not None)
 
+    @property
+    def next_review(self) -> datetime | None:
+        """For an allowed decision: the earliest moment a notice says it may change (a training
+        deadline, an affiliation's last day), when live tunnels must be checked again."""
+        upcoming = [n.until for n in self.notices if n.until is not None and n.until > self.at]
+        return min(upcoming) if upcoming else None
+
     def user_message(self) -> str:
         if self.allowed:
             return "VPN access is allowed."

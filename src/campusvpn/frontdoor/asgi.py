@@ -1,31 +1,21 @@
-"""Hand one HTTP request, already parsed by h11, to an ASGI application and frame its answer.
+"""An ASGI application (the portal) as a site of the front door.
 
-The gateway owns the TLS port; browsers and VPN clients arrive on the same connections. VPN
-requests stay on the gateway's own path; everything else (the portal) goes through here. The
-portal's answers are small pages, so the response is gathered whole and sent with a length."""
+Browsers and VPN clients arrive on the same port; the requests no VPN protocol claims come here,
+already parsed by h11. The portal's answers are small pages, so each response is gathered whole
+and sent with a length."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from urllib.parse import unquote
 
 import h11
 from starlette.types import ASGIApp, Message
 
-VPN_USER_AGENTS = ("anyconnect", "openconnect", "cisco", "secure client")
-log = logging.getLogger("campusvpn.gateway")
+from campusvpn.frontdoor.http import Answer, Peer, Request
 
-
-def is_vpn_request(method: str, target: str, headers: Mapping[str, str]) -> bool:
-    """AnyConnect-protocol clients say so in their headers; browsers never send these."""
-    if method == "CONNECT" or "x-aggregate-auth" in headers or "x-transcend-version" in headers:
-        return True
-    if target.startswith("/d/"):
-        return True  # the trusted-device URL given to VPN clients
-    ua = headers.get("user-agent", "").lower()
-    return any(word in ua for word in VPN_USER_AGENTS)
+log = logging.getLogger("campusvpn.frontdoor")
 
 
 async def call(
@@ -97,3 +87,22 @@ async def call(
         out += conn.send(h11.Data(data=payload)) or b""
     out += conn.send(h11.EndOfMessage()) or b""
     return out
+
+
+class AsgiSite:
+    """The default site: every request no protocol claims goes to the application."""
+
+    too_large = "The upload is too large."
+
+    def __init__(self, app: ASGIApp, max_upload: int) -> None:
+        self.app = app
+        self.max_upload = max_upload
+
+    def claims(self, request: Request) -> bool:
+        return True
+
+    def body_limit(self, request: Request) -> int:
+        return self.max_upload + 64 * 1024  # room for the multipart framing
+
+    async def respond(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> Answer:
+        return Answer(await call(self.app, conn, request.raw, body, peer.address, peer.local))

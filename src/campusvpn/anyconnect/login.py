@@ -14,14 +14,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from campusvpn.anyconnect import xmlauth
+from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input
 from campusvpn.core.calendar import format_local
-from campusvpn.gateway import xmlauth
-from campusvpn.gateway.xmlauth import AuthRequest, Choice, Input
 from campusvpn.platform.config import VpnProfile, VpnSettings
-from campusvpn.service import sessions
-from campusvpn.service.accounts import current_role
+from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
-from campusvpn.service.errors import Forbidden, ServiceError
+from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
 
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
@@ -121,27 +120,17 @@ class GatewayLogin:
     def _open(self, done: Finished) -> LoginReply:
         settings = self.settings
         try:
-            with self.ctx.tx() as s:
-                user = self.ctx.user(s, done.username or "")
-                role = current_role(self.ctx, s, user)
-                if self.profile is not None and self.profile.roles and role not in self.profile.roles:
-                    allowed = ", ".join(p.name for p in self.ctx.config.vpn.profiles if not p.roles or role in p.roles)
-                    raise Forbidden(
-                        f"The group {self.profile.name!r} is not for your role ({role}). "
-                        f"Choose {allowed or 'another group'}."
-                    )
-                opened = sessions.open_session(
-                    self.ctx,
-                    s,
-                    user,
-                    profile=self.profile.name if self.profile else None,
-                    pool=settings.pool,
-                    source=self.source,
-                    client=self.user_agent,
-                )
-                address, sid = opened.session.address, opened.session.public_id
+            opened = live_sessions.open_for_vpn(
+                self.ctx,
+                done.username or "",
+                self.profile,
+                pool=settings.pool,
+                source=self.source,
+                client=self.user_agent,
+            )
         except ServiceError as exc:
             return self._fail(str(exc))
+        address, sid = opened.address, opened.session_id
         notice = None
         if done.device_token and done.device_expires:
             host = self.ctx.config.gateway.hostname
@@ -163,6 +152,11 @@ class GatewayLogin:
         return LoginReply(
             body, token=opened.token, device_token=done.device_token, finished=True, session_id=sid, notice=notice
         )
+
+    @property
+    def username(self) -> str | None:
+        """Who is signing in, once the password step named an account."""
+        return self._engine.username if self._engine else None
 
     # --- forms ------------------------------------------------------------------------------
 

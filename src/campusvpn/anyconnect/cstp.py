@@ -28,11 +28,6 @@ class FrameType(enum.IntEnum):
     TERMINATE = 0x09
 
 
-class Frame(NamedTuple):
-    type: int
-    payload: bytes
-
-
 class CstpError(Exception):
     """The peer broke the framing; the connection cannot continue."""
 
@@ -77,27 +72,6 @@ def split_frames(
         spans.append(FrameSpan(ftype, pos + HEADER, stop))
         pos = stop
     return spans, pos
-
-
-class CstpReader:
-    """Accumulates received bytes and yields complete frames (as copies); rejects anything malformed."""
-
-    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
-        self._buf = bytearray()
-        self._max = max_payload
-
-    def receive_data(self, data: bytes) -> list[Frame]:
-        buf = self._buf
-        buf += data
-        spans, pos = split_frames(buf, 0, len(buf), self._max)
-        frames = [Frame(f.type, bytes(buf[f.start : f.end])) for f in spans]
-        if pos:
-            del buf[:pos]
-        return frames
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
 
 def encode(ftype: int, payload: bytes | memoryview = b"") -> bytes:

@@ -1,0 +1,1 @@
+"""The AnyConnect (Cisco Secure Client, openconnect) protocol: XML sign-in, CONNECT, CSTP; sans-IO cores."""

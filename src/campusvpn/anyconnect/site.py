@@ -1,0 +1,222 @@
+"""AnyConnect on the front door: which requests are ours, the XML sign-in dialogue, and CONNECT.
+
+Sign-in steps and CONNECT's session check run in worker threads (Argon2id and the database block);
+everything else, the login registry included, stays on the event loop. After CONNECT the stream is
+a `CstpChannel` attached to the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import h11
+
+from campusvpn.anyconnect import xmlauth
+from campusvpn.anyconnect.channel import WRITE_HIGH_WATER, CstpChannel
+from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
+from campusvpn.anyconnect.login import GatewayLogin
+from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
+from campusvpn.platform import logs, metrics
+from campusvpn.service import live_sessions
+from campusvpn.service.context import Context
+from campusvpn.tunnels.hub import Hub
+from campusvpn.tunnels.tunnel import SessionInfo
+
+VPN_USER_AGENTS = ("anyconnect", "openconnect", "cisco", "secure client")
+FIRST_KEEPALIVES = (0.01, 0.1)  # seconds after the CONNECT answer
+
+
+def is_vpn_request(method: str, target: str, headers: dict[str, str]) -> bool:
+    """AnyConnect-protocol clients say so in their headers; browsers never send these."""
+    if method == "CONNECT" or "x-aggregate-auth" in headers or "x-transcend-version" in headers:
+        return True
+    if target.startswith("/d/"):
+        return True  # the trusted-device URL given to VPN clients
+    ua = headers.get("user-agent", "").lower()
+    return any(word in ua for word in VPN_USER_AGENTS)
+
+
+def cert_sha1(cert_path: str) -> str:
+    der = ssl.PEM_cert_to_DER_cert(open(cert_path).read())  # noqa: SIM115
+    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the protocol's certificate hash, not security
+
+
+class AnyConnectSite:
+    too_large = "Request body too large"
+
+    def __init__(
+        self,
+        ctx: Context,
+        hub: Hub,
+        *,
+        claim_everything: bool,
+        on_review: Callable[[datetime | None], None] = lambda _when: None,
+    ) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.hub = hub
+        self.claim_everything = claim_everything  # no portal: browsers get the gateway's own answers
+        self.on_review = on_review  # a connected session's eligibility may change at this time
+        self.logins: dict[str, GatewayLogin] = {}
+        self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
+        self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
+
+    # --- the front door's questions ----------------------------------------------------------
+
+    def claims(self, request: Request) -> bool:
+        return self.claim_everything or is_vpn_request(request.method, request.target, request.headers)
+
+    def body_limit(self, request: Request) -> int:
+        return xmlauth.MAX_BODY
+
+    async def respond(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> Answer | Upgrade:
+        if request.method == "CONNECT":
+            return await self._connect(request, peer)
+        if request.method == "POST":
+            return Answer(await self._sign_in_step(request, body, conn, peer))
+        if request.method == "GET" and request.path in ("/", "/index.html"):
+            return Answer(
+                plain(
+                    conn,
+                    200,
+                    f"This is the {self.cfg.service.name} gateway. Connect with Cisco Secure "
+                    "Client (AnyConnect) or openconnect to this address.",
+                )
+            )
+        return Answer(plain(conn, 404, "Not found"))
+
+    # --- sign-in -----------------------------------------------------------------------------
+
+    async def _sign_in_step(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> bytes:
+        try:
+            req = xmlauth.parse(body)
+        except xmlauth.XmlAuthError as exc:
+            metrics.PROTOCOL_ERRORS.labels("xml").inc()
+            logs.event("gateway.bad_xml", logging.WARNING, source=peer.source, error=str(exc))
+            unreadable = "The VPN client sent a request the gateway cannot read."
+            return _xml(
+                conn,
+                xmlauth.auth_form(
+                    handle="-", title=self.cfg.service.name, inputs=[], message=unreadable, error=unreadable
+                ),
+                [],
+            )
+        now = self.ctx.clock.now()
+        for stale in [h for h, lg in self.logins.items() if lg.expired(now)]:
+            del self.logins[stale]
+        if req.kind == "logout":
+            await asyncio.to_thread(live_sessions.sign_out, self.ctx, req.session_token)
+            peer.state.pop("anyconnect.login", None)
+            return _xml(conn, xmlauth.logout_ok(), [])
+        login: GatewayLogin | None = peer.state.get("anyconnect.login")
+        handle = req.handle or cookie(request.headers.get("cookie", ""), "webvpncontext")
+        known = self.logins.get(handle or "")
+        # A sign-in continues only from the address that began it.
+        if req.kind != "init" and known is not None and known.source == peer.source:
+            login = known
+        if login is None or req.kind == "init":
+            login = GatewayLogin(
+                self.ctx,
+                source=peer.source,
+                user_agent=request.headers.get("user-agent"),
+                cert_sha1=self.cert_sha1,
+                device_token=_device_token(request.target, req.group_access, request.headers.get("cookie", "")),
+            )
+            self.logins[login.handle] = login
+        reply = await asyncio.to_thread(login.handle_request, req)
+        cookies = [("Set-Cookie", f"webvpncontext={login.handle}; Secure; HttpOnly; Max-Age=300")]
+        if reply.finished:
+            self.logins.pop(login.handle, None)
+            metrics.LOGINS.labels("ok" if reply.token else "refused").inc()
+            logs.event(
+                "gateway.login", source=peer.source, outcome="ok" if reply.token else "refused", user=login.username
+            )
+        peer.state["anyconnect.login"] = None if reply.finished else login
+        if reply.token:
+            cookies.append(("Set-Cookie", f"webvpn={reply.token}; Secure; HttpOnly"))
+            if reply.notice and reply.session_id:
+                self.notices[reply.session_id] = reply.notice
+        if reply.device_token:
+            days = self.cfg.trusted_devices.lifetime.days
+            cookies.append(
+                ("Set-Cookie", f"campusvpn-device={reply.device_token}; Secure; HttpOnly; Max-Age={days * 86400}")
+            )
+        return _xml(conn, reply.body, cookies)
+
+    # --- CONNECT -----------------------------------------------------------------------------
+
+    async def _connect(self, request: Request, peer: Peer) -> Answer | Upgrade:
+        token = cookie(request.headers.get("cookie", ""), "webvpn")
+        outcome = await asyncio.to_thread(live_sessions.attach, self.ctx, token, self.hub.node)
+        if isinstance(outcome, live_sessions.Refused):
+            return Answer(refused_response(outcome.status, outcome.message, outcome.user_message), close=True)
+        self.on_review(outcome.next_review)
+        profile = next((p for p in self.cfg.vpn.profiles if p.name == outcome.profile), None)
+        settings = self.cfg.vpn.settings_for(profile)
+        notice = self.notices.pop(outcome.session_id, None)
+        if notice:
+            settings = settings.model_copy(update={"banner": "\n".join(x for x in (settings.banner, notice) if x)})
+        g = self.cfg.gateway
+        timers = Timers(
+            dpd=int(g.dpd.total_seconds()),
+            keepalive=int(g.keepalive.total_seconds()),
+            idle_timeout=int(g.idle_timeout.total_seconds()),
+            session_remaining=max(1, int((outcome.expires_at - self.ctx.clock.now()).total_seconds())),
+            disconnected_timeout=int(g.disconnected_timeout.total_seconds()),
+        )
+        session = SessionInfo(
+            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at
+        )
+
+        async def run(transport: Any, leftover: bytes) -> None:
+            await self._run_tunnel(transport, session, leftover)
+
+        return Upgrade(connected_response(settings, outcome.address, timers), run)
+
+    async def _run_tunnel(self, transport: asyncio.Transport, session: SessionInfo, leftover: bytes) -> None:
+        channel = CstpChannel(transport)
+        t = self.hub.attach(session, channel)
+        channel.bind(t, self.hub.from_client)
+        transport.set_protocol(channel)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        channel.feed(leftover)
+        if not transport.is_reading():  # the stream reader may have paused a fast sender
+            transport.resume_reading()
+        # openconnect without DTLS holds its tunnel device back for one pass of its loop, which then
+        # sleeps up to a second unless something arrives: a keepalive just after the answer ends
+        # that wait (a client that is quicker reads it before sleeping, at no cost).
+        for delay in FIRST_KEEPALIVES:
+            asyncio.get_running_loop().call_later(delay, self.hub.send_keepalive, t)
+        ending = await channel.ended
+        if ending.protocol_error:
+            metrics.PROTOCOL_ERRORS.labels("cstp").inc()
+            logs.event("gateway.bad_frame", logging.WARNING, session=t.session_id, error=ending.reason)
+        self.hub.channel_ended(t, ending.reason, signed_off=ending.signed_off)
+
+
+def _device_token(target: str, group_access: str | None, cookie_header: str) -> str | None:
+    """A trusted-device token travels in the URL the client connects to (`/d/TOKEN`) or a cookie."""
+    for url in (target, group_access or ""):
+        path = url.split("://", 1)[-1]
+        path = path[path.find("/") :] if "/" in path else ""
+        parts = [p for p in path.split("?")[0].split("/") if p]
+        if len(parts) >= 2 and parts[0] == "d":
+            return parts[1][:100]
+    return cookie(cookie_header, "campusvpn-device")
+
+
+def _xml(conn: h11.Connection, body: bytes, extra: list[tuple[str, str]]) -> bytes:
+    headers = [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("X-Transcend-Version", "1"),
+        ("Cache-Control", "no-store"),
+        *extra,
+    ]
+    return respond_with(conn, 200, headers, body)

@@ -1,0 +1,1 @@
+"""Start-up: builds the context's running parts and serves them."""

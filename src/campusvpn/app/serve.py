@@ -1,0 +1,102 @@
+"""Start-up: build the running gateway from a context and run it until SIGTERM or SIGINT.
+
+This is the one place that knows every part: the TUN device, the tunnel hub and its housekeeping,
+the protocol sites, the portal's ASGI app and the front door that serves them on one port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from campusvpn.anyconnect.site import AnyConnectSite
+from campusvpn.frontdoor.http import Site
+from campusvpn.frontdoor.server import FrontDoor, ssl_context
+from campusvpn.platform import logs
+from campusvpn.service import live_sessions
+from campusvpn.service.context import Context
+from campusvpn.tunnels.enforcement import Enforcer
+from campusvpn.tunnels.hub import Hub
+
+
+def prepare_tun(ctx: Context) -> int:
+    """Create and configure the TUN device; done before the event loop starts (pyroute2 runs its own)."""
+    from campusvpn.tunnels import tun
+
+    fd = tun.open_tun(ctx.config.gateway.tun_device)
+    pools = sorted({ctx.config.vpn.settings_for(p).pool for p in [None, *ctx.config.vpn.profiles]})
+    tun.configure(ctx.config.gateway.tun_device, pools, ctx.config.vpn.mtu)
+    return fd
+
+
+@dataclass
+class Gateway:
+    """The running parts, for start-up, shutdown and tests."""
+
+    hub: Hub
+    enforcer: Enforcer
+    anyconnect: AnyConnectSite
+    front: FrontDoor
+
+    async def start(self, host: str, port: int) -> None:
+        ctx = self.hub.ctx
+        detached = await asyncio.to_thread(live_sessions.detach_node, ctx, self.hub.node)
+        if detached:
+            logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
+        await self.front.start(host, port)
+        self.hub.start()
+        logs.event("gateway.listening", listen=f"{host}:{port}", node=self.hub.node)
+
+    async def stop(self) -> None:
+        self.front.stop()
+        self.hub.stop()
+
+
+def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
+    cfg = ctx.config
+    g = cfg.gateway
+    hub = Hub(ctx, tun_fd=tun_fd, node=node or os.uname().nodename)
+    enforcer = Enforcer(ctx, hub)
+    portal: Site | None = None
+    if cfg.portal.enabled:
+        from campusvpn.frontdoor.asgi import AsgiSite
+        from campusvpn.portal.app import create_app
+
+        portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
+    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at)
+    tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
+    front = FrontDoor(
+        tls,
+        [anyconnect],
+        portal or anyconnect,
+        max_pending=g.max_pending,
+        handshake_timeout=g.handshake_timeout.total_seconds(),
+        request_deadline=g.auth_timeout.total_seconds(),
+    )
+    return Gateway(hub, enforcer, anyconnect, front)
+
+
+async def serve(ctx: Context, tun_fd: int | None, after_bind: Callable[[], None] | None = None) -> None:
+    """Run the gateway until SIGTERM or SIGINT; `after_bind` runs once every port is bound."""
+    from prometheus_client import start_http_server
+
+    g = ctx.config.gateway
+    mhost, _, mport = g.metrics_listen.rpartition(":")
+    start_http_server(int(mport), addr=mhost.strip("[]"))
+    gw = build(ctx, tun_fd=tun_fd)
+    loop = asyncio.get_running_loop()
+    host, _, port = g.listen.rpartition(":")
+    await gw.start(host.strip("[]"), int(port))
+    if after_bind is not None:
+        after_bind()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    keeper = asyncio.create_task(gw.enforcer.run())
+    await stop.wait()
+    keeper.cancel()
+    await gw.stop()
+    logs.event("gateway.stopped")

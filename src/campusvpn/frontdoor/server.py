@@ -1,0 +1,183 @@
+"""The front door: the public TLS port, HTTP/1.1, and which site answers each request.
+
+It owns the listening socket, TLS (`frontdoor.tls`), request reading with h11, the connection
+budget and the time limits. Each request goes to the first site that claims it (a VPN protocol)
+or to the default site (the portal, when it is on); an answer that upgrades the connection hands
+the stream to the protocol's tunnel and frees the connection's budget slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+
+import h11
+
+from campusvpn.frontdoor.http import Peer, Request, Site, Upgrade, plain
+from campusvpn.frontdoor.tls import TlsServerProtocol
+from campusvpn.platform import logs, metrics
+
+READ_SIZE = 256 * 1024
+REQUEST_TIMEOUT = 30.0
+MAX_HEAD = 16 * 1024
+
+
+def ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # a client-started renegotiation would stall a memory-BIO write
+    return ctx
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        tls: ssl.SSLContext,
+        sites: Sequence[Site],
+        default: Site,
+        *,
+        max_pending: int,
+        handshake_timeout: float,
+        request_deadline: float,
+    ) -> None:
+        self.tls = tls
+        self.sites = sites
+        self.default = default
+        self.pending = asyncio.Semaphore(max_pending)
+        self.handshake_timeout = handshake_timeout
+        self.request_deadline = request_deadline  # a page or sign-in step must be answered within this
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        def http_phase() -> asyncio.BaseProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=READ_SIZE), self._client)
+
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: TlsServerProtocol(self.tls, http_phase, self.handshake_timeout), host, port, backlog=1024
+        )
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def site_for(self, request: Request) -> Site:
+        for site in self.sites:
+            if site.claims(request):
+                return site
+        return self.default
+
+    # --- one client connection ------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_addr, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+        peer = Peer(
+            str(peer_addr[0]) if peer_addr else None,
+            (str(peer_addr[0]), int(peer_addr[1])) if peer_addr else None,
+            (str(local[0]), int(local[1])) if local else None,
+        )
+        if self.pending.locked():
+            metrics.PROTOCOL_ERRORS.labels("too_many_pending").inc()
+            writer.close()
+            return
+        await self.pending.acquire()
+        released = False
+        try:
+            upgrade = await self._http(reader, writer, peer)
+            if upgrade is not None:
+                self.pending.release()
+                released = True
+                # What the stream reader already holds arrived before the switch: it goes first, in order.
+                leftover, switch = upgrade
+                reader.feed_eof()
+                await switch.run(writer.transport, leftover + await reader.read())
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
+            pass
+        except asyncio.CancelledError:  # the gateway is stopping; sessions stay resumable
+            pass
+        except Exception as exc:  # one client's failure never takes the gateway down
+            logs.event(
+                "gateway.connection_error", logging.ERROR, source=peer.source, error=f"{type(exc).__name__}: {exc}"
+            )
+        finally:
+            if not released:
+                self.pending.release()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _http(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer
+    ) -> tuple[bytes, Upgrade] | None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        deadline = time.monotonic() + self.request_deadline
+        while True:
+            head, body = await self._read_request(conn, reader, deadline)
+            if head is None:
+                return None
+            site = self.site_for(head)
+            if body is None:
+                writer.write(plain(conn, 413, site.too_large))
+                await writer.drain()
+                return None
+            answer = await site.respond(head, body, conn, peer)
+            if isinstance(answer, Upgrade):
+                writer.write(answer.response)
+                await writer.drain()
+                return conn.trailing_data[0], answer
+            writer.write(answer.data)
+            await writer.drain()
+            # A browser may keep the connection for many pages: each page gets a fresh deadline.
+            deadline = time.monotonic() + self.request_deadline
+            if answer.close or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return None
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return None
+
+    async def _read_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float
+    ) -> tuple[Request | None, bytes | None]:
+        """The next request and its body; the body is None when it exceeds the site's limit."""
+        request: Request | None = None
+        limit = 0
+        body = bytearray()
+        too_big = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                metrics.PROTOCOL_ERRORS.labels("http").inc()
+                logs.event("gateway.bad_http", logging.WARNING, error=str(exc))
+                return None, None
+            if event is h11.NEED_DATA:
+                left = min(REQUEST_TIMEOUT, deadline - time.monotonic())
+                if left <= 0:
+                    return None, None
+                data = await asyncio.wait_for(reader.read(READ_SIZE), timeout=left)
+                if not data:
+                    return None, None
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = Request.of(event)
+                limit = self.site_for(request).body_limit(request)
+                length = request.headers.get("content-length", "0")
+                if length.isdigit() and int(length) > limit:
+                    return request, None  # refuse at once; never read a body we will not use
+                continue
+            if isinstance(event, h11.Data):
+                if request is None or len(body) + len(event.data) > limit:
+                    too_big = True
+                else:
+                    body += event.data
+                continue
+            if isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                return request, (None if too_big else bytes(body))
+            if isinstance(event, h11.ConnectionClosed):
+                return None, None

@@ -1,0 +1,150 @@
+"""Use cases of the tunnel hub: a session's connection attaches, signs out, ends; what ended elsewhere;
+the policy re-check of connected users. Each call is one transaction and returns plain values, so the
+event loop never holds a database row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from campusvpn.platform.config import VpnProfile
+from campusvpn.service import eligibility, sessions
+from campusvpn.service.accounts import current_role
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Forbidden
+from campusvpn.store.models import User, VpnSession
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    token: str  # the client's session cookie; only its digest is stored
+    session_id: str
+    address: str
+
+
+def open_for_vpn(
+    ctx: Context, username: str, profile: VpnProfile | None, *, pool: str, source: str | None, client: str | None
+) -> OpenedSession:
+    """A signed-in user's new VPN session in `profile` (whose roles must include the user's)."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        role = current_role(ctx, s, user)
+        if profile is not None and profile.roles and role not in profile.roles:
+            allowed = ", ".join(p.name for p in ctx.config.vpn.profiles if not p.roles or role in p.roles)
+            raise Forbidden(
+                f"The group {profile.name!r} is not for your role ({role}). Choose {allowed or 'another group'}."
+            )
+        opened = sessions.open_session(
+            ctx, s, user, profile=profile.name if profile else None, pool=pool, source=source, client=client
+        )
+        return OpenedSession(opened.token, opened.session.public_id, opened.session.address)
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A session whose client may connect now."""
+
+    session_id: str
+    username: str
+    user_id: int
+    address: str
+    profile: str | None
+    expires_at: datetime
+    next_review: datetime | None  # when its eligibility may change while connected
+
+
+@dataclass(frozen=True)
+class Refused:
+    status: int  # 401: the cookie names no session it may resume; 503: the policy refuses now
+    message: str
+    user_message: str | None = None
+
+
+def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
+    """The client presents its session cookie to connect (or reconnect) a tunnel."""
+    if not token:
+        return Refused(401, "Cookie is not acceptable")
+    with ctx.tx() as s:
+        row = sessions.resumable(ctx, s, token)
+        if row is None:
+            return Refused(401, "Cookie is not acceptable")
+        user = s.get(User, row.user_id)
+        assert user is not None
+        decision = eligibility.decision_for(ctx, s, user)
+        if not decision.allowed:
+            sessions.end(ctx, s, row, decision.user_message(), actor="policy")
+            return Refused(503, "Service Unavailable", decision.user_message())
+        now = ctx.clock.now()
+        row.connected, row.node, row.last_seen_at = True, node, now
+        return Attached(
+            row.public_id, row.username, row.user_id, row.address, row.profile, row.expires_at, decision.next_review
+        )
+
+
+def sign_out(ctx: Context, token: str | None) -> None:
+    """The client's own sign-out (its `logout` request): the session ends."""
+    if not token:
+        return
+    with ctx.tx() as s:
+        row = sessions.resumable(ctx, s, token)
+        if row is not None:
+            sessions.end(ctx, s, row, "Signed out", actor=row.username)
+
+
+def end(ctx: Context, session_id: str, reason: str, *, actor: str, node: str, bytes_in: int, bytes_out: int) -> None:
+    """A session ended by its tunnel (BYE, idle, time limit), with its last traffic."""
+    sessions.mark(ctx, session_id, connected=False, node=node, bytes_in=bytes_in, bytes_out=bytes_out)
+    with ctx.tx() as s:
+        row = s.scalars(select(VpnSession).where(VpnSession.public_id == session_id)).one_or_none()
+        if row is not None:
+            sessions.end(ctx, s, row, reason, actor=actor)
+
+
+def ended_since(ctx: Context, since: datetime, among: frozenset[str]) -> list[tuple[str, str]]:
+    """Sessions among `among` ended elsewhere (CLI, portal, policy, another node) since `since`."""
+    with ctx.tx() as s:
+        ended = s.execute(
+            select(VpnSession.public_id, VpnSession.end_reason).where(
+                VpnSession.ended_at.is_not(None), VpnSession.ended_at >= since - timedelta(seconds=2)
+            )
+        ).all()
+    return [(sid, reason or "Session ended") for sid, reason in ended if sid in among]
+
+
+def expire_stale(ctx: Context) -> int:
+    with ctx.tx() as s:
+        return sessions.expire_stale(ctx, s)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    ended_users: int  # users whose sessions the re-check ended (their tunnels close on the next round)
+    next_review: datetime | None  # the earliest time a still-allowed user's eligibility may change
+
+
+def recheck(ctx: Context, user_ids: frozenset[int]) -> Recheck:
+    """Ask the policy again for every connected user: a deadline or an affiliation's end has passed."""
+    now = ctx.clock.now()
+    ended, upcoming = 0, []
+    for uid in sorted(user_ids):
+        with ctx.tx() as s:
+            user = s.get(User, uid)
+            if user is None:
+                continue
+            d = eligibility.decision_for(ctx, s, user)
+            if not d.allowed:
+                sessions.end_for_user(s, user, now, d.user_message(), actor="policy")
+                ended += 1
+            elif d.next_review is not None:
+                upcoming.append(d.next_review)
+    return Recheck(ended, min(upcoming) if upcoming else None)
+
+
+def detach_node(ctx: Context, node: str) -> int:
+    return sessions.detach_node(ctx, node)
+
+
+def mark_many(ctx: Context, marks: list[sessions.Mark], node: str) -> None:
+    sessions.mark_many(ctx, marks, node=node)

@@ -35,7 +35,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$TB/netns-testbed.sh" up --no-install >/dev/null
+"$TB/netns-testbed.sh" up >/dev/null  # installs what the bench needs when missing
 { echo "A=${REF_A} ($(git -C "$PROJECT" rev-parse --short "$REF_A"))"
   echo "B=${REF_B:-working tree} ($(git -C "$PROJECT" rev-parse --short HEAD)$([ -z "$REF_B" ] && ! git -C "$PROJECT" diff --quiet && echo +changes))"
   echo "rounds=$ROUNDS duration=$DURATION phases=$PHASES started=$(date -u +%FT%TZ)"; } | tee "$OUT/meta.txt"

@@ -15,7 +15,7 @@ from campusvpn.cli.setup import write_self_signed
 from campusvpn.gateway.server import Gateway, _ip4
 from campusvpn.gateway.tunnel import Tunnel
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import mfa, sessions
+from campusvpn.service import mfa, phones, sessions
 from campusvpn.service.context import open_context
 from campusvpn.store.models import VpnSession
 
@@ -40,7 +40,7 @@ def test_training_deadline_passing_ends_a_live_tunnel_within_seconds(tmp_path: P
     write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
     add_user(ctx, "1234567890", "staff", trained_on=None)  # staff deadline: 09-30
     mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     clock.set(datetime(2026, 9, 30, 23, 59, 57, tzinfo=JST))  # three seconds before the deadline passes
     with ctx.tx() as s:
         opened = sessions.open_session(
@@ -78,7 +78,7 @@ def test_a_mass_disconnect_is_written_in_a_few_transactions(tmp_path: Path, monk
     write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
     add_user(ctx, "1234567890", "staff")
     mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     clock.advance(timedelta(minutes=41))  # past the MFA activation delay
     gw = Gateway(ctx, tun_fd=None)
     tunnels = []

@@ -19,7 +19,8 @@ from campusvpn.core.usernames import InvalidUsername
 from campusvpn.service import audit, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid
-from campusvpn.service.mfa import clear_mfa, method_summary
+from campusvpn.service.mfa import clear_mfa
+from campusvpn.service.mfa_methods import method_summary
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import Affiliation, TrainingRecord, TrustedDevice, User
 

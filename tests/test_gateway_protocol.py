@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from campusvpn.gateway import cstp, xmlauth
 from campusvpn.gateway.cstp import CstpError, CstpReader, FrameType
 from campusvpn.gateway.tunnel_config import Timers, connected_response, refused_response
-from campusvpn.platform.config import VpnSettings
+from campusvpn.platform.config_schema import VpnSettings
 
 # --- CSTP ---------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from campusvpn.core.calendar import format_local
 from campusvpn.gateway import xmlauth
 from campusvpn.gateway.xmlauth import AuthRequest, Choice, Input
-from campusvpn.platform.config import VpnProfile, VpnSettings
+from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import sessions
 from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context

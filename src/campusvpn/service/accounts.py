@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from campusvpn.core.calendar import local_day
@@ -307,6 +308,19 @@ def describe(ctx: Context, s: Session, user: User) -> dict[str, object]:
         "methods": [method_summary(m) for m in user.methods if m.confirmed_at is not None],
         "trusted_devices": sum(1 for d in devices if d.expires_at > now),
     }
+
+
+def search(ctx: Context, q: str, limit: int = 50) -> list[dict[str, object]]:
+    """Accounts whose user name or name contains `q`, or whose user name `q` is a form of."""
+    q = q.strip()
+    if not q:
+        return []
+    with ctx.tx() as s:
+        conds: list[ColumnElement[bool]] = [User.display_name.ilike(f"%{q}%"), User.username.like(f"%{q}%")]
+        with contextlib.suppress(ValueError):
+            conds.append(User.username == ctx.usernames.normalise(q))  # any accepted form of a name
+        rows = s.scalars(select(User).where(or_(*conds)).order_by(User.username).limit(limit)).all()
+        return [{"username": u.username, "name": u.display_name, "status": u.status} for u in rows]
 
 
 def current_role(ctx: Context, s: Session, user: User) -> str | None:

@@ -1,4 +1,4 @@
-"""Portal sessions kept in the database (so several nodes share them and an admin can end them).
+"""Portal (web) sessions kept in the database (so several nodes share them and an admin can end them).
 
 The browser holds a random token; the table holds its SHA-256. Every change of privilege
 (password accepted, sign-in complete) moves the session to a new token: a token planted
@@ -17,8 +17,6 @@ from sqlalchemy import delete, select
 from campusvpn.core.codes import token_digest
 from campusvpn.service.context import Context
 from campusvpn.store.models import WebSession
-
-COOKIE = "campusvpn-portal"
 
 
 @dataclass

@@ -119,11 +119,10 @@ def test_the_whole_sign_in_works_on_postgresql(tmp_path: Path, clock: FixedClock
         ctx.engine.dispose()
 
 
-def test_totp_qr_code_renders_as_png_svg_and_terminal_text(ctx: Context) -> None:
+def test_totp_qr_code_renders_as_png_and_terminal_text(ctx: Context) -> None:
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="t")
     e = authenticator.begin_totp(ctx, "1234567890", actor="t")
     assert e.qr_png().startswith(b"\x89PNG\r\n\x1a\n")
-    assert "<svg" in e.qr_svg()
     term = e.qr_terminal()
     assert (len(term.splitlines()) > 15 and "\u2580" in term) or "\u2584" in term or "\u2588" in term

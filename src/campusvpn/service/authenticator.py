@@ -37,11 +37,6 @@ class TotpEnrolment:
         segno.make(self.uri, error="m").save(out, kind="png", scale=scale)
         return out.getvalue()
 
-    def qr_svg(self, scale: int = 5) -> str:
-        out = io.BytesIO()
-        segno.make(self.uri, error="m").save(out, kind="svg", scale=scale)
-        return out.getvalue().decode()
-
 
 def pending_totp(ctx: Context, username: str) -> TotpEnrolment | None:
     """The authenticator enrolment waiting for its first code (to show its QR code again)."""

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import looks_like_recovery_code
 from campusvpn.core.policy import MfaState, mfa_state
-from campusvpn.service import audit, authenticator, notices, phones, recovery_codes, sessions
+from campusvpn.service import audit, authenticator, notices, phones, portal_sessions, recovery_codes, sessions
 from campusvpn.service.authenticator import begin_totp as begin_totp  # for portal/member.py
 from campusvpn.service.authenticator import confirm_totp as confirm_totp  # for portal/member.py
 from campusvpn.service.authenticator import pending_totp as pending_totp  # for portal/member.py
@@ -188,7 +188,7 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str) -> None:
         audit.record(s, now, "mfa.reset", actor=actor, subject=user.username, note=reason)
         notices.security_changed(ctx, user, "mfa_reset")
         sessions.end_for_user(s, user, now, "Your MFA was reset; register a method and sign in again.", actor=actor)
-        sessions.end_portal(s, user.username)
+        portal_sessions.end_for_user(s, user.username)
 
 
 def show(ctx: Context, username: str) -> dict[str, object]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import token_digest
 from campusvpn.service.context import Context
@@ -97,3 +98,8 @@ def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
 def end(ctx: Context, cur: Current) -> None:
     with ctx.tx() as s:
         s.execute(delete(WebSession).where(WebSession.id == cur.id))
+
+
+def end_for_user(s: Session, username: str) -> int:
+    """Sign the user out of the portal everywhere (account closed or suspended, MFA reset)."""
+    return s.execute(delete(WebSession).where(WebSession.username == username)).rowcount or 0  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pyotp
 
-from campusvpn.service import accounts, mfa, training
+from campusvpn.service import accounts, authenticator, mfa, training
 from campusvpn.service.context import Context
 
 
@@ -21,6 +21,8 @@ def ready_user(ctx: Context, name: str, *, password: str | None = None) -> None:
 
 def enrol_totp(ctx: Context, name: str) -> str:
     """An authenticator app confirmed with the previous step's code, so the current one stays fresh."""
-    e = mfa.begin_totp(ctx, name, actor="bench")
-    mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30)), actor="bench")
+    e = authenticator.begin_totp(ctx, name, actor="bench")
+    authenticator.confirm_totp(
+        ctx, name, pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30)), actor="bench"
+    )
     return e.secret

@@ -26,7 +26,7 @@ from pathlib import Path
 from benchlib import ready_user
 
 from campusvpn.platform.config import load_config
-from campusvpn.service import mfa, sessions
+from campusvpn.service import phones, sessions
 from campusvpn.service.context import open_context
 
 CONNECT_ATTEMPTS = 3
@@ -58,7 +58,7 @@ def open_sessions(config: Path, n: int, user: str) -> list[str]:
     ctx = open_context(cfg)
     try:
         ready_user(ctx, user)
-        mfa.add_phone(ctx, user, "mobile", "+819012345678", None, actor="bench")  # a method, so MFA is active
+        phones.add_phone(ctx, user, "mobile", "+819012345678", None, actor="bench")  # a method, so MFA is active
         tokens = []
         with ctx.tx() as s:
             u = ctx.user(s, user)

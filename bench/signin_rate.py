@@ -22,7 +22,7 @@ from campusvpn.core.hashing import Argon2Params, Hasher
 from campusvpn.platform.clock import FixedClock
 from campusvpn.platform.config import parse_config
 from campusvpn.platform.secretbox import generate_key_file
-from campusvpn.service import accounts, mfa, training
+from campusvpn.service import accounts, authenticator, mfa, training
 from campusvpn.service.context import open_context
 from campusvpn.signin import Code, Finished, Password, Purpose, SignIn
 
@@ -75,8 +75,8 @@ def main() -> None:
             ctx_text = f"username,completed_on\n{name},2026-07-01\n"
             training.import_completions(ctx, ctx_text, actor="bench")
             mfa.apply(ctx, name, actor="bench")
-            e = mfa.begin_totp(ctx, name, actor="bench")
-            mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(clock.now()), actor="bench")
+            e = authenticator.begin_totp(ctx, name, actor="bench")
+            authenticator.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(clock.now()), actor="bench")
             secrets.append((name, e.secret))
         clock.advance(timedelta(hours=1))
         times = []

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pyotp
 
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import mfa
+from campusvpn.service import authenticator, mfa
 from campusvpn.service.context import Context
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn
 
@@ -17,8 +17,8 @@ PASSWORD = "correct horse battery staple"
 def enrol_totp(ctx: Context, clock: FixedClock, name: str = "1234567890") -> tuple[str, list[str]]:
     """Apply, register an authenticator app, wait out the activation delay. Returns (secret, codes)."""
     mfa.apply(ctx, name, actor="test")
-    e = mfa.begin_totp(ctx, name, actor="test")
-    codes = mfa.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(clock.now()), actor="test")
+    e = authenticator.begin_totp(ctx, name, actor="test")
+    codes = authenticator.confirm_totp(ctx, name, pyotp.TOTP(e.secret).at(clock.now()), actor="test")
     assert codes is not None
     clock.advance(timedelta(minutes=41))
     return e.secret, codes

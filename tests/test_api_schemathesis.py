@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from tests.conftest import START, add_user, make_config  # noqa: E402
 
 from campusvpn.platform.clock import FixedClock  # noqa: E402
-from campusvpn.portal import admin_ops  # noqa: E402
 from campusvpn.portal.api import create_api  # noqa: E402
+from campusvpn.service import api_tokens  # noqa: E402
 from campusvpn.service.context import open_context  # noqa: E402
 
 ADMIN = "9000000001"
@@ -24,7 +24,7 @@ def _setup(tmp: Path) -> tuple[object, str]:
     ctx = open_context(make_config(tmp, f'[portal]\nadmins = ["{ADMIN}"]\n'), FixedClock(START))
     add_user(ctx, ADMIN)
     add_user(ctx, "1234567890")
-    return create_api(ctx), admin_ops.create_token(ctx, ADMIN, "schemathesis")
+    return create_api(ctx), api_tokens.create(ctx, ADMIN, "schemathesis")
 
 
 def test_api_never_answers_with_a_server_error(tmp_path: Path) -> None:

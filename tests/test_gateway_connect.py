@@ -15,7 +15,7 @@ from campusvpn.anyconnect.cstp import FrameType
 from campusvpn.app.serve import build
 from campusvpn.cli.setup import write_self_signed
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import mfa, sessions
+from campusvpn.service import mfa, phones, sessions
 from campusvpn.service.context import open_context
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -30,7 +30,7 @@ def test_a_keepalive_follows_the_connect_answer_so_openconnect_sets_up_its_tunne
     write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
     add_user(ctx, "1234567890", "staff")
     mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     clock.advance(timedelta(hours=1))
     with ctx.tx() as s:
         opened = sessions.open_session(

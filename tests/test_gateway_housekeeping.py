@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tests.conftest import add_user, make_config
 
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import live_sessions, mfa, sessions
+from campusvpn.service import live_sessions, mfa, phones, sessions
 from campusvpn.service.context import Context, open_context
 from campusvpn.store.models import VpnSession
 from campusvpn.tunnels.enforcement import Enforcer
@@ -61,7 +61,7 @@ def _staff_with_phone(tmp_path: Path, extra: str = "", trained: bool = False) ->
     ctx = open_context(make_config(tmp_path, extra), clock)
     add_user(ctx, "1234567890", "staff", **({} if trained else {"trained_on": None}))  # staff deadline: 09-30
     mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     return ctx, clock
 
 

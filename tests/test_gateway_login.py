@@ -13,7 +13,7 @@ from tests.helpers import enrol_totp
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.login import GatewayLogin
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import accounts, mfa, sessions
+from campusvpn.service import accounts, mfa, phones, sessions
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.sender import read_outbox
 
@@ -98,7 +98,7 @@ def test_a_refusal_ends_the_dialogue_with_every_reason(ctx: Context, clock: Fixe
 def test_sms_keyword_sends_a_code_and_trust_keyword_issues_a_device_token(ctx: Context, clock: FixedClock) -> None:
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="t")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")
     clock.advance(ctx.config.mfa.activation_delay)
     lg = new_login(ctx)
     lg.handle_request(init())

@@ -9,7 +9,7 @@ import pytest
 from campusvpn.anyconnect import cstp, xmlauth
 from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
 from campusvpn.anyconnect.cstp import CstpError, FrameType
-from campusvpn.platform.config import VpnSettings
+from campusvpn.platform.config_schema import VpnSettings
 
 # --- CSTP ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 
 from campusvpn.core.calendar import fiscal_year_bounds, fiscal_year_of
 from campusvpn.core.policy import AccountFacts, AccountStatus, Affiliation, decide, rules_from_config
-from campusvpn.platform.config import Config
+from campusvpn.platform.config_schema import Config
 
 RULES = rules_from_config(Config())
 JST = ZoneInfo("Asia/Tokyo")

@@ -268,14 +268,14 @@ def test_recovery_pass_lets_a_user_with_nothing_left_register_again(pctx: Contex
 
 
 def test_api_token_openapi_and_actions(pctx: Context, clock: FixedClock) -> None:
-    from campusvpn.portal import admin_ops
+    from campusvpn.service import api_tokens
 
     add_user(pctx, ADMIN)
     c = client(pctx)
     doc = c.get("/api/openapi.json").json()
     assert "/users/{username}/mfa/reset" in doc["paths"]
     assert c.get("/api/users?q=1").status_code == 401
-    token = admin_ops.create_token(pctx, ADMIN, "nightly roster sync")
+    token = api_tokens.create(pctx, ADMIN, "nightly roster sync")
     h = {"Authorization": f"Bearer {token}"}
     assert c.get("/api/users", params={"q": USER}, headers=h).json()[0]["username"] == USER
     r = c.post(
@@ -290,7 +290,7 @@ def test_api_token_openapi_and_actions(pctx: Context, clock: FixedClock) -> None
     assert r.status_code == 200
     assert c.get("/api/users/0000000000", headers=h).status_code == 404
     assert c.get("/api/users/not-a-name", headers=h).status_code == 404
-    admin_ops.revoke_token(pctx, admin_ops.list_tokens(pctx)[0]["id"], actor=ADMIN)
+    api_tokens.revoke(pctx, api_tokens.listing(pctx)[0]["id"], actor=ADMIN)
     assert c.get("/api/users", headers=h).status_code == 401
 
 

@@ -9,7 +9,7 @@ from tests.conftest import add_user
 from tests.helpers import PASSWORD, enrol_totp, sign_in, totp_now
 
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import accounts, mfa, trusted
+from campusvpn.service import accounts, authenticator, mfa, phones, trusted
 from campusvpn.service.context import Context
 from campusvpn.signin import Code, Finished, IllegalEvent, Password, Prompt, Purpose, SendCode, SignIn, Step
 
@@ -76,7 +76,7 @@ def test_sms_code_from_the_outbox_signs_in_once_and_expires(ctx: Context, clock:
 
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="test")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+81 90-1234-5678", None, actor="test")
+    phones.add_phone(ctx, "1234567890", "mobile", "+81 90-1234-5678", None, actor="test")
     clock.advance(timedelta(minutes=41))
     outbox = ctx.config.path(ctx.config.sender.outbox)
 
@@ -107,7 +107,7 @@ def test_a_new_code_supersedes_the_previous_one(ctx: Context, clock: FixedClock)
 
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="test")
-    mfa.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="test")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="test")
     clock.advance(timedelta(minutes=41))
     engine = SignIn(ctx)
     engine.handle(Password("1234567890", PASSWORD))
@@ -123,7 +123,7 @@ def test_a_new_code_supersedes_the_previous_one(ctx: Context, clock: FixedClock)
 def test_alternate_phone_refuses_sms(ctx: Context, clock: FixedClock) -> None:
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="test")
-    mfa.add_phone(ctx, "1234567890", "alternate", "+81312345678", None, actor="test")
+    phones.add_phone(ctx, "1234567890", "alternate", "+81312345678", None, actor="test")
     engine = SignIn(ctx)
     engine.handle(Password("1234567890", PASSWORD))
     out = engine.handle(SendCode(channel="sms"))
@@ -144,8 +144,8 @@ def test_mfa_applied_10_minutes_ago_is_refused_with_the_time(ctx: Context, clock
 
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="test")
-    e = mfa.begin_totp(ctx, "1234567890", actor="test")
-    mfa.confirm_totp(ctx, "1234567890", pyotp.TOTP(e.secret).at(clock.now()), actor="test")
+    e = authenticator.begin_totp(ctx, "1234567890", actor="test")
+    authenticator.confirm_totp(ctx, "1234567890", pyotp.TOTP(e.secret).at(clock.now()), actor="test")
     clock.advance(timedelta(minutes=10))
     done = sign_in(ctx, pyotp.TOTP(e.secret).at(clock.now()))
     assert isinstance(done, Finished) and not done.ok
@@ -292,8 +292,8 @@ def test_portal_sign_in_forces_first_registration_after_applying(ctx: Context, c
     p = engine.handle(Password("1234567890", PASSWORD))
     assert isinstance(p, Prompt) and p.step is Step.REGISTRATION and not p.needs_recovery_code
     assert engine.registration_unlocked
-    e = mfa.begin_totp(ctx, "1234567890", actor="1234567890")
-    mfa.confirm_totp(ctx, "1234567890", pyotp.TOTP(e.secret).at(clock.now()), actor="1234567890")
+    e = authenticator.begin_totp(ctx, "1234567890", actor="1234567890")
+    authenticator.confirm_totp(ctx, "1234567890", pyotp.TOTP(e.secret).at(clock.now()), actor="1234567890")
     done = engine.handle(Registered())
     assert isinstance(done, Finished) and done.ok and done.factors == 2
 

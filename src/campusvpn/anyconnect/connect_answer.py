@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from campusvpn import __version__
-from campusvpn.platform.config import VpnSettings
+from campusvpn.platform.config_schema import VpnSettings
 
 # "Allow local LAN access": Cisco's convention is an exclude of the all-zero host.
 LOCAL_LAN_EXCLUDE = "0.0.0.0/255.255.255.255"

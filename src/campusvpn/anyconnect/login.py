@@ -17,7 +17,7 @@ from datetime import datetime
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input
 from campusvpn.core.calendar import format_local
-from campusvpn.platform.config import VpnProfile, VpnSettings
+from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError

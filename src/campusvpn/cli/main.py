@@ -327,7 +327,9 @@ def mfa_apply(env: Env, username: str) -> None:
 @pass_env
 def mfa_add_totp(env: Env, username: str, as_json: bool) -> None:
     """Start an authenticator-app registration: prints the secret, URI and QR code."""
-    e = mfa.begin_totp(env.ctx, username, actor=env.actor)
+    from campusvpn.service import authenticator
+
+    e = authenticator.begin_totp(env.ctx, username, actor=env.actor)
     if as_json:
         emit_json({"method_id": e.method_id, "secret": e.secret, "uri": e.uri})
         return
@@ -353,7 +355,9 @@ def _show_codes(codes: list[str] | None, as_json: bool, extra: dict[str, Any] | 
 @pass_env
 def mfa_confirm(env: Env, username: str, code: str, as_json: bool) -> None:
     """Confirm a pending authenticator app with a code it shows."""
-    codes = mfa.confirm_totp(env.ctx, username, code, actor=env.actor)
+    from campusvpn.service import authenticator
+
+    codes = authenticator.confirm_totp(env.ctx, username, code, actor=env.actor)
     if not as_json:
         click.echo("authenticator app confirmed")
     _show_codes(codes, as_json, {"confirmed": True})
@@ -368,7 +372,9 @@ def mfa_confirm(env: Env, username: str, code: str, as_json: bool) -> None:
 @pass_env
 def mfa_add_phone(env: Env, username: str, kind: str, number: str, extension: str | None, as_json: bool) -> None:
     """Register a phone the operator has verified (the portal confirms by code instead)."""
-    m = mfa.add_phone(env.ctx, username, kind, number, extension, actor=env.actor)
+    from campusvpn.service import phones
+
+    m = phones.add_phone(env.ctx, username, kind, number, extension, actor=env.actor)
     if as_json:
         emit_json({"method_id": m.public_id, "number": m.phone_number, "kind": kind})
     else:

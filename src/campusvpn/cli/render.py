@@ -10,7 +10,7 @@ import click
 
 from campusvpn.core.calendar import format_local
 from campusvpn.core.policy import Decision
-from campusvpn.platform.config import Config
+from campusvpn.platform.config_schema import Config
 
 
 def emit_json(obj: Any) -> None:

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from campusvpn.platform.config import load_config
 from campusvpn.platform.config_render import default_toml
 from campusvpn.platform.secretbox import generate_key_file
-from campusvpn.store import db
+from campusvpn.service import database
 
 
 def write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> str:
@@ -72,11 +72,9 @@ def init_dir(directory: Path) -> list[str]:
     if not cert.exists() and not key.exists():
         pin = write_self_signed(cert, key, socket.getfqdn() or "localhost")
         done.append(f"wrote a self-signed certificate {cert} ({pin})")
-    engine = db.make_engine(cfg.database_url)
-    db.upgrade(engine)
-    engine.dispose()
+    revision = database.upgrade(cfg)
     if cfg.database_url.startswith("sqlite:///"):
         for f in directory.glob(Path(cfg.database_url.removeprefix("sqlite:///")).name + "*"):
             f.chmod(0o600)  # password and recovery-code hashes: owner only
-    done.append(f"created the database ({cfg.storage.database}) at schema {db.head_revision(engine)}")
+    done.append(f"created the database ({cfg.storage.database}) at schema {revision}")
     return done

@@ -15,7 +15,7 @@ from campusvpn.core.calendar import (
     month_day,
     start_of_day,
 )
-from campusvpn.platform.config import Config
+from campusvpn.platform.config_schema import Config
 
 
 class AccountStatus(enum.StrEnum):

@@ -6,7 +6,6 @@ from prometheus_client import Counter, Gauge
 
 SESSIONS = Gauge("campusvpn_tunnels", "Live tunnels (connected sessions)")
 LOGINS = Counter("campusvpn_logins_total", "Completed sign-ins by outcome", ["outcome"])
-AUTH_FAILURES = Counter("campusvpn_auth_failures_total", "Failed sign-in steps")
 BYTES_IN = Counter("campusvpn_bytes_in_total", "Bytes received from clients through tunnels")
 BYTES_OUT = Counter("campusvpn_bytes_out_total", "Bytes sent to clients through tunnels")
 PACKETS_IN = Counter("campusvpn_packets_in_total", "Packets received from clients")

@@ -6,13 +6,14 @@ from starlette.responses import Response
 
 from campusvpn.portal import admin_ops
 from campusvpn.portal.web import Req, page
+from campusvpn.service import accounts, api_tokens
 from campusvpn.service.errors import ServiceError
 
 
 @page("/admin", auth="admin")
 def admin_home(req: Req) -> Response:
     q = req.request.query_params.get("q", "")[:100]
-    return req.render("admin/search.html", q=q, results=admin_ops.search(req.ctx, q) if q else None)
+    return req.render("admin/search.html", q=q, results=accounts.search(req.ctx, q) if q else None)
 
 
 @page("/admin/users/{username}", ("GET", "POST"), auth="admin")
@@ -68,13 +69,13 @@ def admin_tokens(req: Req) -> Response:
     if req.request.method == "POST":
         try:
             if req.field("action") == "revoke":
-                admin_ops.revoke_token(req.ctx, req.field("token", 40), actor=req.username)
+                api_tokens.revoke(req.ctx, req.field("token", 40), actor=req.username)
             else:
-                token = admin_ops.create_token(req.ctx, req.username, req.field("label", 200))
+                token = api_tokens.create(req.ctx, req.username, req.field("label", 200))
                 info = req.t("admin.token_shown", token=token)
         except ServiceError as exc:
             error = str(exc)
-    return req.render("admin/tokens.html", tokens=admin_ops.list_tokens(req.ctx), info=info, error=error)
+    return req.render("admin/tokens.html", tokens=api_tokens.listing(req.ctx), info=info, error=error)
 
 
 ROUTES = [admin_home, admin_user, admin_import, admin_tokens]

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from campusvpn.core.usernames import InvalidUsername
 from campusvpn.portal import admin_ops
-from campusvpn.service import sessions
+from campusvpn.service import accounts, api_tokens, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 
@@ -75,7 +75,7 @@ def _ctx(request: Request) -> Context:
 def admin(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
     if creds is None:
         raise HTTPException(401, "send an admin token: Authorization: Bearer cvpn_…")
-    owner = admin_ops.token_owner(_ctx(request), creds.credentials)
+    owner = api_tokens.owner_of(_ctx(request), creds.credentials)
     if owner is None:
         raise HTTPException(401, "this token is unknown, expired or revoked, or its owner is no longer an admin")
     return owner
@@ -110,7 +110,7 @@ def create_api(ctx: Context) -> FastAPI:
 
     @api.get("/users", response_model=list[UserRow], responses=ERRORS, summary="Find users by user name or name")
     def find_users(actor: Admin, q: Annotated[str, Field(max_length=100)] = "") -> list[dict[str, Any]]:
-        return admin_ops.search(ctx, q)
+        return accounts.search(ctx, q)
 
     @api.get("/users/{username}", responses=ERRORS, summary="One user: account, MFA, training, eligibility, sessions")
     def get_user(actor: Admin, username: str) -> dict[str, Any]:

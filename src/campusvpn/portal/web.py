@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from campusvpn.portal import websession
 from campusvpn.portal.i18n import LANGUAGES, Translator, pick_language
+from campusvpn.service import portal_sessions
 from campusvpn.service.context import Context
 
+COOKIE = "campusvpn-portal"  # the portal session
 LANG_COOKIE = "campusvpn-lang"
 Auth = Literal["none", "user", "admin"]
 log = logging.getLogger("campusvpn.portal")
@@ -43,7 +44,7 @@ TEMPLATES = Environment(
 class Req:
     request: Request
     ctx: Context
-    session: websession.Current
+    session: portal_sessions.Current
     t: Translator
     form: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
@@ -125,11 +126,13 @@ def _run(
     files: dict[str, bytes],
     auth: Auth,
 ) -> Response:
-    cookie = request.cookies.get(websession.COOKIE)
-    cur = websession.load(ctx, cookie)
+    cookie = request.cookies.get(COOKIE)
+    cur = portal_sessions.load(ctx, cookie)
     fresh = cur is None
     if cur is None:
-        cur = websession.create(ctx, request.client.host if request.client else None, request.headers.get("user-agent"))
+        cur = portal_sessions.create(
+            ctx, request.client.host if request.client else None, request.headers.get("user-agent")
+        )
     lang = pick_language(
         request.query_params.get("lang") or request.cookies.get(LANG_COOKIE),
         request.headers.get("accept-language"),
@@ -152,11 +155,11 @@ def _run(
     else:
         response = fn(req)
     if not getattr(response, "session_ended", False):
-        websession.save(ctx, cur, rotate=getattr(response, "rotate_session", False))
+        portal_sessions.save(ctx, cur, rotate=getattr(response, "rotate_session", False))
         if fresh or cur.rotated:
-            response.set_cookie(websession.COOKIE, cur.token, path="/", secure=True, httponly=True, samesite="lax")
+            response.set_cookie(COOKIE, cur.token, path="/", secure=True, httponly=True, samesite="lax")
     else:
-        response.delete_cookie(websession.COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     for name, value, max_age in req.set_cookies:
         response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax")
     return response
@@ -169,6 +172,6 @@ def rotated(response: Response) -> Response:
 
 
 def ended(ctx: Context, req: Req, response: Response) -> Response:
-    websession.end(ctx, req.session)
+    portal_sessions.end(ctx, req.session)
     response.session_ended = True  # type: ignore[attr-defined]
     return response

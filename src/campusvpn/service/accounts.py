@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -9,17 +10,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from campusvpn.core.calendar import local_day
 from campusvpn.core.policy import AccountFacts, AccountStatus, continuous_since
 from campusvpn.core.policy import Affiliation as AffiliationPeriod
 from campusvpn.core.usernames import InvalidUsername
-from campusvpn.service import audit, sessions
+from campusvpn.service import audit, portal_sessions, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid
-from campusvpn.service.mfa import clear_mfa, method_summary
+from campusvpn.service.mfa import clear_mfa
+from campusvpn.service.mfa_methods import method_summary
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import Affiliation, TrainingRecord, TrustedDevice, User
 
@@ -263,10 +265,10 @@ def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str
         if status is AccountStatus.REVOKED:
             revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
             sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
-            sessions.end_portal(s, user.username)
+            portal_sessions.end_for_user(s, user.username)
         elif status is AccountStatus.SUSPENDED:
             sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
-            sessions.end_portal(s, user.username)
+            portal_sessions.end_for_user(s, user.username)
         return user
 
 
@@ -306,6 +308,19 @@ def describe(ctx: Context, s: Session, user: User) -> dict[str, object]:
         "methods": [method_summary(m) for m in user.methods if m.confirmed_at is not None],
         "trusted_devices": sum(1 for d in devices if d.expires_at > now),
     }
+
+
+def search(ctx: Context, q: str, limit: int = 50) -> list[dict[str, object]]:
+    """Accounts whose user name or name contains `q`, or whose user name `q` is a form of."""
+    q = q.strip()
+    if not q:
+        return []
+    with ctx.tx() as s:
+        conds: list[ColumnElement[bool]] = [User.display_name.ilike(f"%{q}%"), User.username.like(f"%{q}%")]
+        with contextlib.suppress(ValueError):
+            conds.append(User.username == ctx.usernames.normalise(q))  # any accepted form of a name
+        rows = s.scalars(select(User).where(or_(*conds)).order_by(User.username).limit(limit)).all()
+        return [{"username": u.username, "name": u.display_name, "status": u.status} for u in rows]
 
 
 def current_role(ctx: Context, s: Session, user: User) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from campusvpn.store.models import AuditEvent
 
-SYSTEM = "system"
+SYSTEM = "system"  # the actor of what the service does by itself (timeouts, limits)
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "codes"}
 
 

@@ -15,7 +15,7 @@ from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
 from campusvpn.core.usernames import UsernameRule
 from campusvpn.platform.clock import Clock, SystemClock
-from campusvpn.platform.config import Config
+from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service.errors import NotFound
 from campusvpn.service.sender import OutboxSender, Sender

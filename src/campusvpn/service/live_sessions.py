@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from campusvpn.platform.config import VpnProfile
+from campusvpn.platform.config_schema import VpnProfile
 from campusvpn.service import eligibility, sessions
 from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context

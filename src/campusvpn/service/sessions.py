@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from campusvpn.core.codes import token_digest
 from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, NotFound
-from campusvpn.store.models import User, VpnSession, WebSession
+from campusvpn.store.models import User, VpnSession
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def expire_stale(ctx: Context, s: Session) -> int:
     ).all()
     for row in stale:
         why = "session time limit reached" if row.expires_at <= now else "the disconnected session timed out"
-        _end(s, row, now, why, actor="system")
+        _end(s, row, now, why, actor=audit.SYSTEM)
     return len(stale)
 
 
@@ -142,7 +142,7 @@ def resumable(ctx: Context, s: Session, token: str) -> VpnSession | None:
     if row is None:
         return None
     if not row.connected and now - row.last_seen_at > ctx.config.gateway.disconnected_timeout:
-        _end(s, row, now, "the disconnected session timed out", actor="system")
+        _end(s, row, now, "the disconnected session timed out", actor=audit.SYSTEM)
         return None
     return row
 
@@ -174,11 +174,6 @@ def end_for_user(s: Session, user: User, now: datetime, reason: str, *, actor: s
     for row in rows:
         _end(s, row, now, reason, actor=actor)
     return len(rows)
-
-
-def end_portal(s: Session, username: str) -> int:
-    """Sign the user out of the portal everywhere (account closed or suspended, MFA reset)."""
-    return s.execute(delete(WebSession).where(WebSession.username == username)).rowcount or 0  # type: ignore[attr-defined]
 
 
 def kill(

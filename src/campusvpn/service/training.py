@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from campusvpn.core.calendar import fiscal_year_bounds, fiscal_year_of, local_day
 from campusvpn.core.policy import continuous_since, training_deadline
@@ -77,6 +79,14 @@ def import_completions(
         if progress:
             progress(1)
     return report
+
+
+def completions(s: Session, user: User) -> list[tuple[int, date]]:
+    """(fiscal year, day completed) of each training the user has done, oldest first."""
+    rows = s.scalars(
+        select(TrainingRecord).where(TrainingRecord.user_id == user.id).order_by(TrainingRecord.fiscal_year)
+    )
+    return [(r.fiscal_year, r.completed_on) for r in rows]
 
 
 def status(ctx: Context, fiscal_year: int | None = None) -> dict[str, object]:

@@ -50,7 +50,7 @@ def trust_device(ctx: Context, s: Session, user: User, label: str, source: str |
     )
     live = active_devices(s, user, now)
     for old in live[: max(0, len(live) - ctx.config.trusted_devices.max_per_user)]:
-        _revoke(s, old, now, actor="system", reason="too many trusted devices; oldest removed")
+        _revoke(s, old, now, actor=audit.SYSTEM, reason="too many trusted devices; oldest removed")
     return IssuedDevice(token, dev.public_id, dev.expires_at)
 
 

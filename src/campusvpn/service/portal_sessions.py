@@ -1,4 +1,4 @@
-"""Portal sessions kept in the database (so several nodes share them and an admin can end them).
+"""Portal (web) sessions kept in the database (so several nodes share them and an admin can end them).
 
 The browser holds a random token; the table holds its SHA-256. Every change of privilege
 (password accepted, sign-in complete) moves the session to a new token: a token planted
@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import token_digest
 from campusvpn.service.context import Context
 from campusvpn.store.models import WebSession
-
-COOKIE = "campusvpn-portal"
 
 
 @dataclass
@@ -99,3 +98,8 @@ def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
 def end(ctx: Context, cur: Current) -> None:
     with ctx.tx() as s:
         s.execute(delete(WebSession).where(WebSession.id == cur.id))
+
+
+def end_for_user(s: Session, username: str) -> int:
+    """Sign the user out of the portal everywhere (account closed or suspended, MFA reset)."""
+    return s.execute(delete(WebSession).where(WebSession.username == username)).rowcount or 0  # type: ignore[attr-defined]

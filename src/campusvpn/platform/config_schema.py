@@ -1,0 +1,464 @@
+"""The configuration schema: what every setting means, its default and what is valid.
+
+The pydantic models below are the one description of every setting: validation at
+start-up, the commented default file written by `campusvpn init` and the reference page
+in docs/ are all generated from them. Reading the file is platform/config.py's job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campusvpn.platform.durations import DurationError, format_duration, parse_duration
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('write a duration as a string with a unit, like "40m", "12h" or "30d"')
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
+
+_MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
+
+
+def _month_day(value: Any) -> str:
+    if not isinstance(value, str) or not _MONTH_DAY.match(value):
+        raise ValueError('write a day of the year as "MM-DD", like "04-01"')
+    month, day = (int(x) for x in value.split("-"))
+    try:
+        date(2024, month, day)  # a leap year, so 02-29 is accepted
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a day of the year") from exc
+    return value
+
+
+MonthDay = Annotated[str, BeforeValidator(_month_day)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSection(Section):
+    name: str = Field("Campus VPN", description="Name shown to users in messages, the portal and the TOTP app.")
+    timezone: str = Field(
+        "Asia/Tokyo", description="IANA time zone in which dates (affiliations, training deadlines) are read."
+    )
+    realms: list[str] = Field(
+        default_factory=lambda: ["example.ac.jp"],
+        description="Domains people may type after their user name (`1234567890@example.ac.jp`); dropped.",
+    )
+    username_pattern: str = Field(
+        r"^[0-9]{10}$", description="Regular expression a normalised user name must match in full."
+    )
+    username_hint: str = Field(
+        "10 digits, like 1234567890", description="How a valid user name looks, in words, for error messages."
+    )
+    roles: list[str] = Field(
+        default_factory=lambda: ["faculty", "staff", "student", "dispatched", "visiting"],
+        description="Roles an affiliation period may have.",
+    )
+    portal_url: str = Field(
+        "https://vpn.example.ac.jp/", description="Where users manage MFA; named in refusal messages."
+    )
+    helpdesk: str = Field("the IT help desk", description="Who to contact, as it ends a sentence in refusal messages.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f'unknown time zone {v!r}; use an IANA name like "Asia/Tokyo" or "UTC"') from exc
+        return v
+
+    @field_validator("username_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one role is needed")
+        for r in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", r):
+                raise ValueError(f"role {r!r}: use lower-case letters, digits, - or _ (at most 32)")
+        return v
+
+
+class StorageSection(Section):
+    database: str = Field(
+        "sqlite:///campusvpn.db",
+        description="SQLAlchemy URL. Relative SQLite paths are read from the config file's folder; "
+        "use postgresql+psycopg://user:pass@host/db for several nodes.",
+    )
+    key_file: str = Field(
+        "secret.keys", description="File with the keys that encrypt TOTP seeds; keep it out of DB backups."
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("use a sqlite:/// or postgresql+psycopg:// URL")
+        return v
+
+
+class TlsSection(Section):
+    certificate: str = Field("tls/cert.pem", description="PEM certificate chain served to clients and browsers.")
+    key: str = Field("tls/key.pem", description="PEM private key of the certificate.")
+
+
+class PasswordSection(Section):
+    argon2_time_cost: int = Field(2, ge=1, le=50, description="Argon2id iterations.")
+    argon2_memory_kib: int = Field(
+        19456,
+        ge=8192,
+        le=4194304,
+        description="Argon2id memory in KiB. 19456 (19 MiB) with 2 iterations is OWASP's baseline: about 19 ms "
+        "per sign-in here, so one core takes about 30 sign-ins a second (see bench/signin_rate.py).",
+    )
+    argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
+    min_length: int = Field(12, ge=8, le=128, description="Shortest password accepted when one is set here.")
+
+
+class MfaSection(Section):
+    activation_delay: Duration = Field(
+        timedelta(minutes=40), description="How long after the MFA application VPN use becomes possible."
+    )
+    issuer: str = Field("Campus VPN", description="Issuer shown in authenticator apps (no colon).")
+    totp_digits: Literal[6, 8] = Field(6, description="Digits of TOTP codes; 6 works with every app.")
+    totp_period: int = Field(30, ge=15, le=120, description="TOTP time step in seconds; 30 works with every app.")
+    totp_algorithm: Literal["SHA1", "SHA256", "SHA512"] = Field(
+        "SHA1", description="TOTP hash; SHA1 is the only one every app honours."
+    )
+    totp_drift_steps: int = Field(
+        1, ge=0, le=2, description="Time steps accepted before and after now (1 = about ±30 s)."
+    )
+    recovery_code_count: int = Field(10, ge=5, le=20, description="Recovery codes in a set.")
+    phone_code_lifetime: Duration = Field(
+        timedelta(minutes=5), description="How long a code sent by SMS or voice call stays valid."
+    )
+    phone_sends_per_hour: int = Field(
+        5, ge=1, le=60, description="Codes a user may have sent by SMS or voice in one hour (toll fraud)."
+    )
+    step_up_max_age: Duration = Field(
+        timedelta(minutes=20), description="How fresh a second factor must be to change security info."
+    )
+    default_region: str = Field(
+        "JP", description="Country assumed for phone numbers typed without +country code (ISO 3166 alpha-2)."
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _no_colon(cls, v: str) -> str:
+        if ":" in v or not v.strip():
+            raise ValueError("the issuer must be non-empty and must not contain a colon")
+        return v
+
+
+class ThrottleSection(Section):
+    free_failures: int = Field(3, ge=0, le=20, description="Failures allowed before any wait is imposed.")
+    backoff_base: Duration = Field(timedelta(seconds=2), description="First wait after the free failures.")
+    backoff_max: Duration = Field(timedelta(minutes=15), description="Longest wait between attempts.")
+    password_lock_after: int = Field(
+        30,
+        ge=1,
+        le=100,
+        description="Consecutive password failures that lock the account (NIST: at most 100).",
+    )
+    second_factor_lock_after: int = Field(
+        10, ge=1, le=100, description="Consecutive second-factor failures that lock the account."
+    )
+    source_lock_after: int = Field(
+        100, ge=1, le=10000, description="Failures from one source address that block that address."
+    )
+    lock_duration: Duration = Field(
+        timedelta(hours=1), description="How long a lock lasts unless an administrator lifts it sooner."
+    )
+
+
+class TrustedDeviceSection(Section):
+    lifetime: Duration = Field(timedelta(days=30), description='How long "skip the code on this device" lasts.')
+    max_per_user: int = Field(10, ge=1, le=100, description="Trusted devices per user; the oldest goes first.")
+
+
+class TrainingWindow(Section):
+    name: str = Field(description="Name of the window, e.g. students.")
+    roles: list[str] = Field(description="Roles this window applies to.")
+    opens: MonthDay = Field(description="Day (MM-DD) the training opens each fiscal year.")
+    deadline: MonthDay = Field(description="Last day (MM-DD) to complete; from the next day VPN use is refused.")
+
+
+def _default_windows() -> list[TrainingWindow]:
+    return [
+        TrainingWindow(name="students", roles=["student"], opens="05-01", deadline="06-30"),
+        TrainingWindow(
+            name="staff",
+            roles=["faculty", "staff", "dispatched", "visiting"],
+            opens="07-01",
+            deadline="09-30",
+        ),
+    ]
+
+
+class TrainingSection(Section):
+    required: bool = Field(True, description="Whether the yearly information-security training is enforced.")
+    fiscal_year_start: MonthDay = Field("04-01", description="First day (MM-DD) of the fiscal year.")
+    url: str = Field("https://lms.example.ac.jp/security-training", description="Where users take the training.")
+    windows: list[TrainingWindow] = Field(default_factory=_default_windows, description="Training windows by role.")
+
+
+class SenderSection(Section):
+    kind: Literal["outbox"] = Field(
+        "outbox",
+        description="How SMS and voice codes go out; `outbox` writes them to a file for development.",
+    )
+    outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f'{value!r} is not a network; write it like "10.0.0.0/8" (host bits zero)') from exc
+    return value
+
+
+def _address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    return value
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{value!r}: write ADDRESS:PORT, like "0.0.0.0:443" or "[::]:443"')
+    _address(host.strip("[]"))
+    return value
+
+
+Network = Annotated[str, BeforeValidator(lambda v: _network(v) if isinstance(v, str) else v)]
+IpAddress = Annotated[str, BeforeValidator(lambda v: _address(v) if isinstance(v, str) else v)]
+Listen = Annotated[str, BeforeValidator(lambda v: _listen(v) if isinstance(v, str) else v)]
+
+
+class GatewaySection(Section):
+    listen: Listen = Field(
+        "0.0.0.0:443", description="Address and port of the VPN gateway and the web portal (one port)."
+    )
+    hostname: str = Field(
+        "vpn.example.ac.jp", description="Name clients use for the gateway; shown in profiles and the README."
+    )
+    tun_device: str = Field("cvpn0", description="Name of the gateway's TUN device.")
+    max_sessions_per_user: int = Field(3, ge=1, le=100, description="Concurrent VPN sessions one user may hold.")
+    disconnected_timeout: Duration = Field(
+        timedelta(minutes=5), description="How long a session whose connection dropped can be resumed by its cookie."
+    )
+    idle_timeout: Duration = Field(
+        timedelta(minutes=30), description="A session that passes no traffic for this long is ended."
+    )
+    session_timeout: Duration = Field(
+        timedelta(hours=12), description="Longest a session lives before the user signs in again (AAL2: 12 h)."
+    )
+    dpd: Duration = Field(timedelta(seconds=30), description="Dead-peer detection interval told to clients.")
+    keepalive: Duration = Field(timedelta(seconds=20), description="Keepalive interval told to clients.")
+    auth_timeout: Duration = Field(timedelta(minutes=5), description="Time a client has to finish signing in.")
+    handshake_timeout: Duration = Field(
+        timedelta(seconds=15), description="Time a client has to finish the TLS handshake and send a request."
+    )
+    max_pending: int = Field(
+        256, ge=1, le=100000, description="Connections allowed at once that have not yet signed in."
+    )
+    policy_recheck: Duration = Field(
+        timedelta(seconds=60), description="How often live sessions are checked against the access policy."
+    )
+    metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of the gateway: uvloop (libuv; less time per wake-up, so lower latency "
+        "through the tunnel) or Python's own asyncio loop.",
+    )
+
+
+class PortalSection(Section):
+    enabled: bool = Field(
+        True, description="Serve the self-service portal and admin console to browsers on the gateway port."
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="User names allowed into the admin console (they sign in with MFA like everyone).",
+    )
+    session_lifetime: Duration = Field(
+        timedelta(hours=8), description="Longest a portal sign-in lasts before the user signs in again."
+    )
+    idle_timeout: Duration = Field(timedelta(minutes=30), description="A portal sign-in unused this long ends.")
+    default_language: Literal["ja", "en"] = Field(
+        "ja", description="Language when the browser states no preference we have (ja or en)."
+    )
+    max_upload: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest upload (CSV) in bytes."
+    )
+    api_token_lifetime: Duration = Field(
+        timedelta(days=90), description="How long an admin API token is valid after it is created."
+    )
+    recovery_pass_lifetime: Duration = Field(
+        timedelta(hours=24), description="How long a help-desk one-time recovery pass stays usable."
+    )
+
+
+class VpnSettings(Section):
+    pool: Network = Field("172.31.0.0/16", description="Address pool; each client gets one /32 from it.")
+    dns: list[IpAddress] = Field(default_factory=list, description="DNS servers pushed to clients (at most 3).")
+    domain: str = Field("example.ac.jp", description="Default DNS domain pushed to clients.")
+    wins: list[IpAddress] = Field(default_factory=list, description="WINS servers pushed to clients (at most 3).")
+    # Only 10/8 by default: routing 192.168/16 into the tunnel would cut users off their home LAN.
+    split_include: list[Network] = Field(
+        default_factory=lambda: ["10.0.0.0/8"],
+        description="Networks routed into the tunnel (ignored when full_tunnel is true).",
+    )
+    split_exclude: list[Network] = Field(default_factory=list, description="Networks kept outside the tunnel.")
+    full_tunnel: bool = Field(False, description="Route everything through the tunnel (a default route).")
+    proxy_pac: str = Field("", description="Proxy auto-configuration (PAC) URL pushed to clients.")
+    allow_local_lan: bool = Field(True, description="Let clients keep reaching their local LAN while connected.")
+    banner: str = Field("", description="Text shown by the client after connecting.")
+    mtu: int = Field(1400, ge=576, le=9000, description="Tunnel MTU.")
+
+    @field_validator("dns", "wins")
+    @classmethod
+    def _three(cls, v: list[str]) -> list[str]:
+        if len(v) > 3:
+            raise ValueError("clients use at most 3 servers; list at most 3")
+        return v
+
+    @model_validator(mode="after")
+    def _routes(self) -> VpnSettings:
+        if not self.full_tunnel and not self.split_include:
+            raise ValueError("set split_include (the campus networks) or full_tunnel = true")
+        return self
+
+
+class VpnProfile(Section):
+    name: str = Field(description="Group name clients select (openconnect --authgroup NAME).")
+    label: str = Field("", description="Label shown in the client's group list; should start with the name.")
+    roles: list[str] = Field(default_factory=list, description="Roles allowed to use this profile (empty: all).")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Any [vpn] key, overriding the [vpn] value for this profile."
+    )
+
+
+class VpnSection(VpnSettings):
+    profiles: list[VpnProfile] = Field(
+        default_factory=list,
+        description="Groups with their own settings; a group list is shown when there are two or more.",
+    )
+
+    def base(self) -> VpnSettings:
+        return VpnSettings.model_validate(self.model_dump(exclude={"profiles"}))
+
+    def settings_for(self, profile: VpnProfile | None) -> VpnSettings:
+        base = self.model_dump(exclude={"profiles"})
+        return VpnSettings.model_validate({**base, **(profile.settings if profile else {})})
+
+    @model_validator(mode="after")
+    def _profiles(self) -> VpnSection:
+        names = [p.name for p in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("two profiles have the same name")
+        for p in self.profiles:
+            unknown = set(p.settings) - set(VpnSettings.model_fields)
+            if unknown:
+                raise ValueError(f"profile {p.name!r}: unknown setting(s) {', '.join(sorted(unknown))}")
+            try:
+                self.settings_for(p)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = first["loc"][-1] if first["loc"] else ""
+                msg = str(first["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"profile {p.name!r}: {where}: {msg}") from exc
+        return self
+
+
+class Config(Section):
+    service: ServiceSection = Field(default_factory=ServiceSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    tls: TlsSection = Field(default_factory=TlsSection)
+    passwords: PasswordSection = Field(default_factory=PasswordSection)
+    mfa: MfaSection = Field(default_factory=MfaSection)
+    throttle: ThrottleSection = Field(default_factory=ThrottleSection)
+    trusted_devices: TrustedDeviceSection = Field(default_factory=TrustedDeviceSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    sender: SenderSection = Field(default_factory=SenderSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    vpn: VpnSection = Field(default_factory=VpnSection)
+    portal: PortalSection = Field(default_factory=PortalSection)
+
+    # Where the file was read from: relative paths in it are read from there.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        roles = set(self.service.roles)
+        seen: dict[str, str] = {}
+        for w in self.training.windows:
+            for r in w.roles:
+                if r not in roles:
+                    raise ValueError(f"training window {w.name!r} names role {r!r}, not in service.roles")
+                if r in seen:
+                    raise ValueError(f"role {r!r} is in two training windows: {seen[r]!r} and {w.name!r}")
+                seen[r] = w.name
+        for p in self.vpn.profiles:
+            for r in p.roles:
+                if r not in roles:
+                    raise ValueError(f"vpn profile {p.name!r} names role {r!r}, not in service.roles")
+        if self.throttle.backoff_base > self.throttle.backoff_max:
+            raise ValueError("throttle.backoff_base is longer than throttle.backoff_max")
+        return self
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def database_url(self) -> str:
+        url = self.storage.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]).resolve())
+        return url
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.service.timezone)

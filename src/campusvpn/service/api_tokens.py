@@ -1,0 +1,78 @@
+"""Admin API tokens: created for an admin (the secret is shown once, only its digest is kept),
+listed, revoked, and turned back into the admin a bearer token acts for."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+
+from campusvpn.core.codes import token_digest
+from campusvpn.service import audit
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Invalid, NotFound
+from campusvpn.store.models import ApiToken
+
+PREFIX = "cvpn_"
+
+
+def create(ctx: Context, owner: str, label: str) -> str:
+    if not label.strip():
+        raise Invalid("say what the token is for")
+    token = PREFIX + secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    with ctx.tx() as s:
+        s.add(
+            ApiToken(
+                public_id=secrets.token_hex(6),
+                token_digest=token_digest(token),
+                owner=owner,
+                label=label.strip()[:200],
+                created_at=now,
+                expires_at=now + ctx.config.portal.api_token_lifetime,
+            )
+        )
+        audit.record(s, now, "api.token.created", actor=owner, subject=owner, label=label.strip()[:200])
+    return token
+
+
+def listing(ctx: Context) -> list[dict[str, Any]]:
+    """The live tokens (neither revoked nor expired)."""
+    now = ctx.clock.now()
+    with ctx.tx() as s:
+        rows = s.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None), ApiToken.expires_at > now)).all()
+        return [
+            {
+                "id": t.public_id,
+                "owner": t.owner,
+                "label": t.label,
+                "expires": t.expires_at.isoformat(),
+                "last_used": t.last_used_at.isoformat() if t.last_used_at else None,
+            }
+            for t in rows
+        ]
+
+
+def revoke(ctx: Context, public_id: str, *, actor: str) -> None:
+    with ctx.tx() as s:
+        row = s.scalars(select(ApiToken).where(ApiToken.public_id == public_id, ApiToken.revoked_at.is_(None))).first()
+        if row is None:
+            raise NotFound(f"there is no live token {public_id}")
+        row.revoked_at = ctx.clock.now()
+        audit.record(s, row.revoked_at, "api.token.revoked", actor=actor, subject=row.owner, token_id=public_id)
+
+
+def owner_of(ctx: Context, token: str) -> str | None:
+    """The admin a bearer token acts for, if it is live and its owner is still an admin."""
+    if not token.startswith(PREFIX) or len(token) > 100:
+        return None
+    now = ctx.clock.now()
+    with ctx.tx() as s:
+        row = s.scalars(select(ApiToken).where(ApiToken.token_digest == token_digest(token))).one_or_none()
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            return None
+        if row.owner not in ctx.config.portal.admins:
+            return None
+        row.last_used_at = now
+        return row.owner

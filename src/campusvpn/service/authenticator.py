@@ -1,0 +1,137 @@
+"""Authenticator apps (TOTP): set up a secret, confirm it with a first code, check codes."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import segno
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from campusvpn.core import totp
+from campusvpn.platform.secretbox import SecretBoxError
+from campusvpn.service import audit
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
+from campusvpn.service.mfa_methods import confirm, require_applied
+from campusvpn.store.models import MfaMethod, User
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    method_id: str
+    secret: str
+    uri: str
+
+    def qr_terminal(self) -> str:
+        out = io.StringIO()
+        segno.make(self.uri, error="m").terminal(out=out, compact=True)
+        return out.getvalue()
+
+    def qr_png(self, scale: int = 5) -> bytes:
+        out = io.BytesIO()
+        segno.make(self.uri, error="m").save(out, kind="png", scale=scale)
+        return out.getvalue()
+
+
+def pending_totp(ctx: Context, username: str) -> TotpEnrolment | None:
+    """The authenticator enrolment waiting for its first code (to show its QR code again)."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        pending = next((m for m in user.methods if m.kind == "totp" and m.confirmed_at is None), None)
+        if pending is None:
+            return None
+        secret = _secret(ctx, user, pending)
+        uri = totp.provisioning_uri(secret, ctx.config.mfa.issuer, user.username, ctx.totp)
+        return TotpEnrolment(pending.public_id, secret, uri)
+
+
+def _context_of(user: User, public_id: str) -> str:
+    return f"totp|{user.id}|{public_id}"
+
+
+def begin_totp(ctx: Context, username: str, *, actor: str) -> TotpEnrolment:
+    """A new authenticator secret; it counts only after `confirm_totp` proves the app has it."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        require_applied(user)
+        if any(m.kind == "totp" and m.confirmed_at is not None for m in user.methods):
+            raise Conflict(f"{user.username} already has an authenticator app; delete it first to replace it")
+        for m in [m for m in user.methods if m.kind == "totp" and m.confirmed_at is None]:
+            user.methods.remove(m)  # an unfinished enrolment is replaced, never left usable
+        now = ctx.clock.now()
+        secret = totp.new_secret()
+        public_id = secrets.token_hex(8)
+        method = MfaMethod(
+            public_id=public_id,
+            kind="totp",
+            created_at=now,
+            secret_sealed=ctx.box.seal(secret.encode(), _context_of(user, public_id)),
+        )
+        user.methods.append(method)
+        s.flush()
+        audit.record(s, now, "mfa.totp.started", actor=actor, subject=user.username, method=public_id)
+        uri = totp.provisioning_uri(secret, ctx.config.mfa.issuer, user.username, ctx.totp)
+        return TotpEnrolment(public_id, secret, uri)
+
+
+def confirm_totp(ctx: Context, username: str, code: str, *, actor: str) -> list[str] | None:
+    """Confirm the pending authenticator with a code from the app. Returns a first set of
+    recovery codes when this is the user's first method, else None."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        pending = next((m for m in user.methods if m.kind == "totp" and m.confirmed_at is None), None)
+        if pending is None:
+            raise NotFound(
+                f"{user.username} has no authenticator app waiting for confirmation; "
+                "start with `campusvpn mfa add-totp`"
+            )
+        now = ctx.clock.now()
+        check = totp.verify(_secret(ctx, user, pending), code, now, ctx.totp, pending.last_step)
+        if not check.ok:
+            audit.record(s, now, "mfa.totp.confirm_failed", actor=actor, subject=user.username, outcome="fail")
+            raise Invalid(
+                "that code does not match; check the app shows the account "
+                f"{ctx.config.mfa.issuer}:{user.username} and that the phone's clock is right"
+            )
+        pending.last_step = check.step
+        return confirm(ctx, s, user, pending, now, actor)
+
+
+def use_code(
+    ctx: Context, s: Session, user: User, methods: Iterable[MfaMethod], digits: str, now: datetime
+) -> tuple[MfaMethod | None, bool]:
+    """The authenticator among `methods` that accepts `digits` (the code is used up), and whether
+    the code was one already used (a replay)."""
+    replayed = False
+    for m in methods:
+        check = totp.verify(_secret(ctx, user, m), digits, now, ctx.totp, m.last_step)
+        replayed = replayed or check.replayed
+        if check.ok and check.step is not None:
+            # Advance last_step only forwards, atomically: the same code is never accepted twice.
+            done = s.execute(
+                update(MfaMethod)
+                .where(MfaMethod.id == m.id)
+                .where((MfaMethod.last_step.is_(None)) | (MfaMethod.last_step < check.step))
+                .values(last_step=check.step, last_used_at=now)
+            )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                s.refresh(m)
+                return m, replayed
+            replayed = True
+    return None, replayed
+
+
+def _secret(ctx: Context, user: User, m: MfaMethod) -> str:
+    assert m.secret_sealed is not None
+    try:
+        return ctx.box.open(m.secret_sealed, _context_of(user, m.public_id)).decode()
+    except SecretBoxError as exc:
+        raise Forbidden(
+            f"the authenticator secret of {user.username} cannot be read ({exc}); "
+            "the key file may be wrong. Reset this user's MFA if the key is lost."
+        ) from exc

@@ -1,0 +1,188 @@
+"""Phones as a second factor: register one, send it a one-time code, check the code."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from campusvpn.core.codes import new_phone_code, phone_code_digest
+from campusvpn.core.phones import CHANNELS, Channel, InvalidPhone, PhoneKind, parse_phone
+from campusvpn.service import audit
+from campusvpn.service.context import Context
+from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
+from campusvpn.service.mfa_methods import confirm, method_label, require_applied
+from campusvpn.service.sender import Message
+from campusvpn.store.models import MfaMethod, PhoneChallenge, User
+
+
+def add_phone(ctx: Context, username: str, kind: str, number: str, extension: str | None, *, actor: str) -> MfaMethod:
+    """Register a phone. From the CLI the operator vouches for the number; the portal confirms
+    it with a code first (begin_phone / confirm_phone)."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        method = _new_phone(ctx, user, kind, number, extension)
+        s.flush()
+        confirm(ctx, s, user, method, ctx.clock.now(), actor)
+        return method
+
+
+def _new_phone(ctx: Context, user: User, kind: str, number: str, extension: str | None) -> MfaMethod:
+    require_applied(user)
+    try:
+        pk = PhoneKind(kind)
+    except ValueError as exc:
+        raise Invalid(f"phone kind {kind!r} is not known; use mobile, alternate or office") from exc
+    try:
+        phone = parse_phone(pk, number, extension, ctx.config.mfa.default_region)
+    except InvalidPhone as exc:
+        raise Invalid(str(exc)) from exc
+    existing = next((m for m in user.methods if m.phone_kind == pk.value), None)
+    if existing is not None:
+        if existing.confirmed_at is not None:
+            raise Conflict(f"{user.username} already has a {pk.value} phone; delete it first to change it")
+        user.methods.remove(existing)
+    method = MfaMethod(
+        public_id=secrets.token_hex(8),
+        kind="phone",
+        phone_kind=pk.value,
+        phone_number=phone.e164,
+        phone_extension=phone.extension,
+        created_at=ctx.clock.now(),
+    )
+    user.methods.append(method)
+    return method
+
+
+def begin_phone(
+    ctx: Context,
+    username: str,
+    kind: str,
+    number: str,
+    extension: str | None,
+    channel: str | None,
+    *,
+    actor: str,
+    source: str | None = None,
+) -> str:
+    """Add an unconfirmed phone and send it a code; `confirm_phone` makes it count."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        method = _new_phone(ctx, user, kind, number, extension)
+        s.flush()
+        send(ctx, s, user, method, channel, source)
+        return method.public_id
+
+
+def confirm_phone(ctx: Context, username: str, method_id: str, code: str, *, actor: str) -> list[str] | None:
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        method = next((m for m in user.methods if m.public_id == method_id and m.confirmed_at is None), None)
+        if method is None:
+            raise NotFound("no phone is waiting for confirmation; add it again")
+        now = ctx.clock.now()
+        if not use_code(s, user, code, now, method):
+            raise Invalid("that code is wrong or has expired; ask for a new one")
+        return confirm(ctx, s, user, method, now, actor)
+
+
+def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str | None, source: str | None) -> str:
+    """Send a one-time code to `method` (the user's earlier codes stop working); returns the
+    sentence to show the user."""
+    allowed = CHANNELS[PhoneKind(method.phone_kind or "mobile")]
+    try:
+        ch = Channel(channel) if channel else allowed[0]
+    except ValueError as exc:
+        raise Invalid(f"channel {channel!r} is not known; use sms or voice") from exc
+    if ch not in allowed:
+        raise Invalid(f"a {method.phone_kind} phone can only receive a voice call, not {ch.value}")
+    now = ctx.clock.now()
+    recent = s.scalars(
+        select(PhoneChallenge.id).where(
+            PhoneChallenge.user_id == user.id, PhoneChallenge.created_at > now - timedelta(hours=1)
+        )
+    ).all()
+    if len(recent) >= ctx.config.mfa.phone_sends_per_hour:
+        raise Forbidden("too many codes were sent in the last hour; use another method or try again later")
+    s.execute(
+        update(PhoneChallenge)
+        .where(PhoneChallenge.user_id == user.id, PhoneChallenge.used_at.is_(None))
+        .values(superseded=True)
+    )
+    code = new_phone_code()
+    salt = secrets.token_hex(8)
+    s.add(
+        PhoneChallenge(
+            user_id=user.id,
+            method_id=method.id,
+            channel=ch.value,
+            salt=salt,
+            code_digest=phone_code_digest(code, salt),
+            created_at=now,
+            expires_at=now + ctx.config.mfa.phone_code_lifetime,
+        )
+    )
+    minutes = int(ctx.config.mfa.phone_code_lifetime.total_seconds() // 60)
+    spoken = " ".join(code) if ch is Channel.VOICE else code
+    text = (
+        f"{ctx.config.service.name} verification code: {spoken}. It expires in {minutes} minutes. "
+        "Never tell it to anyone who asks for it."
+    )
+    ctx.sender.send(
+        Message(
+            to=method.phone_number or "",
+            channel=ch.value,
+            text=text,
+            at=now,
+            username=user.username,
+            extension=method.phone_extension,
+        )
+    )
+    audit.record(
+        s,
+        now,
+        "mfa.code_sent",
+        actor=user.username,
+        subject=user.username,
+        source=source,
+        method=method.public_id,
+        channel=ch.value,
+    )
+    label = method_label(method)
+    return (
+        f"We sent a code by text message to {label}."
+        if ch is Channel.SMS
+        else f"We are calling {label} to read you a code."
+    )
+
+
+def use_code(s: Session, user: User, code: str, now: datetime, method: MfaMethod | None = None) -> MfaMethod | None:
+    """The phone whose pending code this is (the code is used up), or None."""
+    code = code.strip()
+    q = select(PhoneChallenge).where(
+        PhoneChallenge.user_id == user.id,
+        PhoneChallenge.used_at.is_(None),
+        PhoneChallenge.superseded.is_(False),
+        PhoneChallenge.expires_at > now,
+    )
+    if method is not None:
+        q = q.where(PhoneChallenge.method_id == method.id)
+    for ch in s.scalars(q):
+        if hmac.compare_digest(ch.code_digest, phone_code_digest(code, ch.salt)):
+            # Compare-and-set, so two nodes cannot both accept the same code.
+            done = s.execute(
+                update(PhoneChallenge)
+                .where(PhoneChallenge.id == ch.id, PhoneChallenge.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                return s.get(MfaMethod, ch.method_id)
+    return None
+
+
+def void_codes(s: Session, user: User) -> None:
+    """Every code sent to the user's phones stops working."""
+    s.execute(update(PhoneChallenge).where(PhoneChallenge.user_id == user.id).values(superseded=True))

@@ -16,6 +16,7 @@ import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import cast
 
@@ -686,8 +687,9 @@ def prepare_tun(ctx: Context) -> int:
     return fd
 
 
-async def serve(ctx: Context, tun_fd: int | None) -> None:
-    """Run the gateway until SIGTERM or SIGINT."""
+async def serve(ctx: Context, tun_fd: int | None, after_bind: Callable[[], None] | None = None) -> None:
+    """Run the gateway until SIGTERM or SIGINT; `after_bind` runs once both listeners are bound (the CLI
+    gives up root there)."""
     from prometheus_client import start_http_server
 
     g = ctx.config.gateway
@@ -697,6 +699,8 @@ async def serve(ctx: Context, tun_fd: int | None) -> None:
     loop = asyncio.get_running_loop()
     host, _, port = g.listen.rpartition(":")
     await gw.start(host.strip("[]"), int(port))
+    if after_bind is not None:
+        after_bind()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

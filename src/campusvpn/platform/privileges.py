@@ -161,6 +161,13 @@ def lookup(name: str) -> pwd.struct_passwd | None:
         return None
 
 
+def name_of(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def ensure_system_user(name: str) -> tuple[pwd.struct_passwd, bool]:
     """The system user `name`, created (no home, no login shell) when missing; and whether it was."""
     found = lookup(name)

@@ -55,7 +55,7 @@ def prepare_serve(cfg: Config) -> pwd.struct_passwd | None:
         return None
     if os.geteuid() != 0:
         return None  # started unprivileged already: capabilities are shed after start-up
-    problem = reach_problem(privileges.lookup(name), cfg.base_dir, *program_dirs())
+    problem = reach_problem(privileges.lookup(name), cfg.base_dir.parent, *program_dirs())  # the folder becomes its
     if problem:
         raise PrivilegeError(f"the service user {name} {problem}; {_HOW_TO_REACH}")
     pw, created = privileges.ensure_system_user(name)

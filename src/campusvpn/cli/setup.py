@@ -82,7 +82,9 @@ def init_dir(directory: Path, service_user: str | None = None) -> list[str]:
     owner = None
     name = cfg.service.user
     if os.geteuid() == 0 and name:
-        problem = service_user_mod.reach_problem(lookup(name), directory, *service_user_mod.program_dirs())
+        problem = service_user_mod.reach_problem(
+            lookup(name), directory.absolute().parent, *service_user_mod.program_dirs()
+        )
         if problem:
             raise InitError(
                 f"the service user {name} {problem}. Keep the state and Python where it can reach them "

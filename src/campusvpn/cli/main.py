@@ -166,8 +166,11 @@ def serve(env: Env, no_tun: bool) -> None:
     env.act_as_service_user = False  # root until the ports and the TUN device are ready
     try:
         account = service_user.prepare_serve(env.cfg)
-        ctx = env.ctx  # opening the context upgrades the schema
-        drop = service_user.after_bind(ctx, state_files.of(ctx.config, env.config_path), account)
+    except PrivilegeError as exc:
+        raise click.ClickException(f"refusing to serve: {exc}") from exc
+    ctx = env.ctx  # opening the context upgrades the schema
+    drop = service_user.after_bind(ctx, state_files.of(ctx.config, env.config_path), account)
+    try:
         tun_fd = None if no_tun else prepare_tun(ctx)
         if ctx.config.gateway.event_loop == "uvloop":
             import uvloop

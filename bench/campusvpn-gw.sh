@@ -28,7 +28,7 @@ start)
     [ "$DTLS" = on ] && echo "# campusvpn-gw: DTLS is not implemented yet; starting with CSTP over TLS only" >&2
     rm -rf "$STATE"; mkdir -p "$STATE"
     site="$STATE/site"
-    "$PY" -m campusvpn init --dir "$site" >/dev/null
+    "$PY" -m campusvpn init --dir "$site" --service-user "" >/dev/null  # root as before (a Python under /root is out of a service user's reach)
     conf="$site/campusvpn.toml"
     # The test bed's network, and limits that let one user hold 1000+ sessions and reconnect often.
     "$PY" - "$conf" <<'PYEOF'

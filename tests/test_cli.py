@@ -17,7 +17,7 @@ run = run_campusvpn
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    r = run(None, "init", "--dir", str(tmp_path / "site"))
+    r = run(None, "init", "--dir", str(tmp_path / "site"), "--service-user", "")
     assert r.returncode == 0, r.stderr
     path = tmp_path / "site" / "campusvpn.toml"
     text = path.read_text().replace("argon2_time_cost = 2", "argon2_time_cost = 1")

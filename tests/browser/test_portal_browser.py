@@ -86,7 +86,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     d = tmp_path_factory.mktemp("portal")
-    init = run_campusvpn(None, "init", "--dir", str(d / "site"))
+    init = run_campusvpn(None, "init", "--dir", str(d / "site"), "--service-user", "")
     assert init.returncode == 0, init.stderr
     port = _free_port()
     cfg = d / "site" / "campusvpn.toml"

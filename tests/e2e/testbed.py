@@ -102,7 +102,7 @@ class Testbed:
     # --- the service -----------------------------------------------------------------------
 
     def init_site(self) -> None:
-        self.cli(None, "init", "--dir", str(self.site))
+        self.cli(None, "init", "--dir", str(self.site), "--service-user", "")  # test_privileges covers the drop
         text = self.config.read_text()
         for old, new in [
             ('listen = "0.0.0.0:443"', f'listen = "{GW_IP}:443"'),

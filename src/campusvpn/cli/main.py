@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 import click
 
 from campusvpn.cli.render import decision_text, emit_json, local
-from campusvpn.cli.setup import init_dir
+from campusvpn.cli.setup import InitError, init_dir
 from campusvpn.core.policy import AccountStatus
 from campusvpn.core.usernames import InvalidUsername
 from campusvpn.platform.clock import Clock, FileClock, FixedClock, SystemClock
 from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
 from campusvpn.platform.config_render import reference_markdown
+from campusvpn.platform.privileges import PrivilegeError
 from campusvpn.platform.secretbox import SecretBoxError
 from campusvpn.service import accounts, audit, eligibility, mfa, sessions, throttling, training, trusted
 from campusvpn.service.context import Context, open_context
@@ -35,6 +36,8 @@ class Env:
         self.config_path = config_path_from(config_option)
         self._cfg: Config | None = None
         self._ctx: Context | None = None
+        self.act_as_service_user = True  # root becomes [service] user before opening anything
+        self._actor = f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"  # who ran it, before any switch
 
     @property
     def cfg(self) -> Config:
@@ -45,12 +48,16 @@ class Env:
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
+            if self.act_as_service_user:
+                from campusvpn.cli.service_user import act_as_service_user
+
+                act_as_service_user(self.cfg)
             self._ctx = open_context(self.cfg, _clock())
         return self._ctx
 
     @property
     def actor(self) -> str:
-        return f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+        return self._actor
 
     def parse_time(self, text: str) -> datetime:
         """ISO 8601; a time without offset, or a bare date, is read in the service's time zone."""
@@ -106,12 +113,18 @@ def cli(cx: click.Context, config_option: str | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the config, keys, certificate and database.",
 )
-def init(directory: Path) -> None:
+@click.option(
+    "--service-user",
+    metavar="NAME",
+    help="System user the gateway runs as (default: campusvpn; created when missing if run by root); "
+    "'' keeps the user it is started as.",
+)
+def init(directory: Path, service_user: str | None) -> None:
     """Create a working folder with a commented default configuration."""
     try:
-        for line in init_dir(directory):
+        for line in init_dir(directory, service_user):
             click.echo(line)
-    except FileExistsError as exc:
+    except (FileExistsError, InitError, PrivilegeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"next: campusvpn --config {directory / 'campusvpn.toml'} user add 1234567890 --role student")
 
@@ -144,19 +157,28 @@ def serve(env: Env, no_tun: bool) -> None:
 
     from campusvpn.app.serve import prepare_tun
     from campusvpn.app.serve import serve as run_gateway
-    from campusvpn.platform import logs
+    from campusvpn.cli import service_user
+    from campusvpn.platform import logs, state_files
     from campusvpn.tunnels.tun import TunError
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
+    env.act_as_service_user = False  # root until the ports and the TUN device are ready
+    try:
+        account = service_user.prepare_serve(env.cfg)
+    except PrivilegeError as exc:
+        raise click.ClickException(f"refusing to serve: {exc}") from exc
     ctx = env.ctx  # opening the context upgrades the schema
+    drop = service_user.after_bind(ctx, state_files.of(ctx.config, env.config_path), account)
     try:
         tun_fd = None if no_tun else prepare_tun(ctx)
         if ctx.config.gateway.event_loop == "uvloop":
             import uvloop
 
-            uvloop.run(run_gateway(ctx, tun_fd))
+            uvloop.run(run_gateway(ctx, tun_fd, after_bind=drop))
         else:
-            asyncio.run(run_gateway(ctx, tun_fd))
+            asyncio.run(run_gateway(ctx, tun_fd, after_bind=drop))
+    except PrivilegeError as exc:
+        raise click.ClickException(f"refusing to serve: {exc}") from exc
     except TunError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import socket
 from pathlib import Path
@@ -13,8 +14,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from campusvpn.platform.config import load_config
+from campusvpn.cli import service_user as service_user_mod
+from campusvpn.platform import state_files
+from campusvpn.platform.config import ConfigError, parse_config
 from campusvpn.platform.config_render import default_toml
+from campusvpn.platform.config_schema import ServiceSection
+from campusvpn.platform.privileges import ensure_system_user, lookup, service_account
 from campusvpn.platform.secretbox import generate_key_file
 from campusvpn.service import database
 
@@ -54,16 +59,47 @@ def write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> str:
     return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
 
 
-def init_dir(directory: Path) -> list[str]:
-    """Create what a first run needs under `directory`; never overwrites. Returns what it did."""
-    directory.mkdir(parents=True, exist_ok=True)
+class InitError(Exception):
+    """`init` cannot set up this folder as asked; nothing was written."""
+
+
+def init_dir(directory: Path, service_user: str | None = None) -> list[str]:
+    """Create what a first run needs under `directory`; never overwrites. Returns what it did.
+
+    `service_user` (default: the schema's) goes into the config. Run by root, `init` creates that system
+    user when missing and gives it the folder; every file is private either way (0700 folders, 0600 files).
+    """
     done = []
     conf = directory / "campusvpn.toml"
     if conf.exists():
         raise FileExistsError(f"{conf} exists already; init never overwrites a configuration")
-    conf.write_text(default_toml(), encoding="utf-8")
+    text = default_toml()
+    if service_user is not None:
+        text = _with_service_user(text, service_user)
+    try:
+        cfg = parse_config(text, conf)
+    except ConfigError as exc:
+        raise InitError("; ".join(p.split(": ", 1)[-1] for p in exc.problems)) from exc
+    owner = None
+    name = cfg.service.user
+    if os.geteuid() == 0 and name:
+        problem = service_user_mod.reach_problem(
+            lookup(name), directory.absolute().parent, *service_user_mod.program_dirs()
+        )
+        if problem:
+            raise InitError(
+                f"the service user {name} {problem}. Keep the state and Python where it can reach them "
+                "(e.g. --dir /var/lib/campusvpn, a checkout in /opt), let it through (chmod o+x on that folder), "
+                "or keep root with --service-user ''"
+            )
+        pw, created = ensure_system_user(name)
+        if created:
+            done.append(f"created the system user {name} (uid {pw.pw_uid}; the gateway runs as it)")
+        account = service_account(name)  # not root in disguise
+        owner = (account.pw_uid, account.pw_gid)
+    directory.mkdir(parents=True, exist_ok=True)
+    conf.write_text(text, encoding="utf-8")
     done.append(f"wrote {conf}")
-    cfg = load_config(conf)
     keys = cfg.path(cfg.storage.key_file)
     if not keys.exists():
         generate_key_file(keys)
@@ -73,8 +109,15 @@ def init_dir(directory: Path) -> list[str]:
         pin = write_self_signed(cert, key, socket.getfqdn() or "localhost")
         done.append(f"wrote a self-signed certificate {cert} ({pin})")
     revision = database.upgrade(cfg)
-    if cfg.database_url.startswith("sqlite:///"):
-        for f in directory.glob(Path(cfg.database_url.removeprefix("sqlite:///")).name + "*"):
-            f.chmod(0o600)  # password and recovery-code hashes: owner only
+    # password and recovery-code hashes, keys, and the config (it may hold a database password): owner only
+    state_files.hand_over(state_files.of(cfg, conf), owner)
     done.append(f"created the database ({cfg.storage.database}) at schema {revision}")
+    if owner:
+        done.append(f"{directory} and its files belong to {name}, readable by it alone")
     return done
+
+
+def _with_service_user(text: str, name: str) -> str:
+    line = f"user = {json.dumps(ServiceSection.model_fields['user'].default)}\n"
+    assert line in text, "the default config names no service user"
+    return text.replace(line, f"user = {json.dumps(name)}\n", 1)

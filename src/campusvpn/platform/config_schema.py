@@ -85,6 +85,13 @@ class ServiceSection(Section):
         "https://vpn.example.ac.jp/", description="Where users manage MFA; named in refusal messages."
     )
     helpdesk: str = Field("the IT help desk", description="Who to contact, as it ends a sentence in refusal messages.")
+    user: str = Field(
+        "campusvpn",
+        pattern=r"^([a-z_][a-z0-9_-]{0,31})?$",
+        description="System user the gateway becomes once its ports and TUN device are ready (no root, no "
+        "capabilities), owner of the state files, and whom root's `campusvpn` commands act as; `init` and `serve` "
+        "create it when missing. Empty: stay as started (root stays root; not for production).",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -38,6 +38,16 @@ install_project() {
         return 0
     fi
     echo "== pip install -e '$spec' (into $VENV)"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+    local errors
+    errors=$(mktemp)
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" 2>"$errors"; then
+        cat "$errors" >&2
+        rm -f "$errors"
+        echo "campusvpn: pip install -e '$spec' failed (see above)" >&2
+        return 1
+    fi
+    # pip succeeded: show its warnings, less the harmless ones about package-index folders this machine lacks.
+    grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory" "$errors" >&2 || true
+    rm -f "$errors"
     echo "$stamp" >"$VENV/.campusvpn-installed"
 }

@@ -18,6 +18,7 @@ done
 GW_ADDR=10.99.0.2; GW_PORT=443; NS=vb-gw
 GW_USER=${GW_USER:-1000000000}; GW_PASS=${GW_PASS:-bench-pass-12345}
 PY=${PYTHON:-python3}
+[ -n "${PYTHON:-}" ] || [ ! -x "$PROJECT/.venv/bin/python" ] || PY=$PROJECT/.venv/bin/python  # bench/run.sh's venv
 
 pin_of() {
     openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64

@@ -14,8 +14,10 @@ if [ "${1:-}" = "--extra-only" ]; then  # redo only the extra figures of an earl
     rm -f "$OUT/extra-figures.txt"
 fi
 mkdir -p "$OUT"
-python3 -m pip install -q --disable-pip-version-check -e . matplotlib 2>&1 | grep -v -e "WARNING: Running pip" -e "WARNING: Location" || true
-command -v ocserv >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ocserv >/dev/null; }
+. scripts/venv.sh  # the project's venv (.venv), first on PATH: python3 below is the venv's
+ensure_venv
+install_project bench
+command -v ocserv >/dev/null || apt_install ocserv
 extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 # ocserv with DTLS on and off (its TLS-only figures are the like-for-like comparison), then campusvpn.

@@ -7,13 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+AT = Path(__file__).resolve().parent / "campusvpn_at.py"
 
-def clean_env(now: str | None = None) -> dict[str, str]:
-    """This process's environment without any CAMPUSVPN_ setting, optionally with a pinned clock."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any CAMPUSVPN_ setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSVPN_")}
+
+
+def campusvpn_command(*, now: str | None = None, now_file: Path | None = None) -> list[str]:
+    """`campusvpn`, or with a clock of the test's: stopped at `now` (ISO 8601) or read from `now_file`."""
+    if now_file is not None:
+        return [sys.executable, str(AT), "--now-file", str(now_file), "--"]
     if now:
-        env["CAMPUSVPN_FAKE_NOW"] = now
-    return env
+        return [sys.executable, str(AT), "--now", now, "--"]
+    return [sys.executable, "-m", "campusvpn"]
 
 
 def run_campusvpn(
@@ -22,11 +30,11 @@ def run_campusvpn(
     """`campusvpn [--config CONFIG] ARGS...`; the caller checks the outcome."""
     pre = ["--config", str(config)] if config else []
     return subprocess.run(
-        [sys.executable, "-m", "campusvpn", *pre, *args],
+        [*campusvpn_command(now=now), *pre, *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env=clean_env(now),
+        env=clean_env(),
         timeout=60,
         check=False,
     )

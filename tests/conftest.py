@@ -75,5 +75,17 @@ def add_user(
         assert not report.errors, report.errors
 
 
+TESTS = Path(__file__).resolve().parent
+TIERS = {"e2e": pytest.mark.e2e, "browser": pytest.mark.browser}  # by folder; every other test is a unit test
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, so `pytest -m unit` (or e2e, browser) runs one tier."""
+    for item in items:
+        path = item.path.resolve()
+        folder = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else ""
+        item.add_marker(TIERS.get(folder, pytest.mark.unit))
+
+
 def postgres_url() -> str | None:
     return os.environ.get("CAMPUSVPN_TEST_PG_URL")

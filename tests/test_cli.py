@@ -264,3 +264,30 @@ def test_config_reference_in_docs_is_generated_from_the_schema() -> None:
     assert doc.read_text() == generated, (
         "docs/configuration.md is stale: campusvpn config reference > docs/configuration.md"
     )
+
+
+def test_campusvpn_ignores_clock_settings_in_its_environment(conf: Path) -> None:
+    """Only the test launcher can move the clock: a stray variable on a server must not."""
+    import subprocess
+    import sys
+
+    from tests.cli_run import clean_env
+
+    for name in ("1234567890", "1234567891"):
+        assert run(conf, "user", "add", name, "--role", "staff").returncode == 0
+    clock_file = conf.parent / "now.txt"
+    clock_file.write_text("2001-01-01T00:00:00+00:00")
+    env = {**clean_env(), "CAMPUSVPN_FAKE_NOW": "2001-01-01T00:00:00+00:00", "CAMPUSVPN_FAKE_NOW_FILE": str(clock_file)}
+    r = subprocess.run(
+        [sys.executable, "-m", "campusvpn", "--config", str(conf), "mfa", "apply", "1234567890"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0 and "VPN possible from" in r.stdout, r.stdout + r.stderr
+    assert "2001-01-01" not in r.stdout, r.stdout
+    # The launcher the tests use does move it: the assertion above tells the two apart.
+    pinned = run(conf, "mfa", "apply", "1234567891", now="2001-01-01T00:00:00+00:00")
+    assert pinned.returncode == 0 and "VPN possible from 2001-01-01" in pinned.stdout, pinned.stdout + pinned.stderr

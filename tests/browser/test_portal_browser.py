@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from tests.cli_run import clean_env, run_campusvpn
+from tests.cli_run import campusvpn_command, clean_env, run_campusvpn
 
 CHROMIUM = "/usr/bin/chromium"
 USER, ADMIN = "1234567890", "9000000001"
@@ -136,11 +135,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     csv = d / "training.csv"
     csv.write_text(f"username,completed_on\n{USER},2026-07-10\n")
     s.cli("training", "import", str(csv))
-    env = clean_env()
-    env["CAMPUSVPN_FAKE_NOW_FILE"] = str(s.clock_file)
     log = (d / "serve.log").open("ab")
     s.proc = subprocess.Popen(
-        [sys.executable, "-m", "campusvpn", "--config", str(cfg), "serve", "--no-tun"], stdout=log, stderr=log, env=env
+        [*campusvpn_command(now_file=s.clock_file), "--config", str(cfg), "serve", "--no-tun"],
+        stdout=log,
+        stderr=log,
+        env=clean_env(),
     )
     try:
         deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyotp
@@ -206,11 +207,11 @@ class Testbed:
         if totp:
             e = json.loads(self.cli(None, "mfa", "add-totp", name, "--json").stdout)
             # Confirm with the previous step's code, so the current one stays fresh for the first login;
-            # not in a step's last seconds, or "previous" would be two steps old when the CLI checks it.
-            if time.time() % 30 > 25:
-                time.sleep(30 - time.time() % 30 + 0.2)
-            prev = pyotp.TOTP(e["secret"]).at(time.time() - 30)
-            out["codes"] = json.loads(self.cli(None, "mfa", "confirm", name, prev, "--json").stdout)["codes"]
+            # the CLI checks it at the very instant the code was made for, so a step boundary cannot intervene.
+            now = datetime.now(UTC)
+            prev = pyotp.TOTP(e["secret"]).at(now - timedelta(seconds=30))
+            confirmed = self.cli(now.isoformat(), "mfa", "confirm", name, prev, "--json")
+            out["codes"] = json.loads(confirmed.stdout)["codes"]
             out["secret"] = e["secret"]
         elif phone:
             out["codes"] = json.loads(self.cli(None, "mfa", "recovery-codes", name, "--json").stdout)["codes"]

@@ -2,46 +2,49 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from campusvpn.cli.render import decision_text, emit_json, local
-from campusvpn.cli.setup import InitError, init_dir
-from campusvpn.core.policy import AccountStatus
-from campusvpn.core.usernames import InvalidUsername
-from campusvpn.platform.clock import Clock, FileClock, FixedClock, SystemClock
-from campusvpn.platform.config import Config, ConfigError, config_path_from, load_config
-from campusvpn.platform.config_render import reference_markdown
-from campusvpn.platform.privileges import PrivilegeError
-from campusvpn.platform.secretbox import SecretBoxError
-from campusvpn.service import accounts, audit, eligibility, mfa, sessions, throttling, training, trusted
-from campusvpn.service.context import Context, open_context
-from campusvpn.service.errors import ServiceError
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
 
-FAKE_NOW_ENV = "CAMPUSVPN_FAKE_NOW"  # tests and demos only: pins the clock to this ISO time
-FAKE_NOW_FILE_ENV = "CAMPUSVPN_FAKE_NOW_FILE"  # tests and demos only: a running clock set from a file
+# Only what `campusvpn --help` needs is imported here; each command imports the rest (SQLAlchemy,
+# pydantic, the services) where it is used, so the command starts in a fraction of a second.
+if TYPE_CHECKING:
+    from campusvpn.platform.clock import Clock
+    from campusvpn.platform.config import Config
+    from campusvpn.service.context import Context
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Env:
-    def __init__(self, config_option: str | None) -> None:
-        self.config_path = config_path_from(config_option)
+    def __init__(self, config_option: str | None, clock: Clock | None = None) -> None:
+        self._config_option = config_option
+        self._clock = clock  # None: the system clock; tests/campusvpn_at.py passes another
         self._cfg: Config | None = None
         self._ctx: Context | None = None
         self.act_as_service_user = True  # root becomes [service] user before opening anything
         self._actor = f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"  # who ran it, before any switch
 
     @property
+    def config_path(self) -> Path:
+        from campusvpn.platform.config import config_path_from
+
+        return config_path_from(self._config_option)
+
+    @property
     def cfg(self) -> Config:
         if self._cfg is None:
+            from campusvpn.platform.config import load_config
+
             self._cfg = load_config(self.config_path)
         return self._cfg
 
@@ -52,7 +55,9 @@ class Env:
                 from campusvpn.cli.service_user import act_as_service_user
 
                 act_as_service_user(self.cfg)
-            self._ctx = open_context(self.cfg, _clock())
+            from campusvpn.service.context import open_context
+
+            self._ctx = open_context(self.cfg, self._clock)
         return self._ctx
 
     @property
@@ -68,16 +73,6 @@ class Env:
         except ValueError as exc:
             raise click.BadParameter(f"{text!r} is not an ISO 8601 time like 2026-05-01T09:00") from exc
         return at if at.tzinfo else at.replace(tzinfo=self.cfg.zone)
-
-
-def _clock() -> Clock:
-    fake = os.environ.get(FAKE_NOW_ENV)
-    if os.environ.get(FAKE_NOW_FILE_ENV):
-        return FileClock(os.environ[FAKE_NOW_FILE_ENV])
-    if fake:
-        at = datetime.fromisoformat(fake)
-        return FixedClock(at)
-    return SystemClock()
 
 
 pass_env = click.make_pass_decorator(Env)
@@ -99,7 +94,7 @@ def json_option(f: F) -> F:
 @click.pass_context
 def cli(cx: click.Context, config_option: str | None) -> None:
     """campusvpn: accounts, MFA and VPN access policy for a university."""
-    cx.obj = Env(config_option)
+    cx.obj = Env(config_option, clock=cx.obj)  # cx.obj: the clock given to main(), if any
 
 
 # --- init / config -----------------------------------------------------------------------------
@@ -121,6 +116,9 @@ def cli(cx: click.Context, config_option: str | None) -> None:
 )
 def init(directory: Path, service_user: str | None) -> None:
     """Create a working folder with a commented default configuration."""
+    from campusvpn.cli.setup import InitError, init_dir
+    from campusvpn.platform.privileges import PrivilegeError
+
     try:
         for line in init_dir(directory, service_user):
             click.echo(line)
@@ -145,6 +143,8 @@ def config_check(env: Env) -> None:
 @config.command("reference")
 def config_reference() -> None:
     """Print the configuration reference (Markdown), generated from the schema."""
+    from campusvpn.platform.config_render import reference_markdown
+
     click.echo(reference_markdown(), nl=False)
 
 
@@ -159,6 +159,7 @@ def serve(env: Env, no_tun: bool) -> None:
     from campusvpn.app.serve import serve as run_gateway
     from campusvpn.cli import service_user
     from campusvpn.platform import logs, state_files
+    from campusvpn.platform.privileges import PrivilegeError
     from campusvpn.tunnels.tun import TunError
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
@@ -182,7 +183,13 @@ def serve(env: Env, no_tun: bool) -> None:
     except TunError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {env.cfg.gateway.listen}: {exc.strerror}") from exc
+        g = env.cfg.gateway
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"cannot listen on {g.listen} and {g.metrics_listen}: one of them is in use, "
+                "by another `campusvpn serve` or another program (stop it first)"
+            ) from exc
+        raise click.ClickException(f"cannot listen on {g.listen}: {exc.strerror}") from exc
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -194,6 +201,8 @@ def user() -> None:
 
 
 def _date(env: Env, text: str | None, what: str) -> date | None:
+    from campusvpn.service import accounts
+
     return accounts.parse_date(text, what) if text else None
 
 
@@ -217,6 +226,8 @@ def user_add(
     password_stdin: bool,
 ) -> None:
     """Add an account, or a new affiliation period to an existing one."""
+    from campusvpn.service import accounts
+
     password = _stdin_line("password") if password_stdin else None
     u = accounts.add_user(
         env.ctx,
@@ -232,6 +243,8 @@ def user_add(
 @pass_env
 def user_passwd(env: Env, username: str) -> None:
     """Set a password, read from the first line of standard input."""
+    from campusvpn.service import accounts
+
     accounts.set_password(env.ctx, username, _stdin_line("password"), actor=env.actor)
     click.echo("password set; trusted devices of this user were revoked")
 
@@ -242,6 +255,8 @@ def user_passwd(env: Env, username: str) -> None:
 @pass_env
 def user_import(env: Env, file: Any, as_json: bool) -> None:
     """Import a roster CSV: username,name,role,email,from,until (a header line first)."""
+    from campusvpn.service import accounts
+
     report = _with_progress(
         file.read(), lambda text, bar: accounts.import_users(env.ctx, text, actor=env.actor, progress=bar)
     )
@@ -275,6 +290,8 @@ def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int
 @pass_env
 def user_show(env: Env, username: str, as_json: bool) -> None:
     """Show an account (never its secrets)."""
+    from campusvpn.service import accounts, eligibility
+
     with env.ctx.tx() as s:
         u = env.ctx.user(s, username)
         info = accounts.describe(env.ctx, s, u)
@@ -298,6 +315,8 @@ def user_show(env: Env, username: str, as_json: bool) -> None:
 @pass_env
 def user_unlock(env: Env, username: str) -> None:
     """Lift a sign-in lock or back-off after too many failures."""
+    from campusvpn.service import audit, throttling
+
     ctx = env.ctx
     with ctx.tx() as s:
         u = ctx.user(s, username)
@@ -306,19 +325,22 @@ def user_unlock(env: Env, username: str) -> None:
     click.echo(f"{u.username}: unlocked" if n else f"{u.username}: was not locked")
 
 
-def _status_cmd(name: str, status: AccountStatus, doc: str, needs_reason: bool) -> None:
+def _status_cmd(name: str, status: str, doc: str, needs_reason: bool) -> None:
     @user.command(name, help=doc)
     @click.argument("username")
     @click.option("--reason", required=needs_reason, help="Why; shown to the user and kept in the audit trail.")
     @pass_env
     def _cmd(env: Env, username: str, reason: str | None) -> None:
-        u = accounts.set_status(env.ctx, username, status, actor=env.actor, reason=reason)
-        click.echo(f"{u.username}: {status.value}")
+        from campusvpn.core.policy import AccountStatus
+        from campusvpn.service import accounts
+
+        u = accounts.set_status(env.ctx, username, AccountStatus(status), actor=env.actor, reason=reason)
+        click.echo(f"{u.username}: {status}")
 
 
-_status_cmd("suspend", AccountStatus.SUSPENDED, "Suspend an account (it cannot connect until restored).", True)
-_status_cmd("restore", AccountStatus.ACTIVE, "Lift a suspension or revocation.", False)
-_status_cmd("revoke", AccountStatus.REVOKED, "Close an account; its trusted devices are revoked.", False)
+_status_cmd("suspend", "suspended", "Suspend an account (it cannot connect until restored).", True)
+_status_cmd("restore", "active", "Lift a suspension or revocation.", False)
+_status_cmd("revoke", "revoked", "Close an account; its trusted devices are revoked.", False)
 
 
 # --- MFA ---------------------------------------------------------------------------------------
@@ -334,6 +356,8 @@ def mfa_group() -> None:
 @pass_env
 def mfa_apply(env: Env, username: str) -> None:
     """Record the user's MFA application (VPN use starts after [mfa] activation_delay)."""
+    from campusvpn.service import mfa
+
     u = mfa.apply(env.ctx, username, actor=env.actor)
     assert u.mfa_applied_at is not None
     ready = u.mfa_applied_at + env.cfg.mfa.activation_delay
@@ -394,7 +418,7 @@ def mfa_confirm(env: Env, username: str, code: str, as_json: bool) -> None:
 @pass_env
 def mfa_add_phone(env: Env, username: str, kind: str, number: str, extension: str | None, as_json: bool) -> None:
     """Register a phone the operator has verified (the portal confirms by code instead)."""
-    from campusvpn.service import phones
+    from campusvpn.service import mfa, phones
 
     m = phones.add_phone(env.ctx, username, kind, number, extension, actor=env.actor)
     if as_json:
@@ -409,6 +433,8 @@ def mfa_add_phone(env: Env, username: str, kind: str, number: str, extension: st
 @pass_env
 def mfa_recovery(env: Env, username: str, as_json: bool) -> None:
     """Issue a new set of recovery codes; the old set stops working."""
+    from campusvpn.service import mfa
+
     _show_codes(mfa.regenerate_recovery_codes(env.ctx, username, actor=env.actor), as_json)
 
 
@@ -418,6 +444,8 @@ def mfa_recovery(env: Env, username: str, as_json: bool) -> None:
 @pass_env
 def mfa_reset(env: Env, username: str, reason: str) -> None:
     """Remove every method: the user registers again at the next sign-in."""
+    from campusvpn.service import mfa
+
     mfa.reset(env.ctx, username, actor=env.actor, reason=reason)
     click.echo(f"{username}: MFA reset; methods, recovery codes and trusted devices removed")
 
@@ -428,6 +456,8 @@ def mfa_reset(env: Env, username: str, reason: str) -> None:
 @pass_env
 def mfa_delete(env: Env, username: str, method_id: str) -> None:
     """Delete one method (the operator vouches for the user's identity)."""
+    from campusvpn.service import mfa
+
     now = env.ctx.clock.now()
     state = mfa.delete_method(env.ctx, username, method_id, actor=env.actor, fresh_second_factor_at=now)
     click.echo(f"deleted; MFA state now {state.value}")
@@ -439,6 +469,8 @@ def mfa_delete(env: Env, username: str, method_id: str) -> None:
 @pass_env
 def mfa_default(env: Env, username: str, method_id: str) -> None:
     """Make a method the one asked for first."""
+    from campusvpn.service import mfa
+
     mfa.set_default(env.ctx, username, method_id, actor=env.actor)
     click.echo("default method changed")
 
@@ -449,6 +481,8 @@ def mfa_default(env: Env, username: str, method_id: str) -> None:
 @pass_env
 def mfa_show(env: Env, username: str, as_json: bool) -> None:
     """MFA state, methods (never secrets) and recovery codes left."""
+    from campusvpn.service import mfa
+
     info = mfa.show(env.ctx, username)
     if as_json:
         emit_json(info)
@@ -475,6 +509,8 @@ def devices() -> None:
 @pass_env
 def devices_list(env: Env, username: str, as_json: bool) -> None:
     """List a user's trusted devices."""
+    from campusvpn.service import trusted
+
     rows = trusted.list_devices(env.ctx, username)
     if as_json:
         emit_json(rows)
@@ -494,6 +530,8 @@ def devices_list(env: Env, username: str, as_json: bool) -> None:
 @pass_env
 def devices_revoke(env: Env, username: str, device_id: str | None, revoke_all: bool) -> None:
     """Revoke one trusted device, or all of them."""
+    from campusvpn.service import trusted
+
     ctx = env.ctx
     if revoke_all:
         with ctx.tx() as s:
@@ -522,6 +560,8 @@ def training_group() -> None:
 @pass_env
 def training_import(env: Env, file: Any, as_json: bool) -> None:
     """Import completions: username,completed_on."""
+    from campusvpn.service import training
+
     r = _with_progress(
         file.read(), lambda text, bar: training.import_completions(env.ctx, text, actor=env.actor, progress=bar)
     )
@@ -534,6 +574,8 @@ def training_import(env: Env, file: Any, as_json: bool) -> None:
 @pass_env
 def training_status(env: Env, fiscal_year: int | None, as_json: bool) -> None:
     """Who has done the training, who is exempt, who is missing."""
+    from campusvpn.service import training
+
     info = training.status(env.ctx, fiscal_year)
     if as_json:
         emit_json(info)
@@ -562,6 +604,8 @@ def session_group() -> None:
 @pass_env
 def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) -> None:
     """Sessions: user, address, source, start, bytes in/out."""
+    from campusvpn.service import sessions
+
     rows = sessions.listing(env.ctx, live_only=not show_all, username=username)
     if as_json:
         emit_json(rows)
@@ -583,6 +627,8 @@ def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) 
 @pass_env
 def session_kill(env: Env, session_id: str | None, username: str | None, reason: str) -> None:
     """End a session (its cookie stops working; the tunnel closes within seconds)."""
+    from campusvpn.service import sessions
+
     if bool(session_id) == bool(username):
         raise click.UsageError("name one SESSION_ID or --user USER")
     n = sessions.kill(env.ctx, session_id=session_id, username=username, actor=env.actor, reason=reason)
@@ -599,6 +645,8 @@ def session_kill(env: Env, session_id: str | None, username: str | None, reason:
 @pass_env
 def check(env: Env, username: str, at_text: str | None, as_json: bool) -> None:
     """May this user use the VPN now (or --at TIME)? Every reason, and when it changes."""
+    from campusvpn.service import eligibility
+
     at = env.parse_time(at_text) if at_text else None
     d = eligibility.check(env.ctx, username, at)
     if as_json:
@@ -615,6 +663,8 @@ def check(env: Env, username: str, at_text: str | None, as_json: bool) -> None:
 @pass_env
 def audit_cmd(env: Env, username: str | None, since_text: str | None, limit: int, as_json: bool) -> None:
     """The audit trail."""
+    from campusvpn.service import audit
+
     ctx = env.ctx
     subject = ctx.usernames.normalise(username) if username else None
     since = env.parse_time(since_text) if since_text else None
@@ -657,6 +707,9 @@ def verify(env: Env, username: str, source: str | None, as_json: bool) -> None:
     Uses the same sign-in engine as the gateway and portal; a code accepted here is used up.
     Exit status 0 when both factors are right, 1 when not (the VPN decision is printed too).
     """
+    from campusvpn.service import eligibility
+    from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
+
     lines = sys.stdin.read().splitlines()
     password = lines[0] if lines else ""
     code = lines[1].strip() if len(lines) > 1 else ""
@@ -691,26 +744,38 @@ def _stdin_line(what: str) -> str:
     return line
 
 
-def main() -> None:
+def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> None:
+    """The `campusvpn` command. `clock` replaces the system clock: only tests/campusvpn_at.py passes one."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(argv, prog_name="campusvpn" if argv is not None else None, standalone_mode=False, obj=clock)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
+    except SystemExit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+
+
+def _fail(exc: Exception) -> NoReturn:
+    """Exit with the message for an error a command raised (never a traceback to a user)."""
+    # Imported here rather than at the top: they pull in pydantic and cryptography, which --help does not need.
+    from campusvpn.core.usernames import InvalidUsername
+    from campusvpn.platform.config import ConfigError
+    from campusvpn.platform.secretbox import SecretBoxError
+    from campusvpn.service.errors import ServiceError
+
+    if isinstance(exc, ConfigError):
         for p in exc.problems:
             click.echo(p, err=True)
         sys.exit(2)
-    except (ServiceError, InvalidUsername, SecretBoxError) as exc:
+    if isinstance(exc, ServiceError | InvalidUsername | SecretBoxError):
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # never a traceback to a user; the detail is for CAMPUSVPN_DEBUG
-        if os.environ.get("CAMPUSVPN_DEBUG"):
-            raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (set CAMPUSVPN_DEBUG=1 for details)", err=True)
-        sys.exit(70)
+    if os.environ.get("CAMPUSVPN_DEBUG"):  # the detail is for CAMPUSVPN_DEBUG
+        raise exc
+    click.echo(f"internal error: {type(exc).__name__}: {exc} (set CAMPUSVPN_DEBUG=1 for details)", err=True)
+    sys.exit(70)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from campusvpn.core.calendar import format_local
-from campusvpn.core.policy import Decision
-from campusvpn.platform.config_schema import Config
+
+if TYPE_CHECKING:  # at run time the caller has loaded them already; `campusvpn --help` need not
+    from campusvpn.core.policy import Decision
+    from campusvpn.platform.config_schema import Config
 
 
 def emit_json(obj: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import os
@@ -30,6 +31,11 @@ def open_tun(name: str) -> int:
         fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
     except OSError as exc:
         os.close(fd)
+        if exc.errno == errno.EBUSY:
+            raise TunError(
+                f"TUN device {name!r} is busy: another `campusvpn serve` (or another program) holds it; "
+                "stop that one first, or name another device in [gateway] tun_device"
+            ) from exc
         raise TunError(f"cannot create TUN device {name!r}: {exc.strerror}") from exc
     return fd
 

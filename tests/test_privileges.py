@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,28 @@ def test_a_folder_on_the_way_that_the_user_cannot_search_is_named(tmp_path: Path
     closed.chmod(0o100)
     assert state_files.unreachable(closed / "site" / "not-yet", me, groups) is None
     closed.chmod(0o700)
+
+
+@pytest.mark.skipif(shutil.which("setfacl") is None, reason="setfacl (Debian package acl) is not installed")
+def test_an_acl_entry_that_lets_the_user_pass_through_counts() -> None:
+    # scripts/run lets the service user through /root this way instead of opening /root to everyone.
+    # A folder of its own right in /tmp: pytest's tmp_path lies below folders a stranger cannot search.
+    closed = Path(tempfile.mkdtemp(prefix="campusvpn-acl-"))  # mode 0700
+    (closed / "site").mkdir()
+    try:
+        _check_acl(closed)
+    finally:
+        shutil.rmtree(closed)
+
+
+def _check_acl(closed: Path) -> None:
+    stranger = 4_000_000 + os.getpid() % 1000  # no such account needed: the ACL names a number
+    assert state_files.unreachable(closed / "site", stranger, []) is not None
+    subprocess.run(["setfacl", "-m", f"u:{stranger}:x", str(closed)], check=True)
+    assert state_files.unreachable(closed / "site", stranger, []) is None
+    subprocess.run(["setfacl", "-m", "m::r", str(closed)], check=True)  # the mask takes search away again
+    assert state_files.unreachable(closed / "site", stranger, []) is not None
+    assert state_files.unreachable(closed / "site", stranger + 1, []) is not None
 
 
 def test_state_files_become_private_and_are_listed_with_sqlite_companions(tmp_path: Path) -> None:

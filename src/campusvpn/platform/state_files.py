@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,27 @@ def unreachable(path: Path, uid: int, groups: list[int]) -> str | None:
             bit = stat.S_IXGRP
         else:
             bit = stat.S_IXOTH
-        if not st.st_mode & bit:
+        if not st.st_mode & bit and not _acl_lets_search(folder, uid):
             return f"{folder} is mode {stat.filemode(st.st_mode)} owned by uid {st.st_uid}"
     return None
+
+
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_USER, _ACL_MASK = 0x02, 0x10  # entry tags of Linux's on-disk POSIX ACL (acl_ea_entry)
+_ACL_SEARCH = 0x01
+
+
+def _acl_lets_search(folder: Path, uid: int) -> bool:
+    """Whether a POSIX ACL entry for `uid` (e.g. `setfacl -m u:campusvpn:x /root`) lets it pass through
+    `folder`, within the ACL's mask. The binary form: a 4-byte version, then 8-byte entries
+    (tag u16, permissions u16, id u32), little-endian."""
+    try:
+        raw = os.getxattr(folder, _ACL_XATTR)
+    except OSError:
+        return False  # no ACL, or a file system without them
+    entries = [struct.unpack_from("<HHI", raw, off) for off in range(4, len(raw) - 7, 8)]
+    mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), _ACL_SEARCH)
+    return any(tag == _ACL_USER and ident == uid and perm & mask & _ACL_SEARCH for tag, perm, ident in entries)
 
 
 def not_writable(state: StateFiles) -> list[str]:

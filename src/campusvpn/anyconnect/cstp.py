@@ -1,16 +1,15 @@
-"""CSTP framing, sans-IO: bytes in, frames out; frames in, bytes out.
+"""CSTP framing: the frame header, its rule, and the frames the gateway sends.
 
     0  'S' 'T' 'F' 0x01 | length (u16 BE, payload only) | type | 0x00 | payload
 
-The TLS stream is read as a byte stream and reassembled by the length field; each frame we
-send must go out as exactly one TLS record (openconnect insists), which the I/O layer ensures.
+The TLS stream is read as a byte stream and reassembled by the length field (`connection.py`); each
+frame we send must go out as exactly one TLS record (openconnect insists), which the I/O layer ensures.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
 
 MAGIC = b"STF\x01"
 HEADER = 8
@@ -28,56 +27,29 @@ class FrameType(enum.IntEnum):
     TERMINATE = 0x09
 
 
-class CstpError(Exception):
-    """The peer broke the framing; the connection cannot continue."""
-
-
 # Disconnect reason codes seen on the wire.
 BYE_USER = 0xB0  # openconnect: user ended the session (Ctrl-C): the session is over
 BYE_RECONNECT = 0x91  # Cisco: "reconnecting the VPN tunnel": keep the session
 
 
-class FrameSpan(NamedTuple):
-    """A complete frame found in a buffer: its type and where its payload lies."""
-
-    type: int
-    start: int
-    end: int
+HEADER_STRUCT = struct.Struct(">4sHBB")  # magic, payload length, type, zero
 
 
-_HDR = struct.Struct(">4sHBB")
-
-
-def split_frames(
-    buf: bytes | bytearray | memoryview, start: int, end: int, max_payload: int = MAX_PAYLOAD
-) -> tuple[list[FrameSpan], int]:
-    """The complete frames in `buf[start:end]`, and the offset where the first incomplete one begins.
-
-    Works in place (spans, not copies), so the I/O layer can hand payloads on as memoryview slices.
-    """
-    spans: list[FrameSpan] = []
-    pos = start
-    unpack = _HDR.unpack_from
-    while end - pos >= HEADER:
-        magic, length, ftype, zero = unpack(buf, pos)
-        if magic != MAGIC:
-            raise CstpError(f"bad frame magic {magic!r}")
-        if zero != 0:
-            raise CstpError("bad frame: byte 7 is not zero")
-        if length > max_payload:
-            raise CstpError(f"frame of {length} bytes exceeds the {max_payload}-byte limit")
-        stop = pos + HEADER + length
-        if stop > end:
-            break
-        spans.append(FrameSpan(ftype, pos + HEADER, stop))
-        pos = stop
-    return spans, pos
+def header_problem(magic: bytes, length: int, zero: int, max_payload: int = MAX_PAYLOAD) -> str | None:
+    """What is wrong with a frame header, or None: the framing rule, in one place."""
+    if magic != MAGIC:
+        return f"bad frame magic {magic!r}"
+    if zero != 0:
+        return "bad frame: byte 7 is not zero"
+    if length > max_payload:
+        return f"frame of {length} bytes exceeds the {max_payload}-byte limit"
+    return None
 
 
 def encode(ftype: int, payload: bytes | memoryview = b"") -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes does not fit one frame")
-    return _HDR.pack(MAGIC, len(payload), ftype, 0) + payload
+    return HEADER_STRUCT.pack(MAGIC, len(payload), ftype, 0) + payload
 
 
 def disconnect(reason: str, code: int = 0) -> bytes:

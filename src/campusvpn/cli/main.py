@@ -23,7 +23,7 @@ from campusvpn.platform.secretbox import SecretBoxError
 from campusvpn.service import accounts, audit, eligibility, mfa, sessions, throttling, training, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.errors import ServiceError
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, Step
 
 FAKE_NOW_ENV = "CAMPUSVPN_FAKE_NOW"  # tests and demos only: pins the clock to this ISO time
 FAKE_NOW_FILE_ENV = "CAMPUSVPN_FAKE_NOW_FILE"  # tests and demos only: a running clock set from a file
@@ -632,7 +632,9 @@ def verify(env: Env, username: str, source: str | None, as_json: bool) -> None:
     lines = sys.stdin.read().splitlines()
     password = lines[0] if lines else ""
     code = lines[1].strip() if len(lines) > 1 else ""
-    engine = SignIn(env.ctx, Purpose.VPN, source=source or "cli")
+    from campusvpn.service.signin_ports import start_signin
+
+    engine = start_signin(env.ctx, Purpose.VPN, source=source or "cli")
     out = engine.handle(Password(username, password))
     if isinstance(out, Prompt) and out.step is Step.SECOND_FACTOR:
         out = engine.handle(Code(code))  # a wrong code leaves the prompt up: that is a failure here

@@ -362,3 +362,19 @@ def test_password_hash_is_upgraded_when_argon2_parameters_change(tmp_path: objec
     sign_in(stronger, None)
     with stronger.engine.connect() as c:
         assert ",p=2$" in c.execute(text("select password_hash from users")).scalar_one()
+
+
+def test_each_step_is_one_transaction(ctx: Context, clock: FixedClock) -> None:
+    from sqlalchemy import event
+
+    add_user(ctx)
+    secret, _ = enrol_totp(ctx, clock)
+    commits: list[object] = []
+    event.listen(ctx.engine, "commit", commits.append)
+    engine = start_signin(ctx, Purpose.VPN, source="192.0.2.1")
+    assert isinstance(engine.handle(Password("1234567890", PASSWORD)), Prompt)
+    assert len(commits) == 1
+    # The code, the trusted device and the decision: three port calls, one transaction.
+    done = engine.handle(Code(totp_now(secret, clock), trust_device=True, device_label="laptop"))
+    assert isinstance(done, Finished) and done.ok and done.device_token
+    assert len(commits) == 2

@@ -6,6 +6,7 @@ engine through the real service ports on SQLite."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -86,7 +87,7 @@ class World:
     decided: list[tuple[str, Purpose, int]] = field(default_factory=list)
 
     def ports(self) -> Ports:
-        return Ports(SETTINGS, self.clock, self, self, self, self)
+        return Ports(SETTINGS, self.clock, nullcontext, self, self, self, self)
 
     def check_password(self, username: str, password: str, *, purpose: Purpose, source: str | None) -> PasswordOutcome:
         if self.password_blocked:

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -123,7 +124,7 @@ def add(
     return public_id
 
 
-def check(ctx: Context, assertion: PasskeyAssertion, source: str | None) -> PasskeyOutcome:
+def check(ctx: Context, s: Session, assertion: PasskeyAssertion, source: str | None) -> PasskeyOutcome:
     """Verify a sign-in assertion against the stored key; on success count its use."""
     refused = PasskeyOutcome()
     credential = assertion.credential
@@ -132,32 +133,31 @@ def check(ctx: Context, assertion: PasskeyAssertion, source: str | None) -> Pass
     except (ValueError, AttributeError):
         return refused
     now = ctx.clock.now()
-    with ctx.tx() as s:
-        key = s.scalars(select(Passkey).where(Passkey.credential_id == raw_id)).one_or_none()
-        if key is None:
-            return refused
-        try:
-            verified = verify_authentication_response(
-                credential=dict(credential),
-                expected_challenge=assertion.challenge,
-                expected_rp_id=assertion.rp_id,
-                expected_origin=assertion.origin,
-                credential_public_key=key.public_key,
-                credential_current_sign_count=key.sign_count,
-                require_user_verification=True,
-            )
-        except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
-            audit.record(s, now, "signin.passkey", actor="?", subject=None, source=source, outcome="fail")
-            return refused
-        user = s.get(User, key.user_id)
-        assert user is not None
-        if user.status == AccountStatus.REVOKED:
-            return refused
-        key.sign_count, key.last_used_at = verified.new_sign_count, now
-        audit.record(
-            s, now, "signin.passkey", actor=user.username, subject=user.username, source=source, passkey=key.public_id
+    key = s.scalars(select(Passkey).where(Passkey.credential_id == raw_id)).one_or_none()
+    if key is None:
+        return refused
+    try:
+        verified = verify_authentication_response(
+            credential=dict(credential),
+            expected_challenge=assertion.challenge,
+            expected_rp_id=assertion.rp_id,
+            expected_origin=assertion.origin,
+            credential_public_key=key.public_key,
+            credential_current_sign_count=key.sign_count,
+            require_user_verification=True,
         )
-        return PasskeyOutcome(user.username, user_verified=verified.user_verified)
+    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
+        audit.record(s, now, "signin.passkey", actor="?", subject=None, source=source, outcome="fail")
+        return refused
+    user = s.get(User, key.user_id)
+    assert user is not None
+    if user.status == AccountStatus.REVOKED:
+        return refused
+    key.sign_count, key.last_used_at = verified.new_sign_count, now
+    audit.record(
+        s, now, "signin.passkey", actor=user.username, subject=user.username, source=source, passkey=key.public_id
+    )
+    return PasskeyOutcome(user.username, user_verified=verified.user_verified)
 
 
 def delete(ctx: Context, username: str, public_id: str, source: str | None) -> None:

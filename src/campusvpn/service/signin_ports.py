@@ -1,12 +1,14 @@
 """The sign-in engine's ports, implemented over the stored data.
 
-Each method is one transaction: the engine calls one per step (two or three when a step
-ends in a decision), and never sees a database session. `start_signin` and `resume_signin`
+The engine wraps each event in `step()`, one transaction for all the calls it makes then
+(one to three), as before the ports existed; it never sees a database session. `start_signin` and `resume_signin`
 are how front ends get an engine."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +50,7 @@ def ports_for(ctx: Context) -> Ports:
         recovery_code_count=ctx.config.mfa.recovery_code_count,
         usernames=ctx.usernames,
     )
-    return Ports(settings, ctx.clock, stored, stored, stored, stored)
+    return Ports(settings, ctx.clock, stored.step, stored, stored, stored, stored)
 
 
 def start_signin(
@@ -72,6 +74,25 @@ class StoredSignIn:
     """Every port over one context: credentials, second factors, trusted devices, decisions."""
 
     ctx: Context
+    _step: Session | None = field(default=None, repr=False)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """One transaction for every call the engine makes while it handles one event."""
+        with self.ctx.tx() as s:
+            self._step = s
+            try:
+                yield
+            finally:
+                self._step = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        if self._step is not None:
+            yield self._step
+        else:
+            with self.ctx.tx() as s:
+                yield s
 
     # --- credentials --------------------------------------------------------------------------
 
@@ -92,7 +113,7 @@ class StoredSignIn:
                 **detail,
             )
 
-        with ctx.tx() as s:
+        with self._tx() as s:
             blocked = self._blocked(s, user_key, src_key, now, ctx.password_throttle)
             if blocked:
                 audit_password(s, "throttled")
@@ -110,16 +131,17 @@ class StoredSignIn:
             return PasswordOutcome(account=self._account(s, user))
 
     def check_passkey(self, assertion: PasskeyAssertion, *, source: str | None) -> PasskeyOutcome:
-        return passkeys.check(self.ctx, assertion, source)
+        with self._tx() as s:
+            return passkeys.check(self.ctx, s, assertion, source)
 
     # --- second factors -----------------------------------------------------------------------
 
     def account(self, username: str) -> Account:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             return self._account(s, self._user(s, username))
 
     def send_code(self, username: str, method_id: str | None, channel: str | None, source: str | None) -> SendOutcome:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             user = self._user(s, username)
             try:
                 said = mfa.send_code(self.ctx, s, user, method_id, channel, source)
@@ -129,7 +151,7 @@ class StoredSignIn:
 
     def verify_second_factor(self, username: str, code: str, method_id: str | None, source: str | None) -> CodeOutcome:
         ctx, now = self.ctx, self.ctx.clock.now()
-        with ctx.tx() as s:
+        with self._tx() as s:
             user = self._user(s, username)
             user_key, src_key = throttling.keys("second", user.username, source)
             blocked = self._blocked(s, user_key, src_key, now, ctx.second_factor_throttle)
@@ -165,25 +187,25 @@ class StoredSignIn:
             return CodeOutcome(ok=True, method=check.method, recovery_left=check.recovery_left)
 
     def use_recovery_code(self, username: str, code: str) -> int | None:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             return mfa.use_recovery_code(self.ctx, s, self._user(s, username), code, self.ctx.clock.now())
 
     # --- trusted devices ----------------------------------------------------------------------
 
     def check_device(self, username: str, token: str, source: str | None) -> DeviceTrust | None:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             device = trusted.check_device(self.ctx, s, self._user(s, username), token, source)
             return DeviceTrust(device.label, device.expires_at) if device is not None else None
 
     def trust_device(self, username: str, label: str, source: str | None) -> IssuedDevice:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             issued = trusted.trust_device(self.ctx, s, self._user(s, username), label, source)
             return IssuedDevice(issued.token, issued.expires_at)
 
     # --- decisions ----------------------------------------------------------------------------
 
     def decide(self, username: str, *, purpose: Purpose, factors: int, source: str | None) -> Decision:
-        with self.ctx.tx() as s:
+        with self._tx() as s:
             user = self._user(s, username)
             decision = decision_for(self.ctx, s, user)
             audit.record(

@@ -179,7 +179,8 @@ class SignIn:
         handler = TRANSITIONS.get((self.step, type(event)))
         if handler is None:
             raise IllegalEvent(f"{type(event).__name__} is not expected at step {self.step.value}")
-        return handler(self, event)
+        with self.ports.step():
+            return handler(self, event)
 
     # --- steps ------------------------------------------------------------------------------
 

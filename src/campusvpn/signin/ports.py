@@ -1,14 +1,16 @@
 """What the sign-in engine needs from the world, as small interfaces it is given.
 
 The engine decides what happens next and what the user reads; these ports look things up and
-record them. Each call is one unit of work (one transaction in `service.signin_ports`) and is
-sized to a step, so a front end can run a whole step off its event loop (Argon2id is heavy) and
-tests can drive the engine with in-memory implementations."""
+record them. They are sized to a step (one to three calls per event), and the engine wraps each
+event in `Ports.step()`, one unit of work (one transaction in `service.signin_ports`), so a front
+end can run a whole step off its event loop (Argon2id is heavy) and tests can drive the engine
+with in-memory implementations."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -156,6 +158,7 @@ class Decisions(Protocol):
 class Ports:
     settings: Settings
     clock: Clock
+    step: Callable[[], AbstractContextManager[None]]  # one unit of work around each event
     credentials: Credentials
     second_factors: SecondFactors
     devices: TrustedDevices

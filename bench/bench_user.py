@@ -17,7 +17,8 @@ from benchlib import enrol_totp, ready_user
 from campusvpn.platform.clock import SystemClock
 from campusvpn.platform.config import load_config
 from campusvpn.service.context import open_context
-from campusvpn.signin import Code, Finished, Password, Purpose, SignIn
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, Password, Purpose
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     ready_user(ctx, username, password=password)
     secret = enrol_totp(ctx, username)
     totp = pyotp.TOTP(secret)
-    engine = SignIn(ctx, Purpose.PORTAL, source="bench")
+    engine = start_signin(ctx, Purpose.PORTAL, source="bench")
     engine.handle(Password(username, password))
     done = engine.handle(Code(totp.now(), trust_device=True, device_label="benchmark client"))
     assert isinstance(done, Finished) and done.device_token, done

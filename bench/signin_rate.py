@@ -24,7 +24,8 @@ from campusvpn.platform.config import parse_config
 from campusvpn.platform.secretbox import generate_key_file
 from campusvpn.service import accounts, authenticator, mfa, training
 from campusvpn.service.context import open_context
-from campusvpn.signin import Code, Finished, Password, Purpose, SignIn
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, Password, Purpose
 
 
 def _verify_many(job: tuple[int, int, str, int]) -> None:
@@ -84,7 +85,7 @@ def main() -> None:
         for name, secret in secrets:
             clock.advance(timedelta(seconds=30))  # a fresh TOTP step each time
             t = time.perf_counter()
-            engine = SignIn(ctx, Purpose.VPN, source="127.0.0.1")
+            engine = start_signin(ctx, Purpose.VPN, source="127.0.0.1")
             engine.handle(Password(name, "bench password 123"))
             out = engine.handle(Code(pyotp.TOTP(secret).at(clock.now())))
             assert isinstance(out, Finished) and out.ok, out

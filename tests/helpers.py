@@ -9,7 +9,8 @@ import pyotp
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import authenticator, mfa
 from campusvpn.service.context import Context
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose
 
 PASSWORD = "correct horse battery staple"
 
@@ -39,7 +40,7 @@ def sign_in(
     device_token: str | None = None,
     trust: bool = False,
 ) -> Prompt | Finished:
-    engine = SignIn(ctx, purpose, source=source)
+    engine = start_signin(ctx, purpose, source=source)
     out = engine.handle(Password(name, password, device_token))
     if isinstance(out, Prompt) and code is not None:
         out = engine.handle(Code(code, trust_device=trust, device_label="test laptop"))

@@ -11,13 +11,14 @@ from tests.helpers import PASSWORD, enrol_totp, sign_in, totp_now
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, authenticator, mfa, phones, trusted
 from campusvpn.service.context import Context
-from campusvpn.signin import Code, Finished, IllegalEvent, Password, Prompt, Purpose, SendCode, SignIn, Step
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, IllegalEvent, Password, Prompt, Purpose, SendCode, Step
 
 
 def test_password_then_totp_signs_in_and_vpn_is_allowed(ctx: Context, clock: FixedClock) -> None:
     add_user(ctx)
     secret, _ = enrol_totp(ctx, clock)
-    engine = SignIn(ctx, Purpose.VPN, source="192.0.2.1")
+    engine = start_signin(ctx, Purpose.VPN, source="192.0.2.1")
     p = engine.handle(Password("１２３４５６７８９０@example.ac.jp", PASSWORD))
     assert isinstance(p, Prompt)
     assert p.step is Step.SECOND_FACTOR
@@ -80,7 +81,7 @@ def test_sms_code_from_the_outbox_signs_in_once_and_expires(ctx: Context, clock:
     clock.advance(timedelta(minutes=41))
     outbox = ctx.config.path(ctx.config.sender.outbox)
 
-    engine = SignIn(ctx, Purpose.VPN, source="192.0.2.1")
+    engine = start_signin(ctx, Purpose.VPN, source="192.0.2.1")
     p = engine.handle(Password("1234567890", PASSWORD))
     assert isinstance(p, Prompt) and p.methods[0].channels == ("sms", "voice")
     sent = engine.handle(SendCode())
@@ -91,7 +92,7 @@ def test_sms_code_from_the_outbox_signs_in_once_and_expires(ctx: Context, clock:
     assert isinstance(done := engine.handle(Code(code)), Finished) and done.ok and done.used_method == "phone"
     assert isinstance(sign_in(ctx, code), Prompt)  # single use
 
-    engine = SignIn(ctx, Purpose.VPN)
+    engine = start_signin(ctx, Purpose.VPN)
     engine.handle(Password("1234567890", PASSWORD))
     engine.handle(SendCode(channel="voice"))
     spoken = read_outbox(outbox)[-1]
@@ -109,7 +110,7 @@ def test_a_new_code_supersedes_the_previous_one(ctx: Context, clock: FixedClock)
     mfa.apply(ctx, "1234567890", actor="test")
     phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="test")
     clock.advance(timedelta(minutes=41))
-    engine = SignIn(ctx)
+    engine = start_signin(ctx)
     engine.handle(Password("1234567890", PASSWORD))
     engine.handle(SendCode())
     old = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
@@ -124,7 +125,7 @@ def test_alternate_phone_refuses_sms(ctx: Context, clock: FixedClock) -> None:
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="test")
     phones.add_phone(ctx, "1234567890", "alternate", "+81312345678", None, actor="test")
-    engine = SignIn(ctx)
+    engine = start_signin(ctx)
     engine.handle(Password("1234567890", PASSWORD))
     out = engine.handle(SendCode(channel="sms"))
     assert isinstance(out, Prompt) and out.error and "only receive a voice call" in out.error
@@ -184,7 +185,7 @@ def test_second_factor_counter_is_separate_from_the_password_counter(ctx: Contex
         out = sign_in(ctx, "000000")
     assert isinstance(out, Finished) and out.code == "locked"
     # The password step still works (its own counter); the code step stays locked.
-    engine = SignIn(ctx)
+    engine = start_signin(ctx)
     assert isinstance(engine.handle(Password("1234567890", PASSWORD)), Prompt)
     locked = engine.handle(Code(totp_now(secret, clock)))
     assert isinstance(locked, Finished) and locked.code == "locked"
@@ -288,7 +289,7 @@ def test_portal_sign_in_forces_first_registration_after_applying(ctx: Context, c
 
     add_user(ctx)
     mfa.apply(ctx, "1234567890", actor="1234567890")
-    engine = SignIn(ctx, Purpose.PORTAL)
+    engine = start_signin(ctx, Purpose.PORTAL)
     p = engine.handle(Password("1234567890", PASSWORD))
     assert isinstance(p, Prompt) and p.step is Step.REGISTRATION and not p.needs_recovery_code
     assert engine.registration_unlocked
@@ -313,7 +314,7 @@ def test_deleting_every_method_needs_a_fresh_factor_and_reregistration_needs_a_r
         )
     state = mfa.delete_method(ctx, "1234567890", m["id"], actor="u", fresh_second_factor_at=clock.now())
     assert state.value == "registration_required"
-    engine = SignIn(ctx, Purpose.PORTAL)
+    engine = start_signin(ctx, Purpose.PORTAL)
     p = engine.handle(Password("1234567890", PASSWORD))
     assert isinstance(p, Prompt) and p.needs_recovery_code and not engine.registration_unlocked
     bad = engine.handle(RecoveryForRegistration("AAAA-AAAA-AAAA-AAAA"))
@@ -323,7 +324,7 @@ def test_deleting_every_method_needs_a_fresh_factor_and_reregistration_needs_a_r
 
 
 def test_events_out_of_order_are_illegal(ctx: Context) -> None:
-    engine = SignIn(ctx)
+    engine = start_signin(ctx)
     with pytest.raises(IllegalEvent):
         engine.handle(Code("123456"))
     add_user(ctx)
@@ -361,3 +362,19 @@ def test_password_hash_is_upgraded_when_argon2_parameters_change(tmp_path: objec
     sign_in(stronger, None)
     with stronger.engine.connect() as c:
         assert ",p=2$" in c.execute(text("select password_hash from users")).scalar_one()
+
+
+def test_each_step_is_one_transaction(ctx: Context, clock: FixedClock) -> None:
+    from sqlalchemy import event
+
+    add_user(ctx)
+    secret, _ = enrol_totp(ctx, clock)
+    commits: list[object] = []
+    event.listen(ctx.engine, "commit", commits.append)
+    engine = start_signin(ctx, Purpose.VPN, source="192.0.2.1")
+    assert isinstance(engine.handle(Password("1234567890", PASSWORD)), Prompt)
+    assert len(commits) == 1
+    # The code, the trusted device and the decision: three port calls, one transaction.
+    done = engine.handle(Code(totp_now(secret, clock), trust_device=True, device_label="laptop"))
+    assert isinstance(done, Finished) and done.ok and done.device_token
+    assert len(commits) == 2

@@ -410,6 +410,11 @@ def test_passkey_register_sign_in_and_delete(site: Site, browser: object, tmp_pa
     page.click("button[data-passkey=signin]")
     page.wait_for_url(url + "/")
     assert "Welcome" in page.inner_text("h1")
+    # The sign-in engine decided it, like a password sign-in: a verified passkey is both factors.
+    trail = json.loads(site.cli("audit", "--user", name, "--json"))
+    passkey_at = max(i for i, e in enumerate(trail) if e["event"] == "signin.passkey" and e["outcome"] == "ok")
+    decision = trail[passkey_at + 1]
+    assert decision["event"] == "signin.decision" and decision["detail"]["factors"] == 2, trail[passkey_at:]
     page.goto(url + "/security")
     page.click("#passkeys button.danger")
     assert page.locator("#passkeys").count() == 0

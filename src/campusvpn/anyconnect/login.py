@@ -21,6 +21,7 @@ from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
+from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
 
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
@@ -71,7 +72,7 @@ class GatewayLogin:
     # --- steps ------------------------------------------------------------------------------
 
     def _on_init(self, req: AuthRequest) -> LoginReply:
-        self._engine = SignIn(self.ctx, Purpose.VPN, source=self.source)
+        self._engine = start_signin(self.ctx, Purpose.VPN, source=self.source)
         self.profile = self._pick_profile(req.group_select)
         return self._password_form(None, message=self._engine.start().message)
 
@@ -112,7 +113,7 @@ class GatewayLogin:
             return self._code_form(out, out.error)
         if not out.ok:
             if out.code == "bad_credentials":  # let the user try again, like any sign-in form
-                self._engine = SignIn(self.ctx, Purpose.VPN, source=self.source)
+                self._engine = start_signin(self.ctx, Purpose.VPN, source=self.source)
                 return self._password_form(out.message)
             return self._fail(out.message)
         return self._open(out)

@@ -708,12 +708,14 @@ def verify(env: Env, username: str, source: str | None, as_json: bool) -> None:
     Exit status 0 when both factors are right, 1 when not (the VPN decision is printed too).
     """
     from campusvpn.service import eligibility
-    from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SignIn, Step
+    from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, Step
 
     lines = sys.stdin.read().splitlines()
     password = lines[0] if lines else ""
     code = lines[1].strip() if len(lines) > 1 else ""
-    engine = SignIn(env.ctx, Purpose.VPN, source=source or "cli")
+    from campusvpn.service.signin_ports import start_signin
+
+    engine = start_signin(env.ctx, Purpose.VPN, source=source or "cli")
     out = engine.handle(Password(username, password))
     if isinstance(out, Prompt) and out.step is Step.SECOND_FACTOR:
         out = engine.handle(Code(code))  # a wrong code leaves the prompt up: that is a failure here

@@ -165,6 +165,14 @@ def _run(
     return response
 
 
+def take_info(req: Req) -> str | None:
+    """The one-time notice left for the next page ("your changes were saved"), removed once read."""
+    f = dict(req.session.flash or {})
+    info = f.pop("info", None)
+    req.session.flash = f or None
+    return str(info) if info else None
+
+
 def rotated(response: Response) -> Response:
     """Mark a response whose request raised the session's privilege: it gets a new token."""
     response.rotate_session = True  # type: ignore[attr-defined]

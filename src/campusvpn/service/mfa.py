@@ -2,9 +2,7 @@
 over whichever methods the user has, the default method, deleting methods, reset.
 
 Each kind of method has its own module: authenticator (apps), phones, recovery_codes;
-mfa_methods holds what registering any method takes. Names marked "for portal/member.py"
-are here only because that module still asks mfa for them; switching its calls to
-authenticator/phones lets them go."""
+mfa_methods holds what registering any method takes."""
 
 from __future__ import annotations
 
@@ -16,16 +14,11 @@ from sqlalchemy.orm import Session
 from campusvpn.core.codes import looks_like_recovery_code
 from campusvpn.core.policy import MfaState, mfa_state
 from campusvpn.service import audit, authenticator, notices, phones, portal_sessions, recovery_codes, sessions
-from campusvpn.service.authenticator import begin_totp as begin_totp  # for portal/member.py
-from campusvpn.service.authenticator import confirm_totp as confirm_totp  # for portal/member.py
-from campusvpn.service.authenticator import pending_totp as pending_totp  # for portal/member.py
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.mfa_methods import confirmed as confirmed
 from campusvpn.service.mfa_methods import method_label as method_label
 from campusvpn.service.mfa_methods import method_summary, require_applied
-from campusvpn.service.phones import begin_phone as begin_phone  # for portal/member.py
-from campusvpn.service.phones import confirm_phone as confirm_phone  # for portal/member.py
 from campusvpn.service.recovery_codes import recovery_left as recovery_left
 from campusvpn.service.recovery_codes import use_recovery_code as use_recovery_code
 from campusvpn.service.trusted import revoke_all_devices

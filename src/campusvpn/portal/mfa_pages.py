@@ -1,0 +1,114 @@
+"""MFA pages: applying for MFA, and adding an authenticator app or a phone (the forced first
+registration during sign-in, or later from the security page)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.responses import Response
+
+from campusvpn.portal.signin_flow import engine_of, finish_signin, fresh
+from campusvpn.portal.web import Req, ended, page, rotated
+from campusvpn.service import authenticator, mfa, phones
+from campusvpn.service.errors import ServiceError
+from campusvpn.signin import Finished, Registered, SignIn, Step
+
+
+@page("/apply", ("GET", "POST"))
+def apply(req: Req) -> Response:
+    delay = req.ctx.config.mfa.activation_delay
+    minutes = int(delay.total_seconds() // 60)
+    info = mfa.show(req.ctx, req.username)
+    if info["applied_at"]:
+        return req.redirect("/")
+    if req.request.method == "GET":
+        at = req.t.time(req.ctx.clock.now() + delay)
+        return req.render("apply.html", at=at, minutes=minutes)
+    user = mfa.apply(req.ctx, req.username, actor=req.username, source=req.source)
+    assert user.mfa_applied_at is not None
+    at = req.t.time(user.mfa_applied_at + delay)
+    # Registration happens at the next sign-in, as the rules say: this sign-in ends here.
+    return ended(req.ctx, req, req.render("applied.html", at=at))
+
+
+def _enrolment_owner(req: Req) -> tuple[str, SignIn | None] | Response:
+    """Who is adding a method: a user in forced registration, or a signed-in user with a fresh code."""
+    engine = engine_of(req)
+    if engine is not None and engine.step is Step.REGISTRATION and engine.registration_unlocked:
+        return engine.username or "", engine
+    if not req.session.signed_in:
+        return req.redirect("/signin")
+    if not fresh(req):
+        return req.redirect("/stepup?next=" + req.request.url.path)
+    return req.username, None
+
+
+def _method_added(req: Req, engine: SignIn | None, codes: list[str] | None) -> Response:
+    if engine is not None:
+        out = engine.handle(Registered())
+        assert isinstance(out, Finished)
+        resp = finish_signin(req, engine.username or "", second_factor=True)
+        if codes:
+            resp = rotated(req.render("codes.html", codes=codes, left=len(codes), total=len(codes)))
+        return resp
+    req.session.flash = {"info": req.t("security.changed")}
+    if codes:
+        return req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
+    return req.redirect("/security")
+
+
+@page("/mfa/totp", ("GET", "POST"), auth="none")
+def add_totp(req: Req) -> Response:
+    owner = _enrolment_owner(req)
+    if isinstance(owner, Response):
+        return owner
+    username, engine = owner
+    error = None
+    if req.request.method == "POST":
+        try:
+            codes = authenticator.confirm_totp(req.ctx, username, req.field("code", 16), actor=username)
+            return _method_added(req, engine, codes)
+        except ServiceError as exc:
+            error = str(exc)
+    try:
+        enrolment = (authenticator.pending_totp(req.ctx, username) if error else None) or authenticator.begin_totp(
+            req.ctx, username, actor=username
+        )
+    except ServiceError as exc:
+        return req.error(str(exc), 409)
+    qr_png = base64.b64encode(enrolment.qr_png(scale=6)).decode()
+    return req.render("totp.html", enrolment=enrolment, qr_png=qr_png, error=error)
+
+
+@page("/mfa/phone", ("GET", "POST"), auth="none")
+def add_phone(req: Req) -> Response:
+    owner = _enrolment_owner(req)
+    if isinstance(owner, Response):
+        return owner
+    username, engine = owner
+    values: dict[str, Any] = {k: req.field(k, 40) for k in ("kind", "number", "extension", "channel", "method")}
+    if req.request.method == "GET":
+        return req.render("phone.html", v=values, step="number")
+    try:
+        if req.field("action") == "confirm":
+            codes = phones.confirm_phone(req.ctx, username, values["method"], req.field("code", 16), actor=username)
+            return _method_added(req, engine, codes)
+        channel = values["channel"] or None  # none chosen: the core picks what this kind of phone can take
+        values["method"] = phones.begin_phone(
+            req.ctx,
+            username,
+            values["kind"],
+            values["number"],
+            values["extension"] or None,
+            channel,
+            actor=username,
+            source=req.source,
+        )
+        return req.render("phone.html", v=values, step="code", info=req.t("phone.sent", label=values["number"]))
+    except ServiceError as exc:
+        step = "code" if req.field("action") == "confirm" else "number"
+        return req.render("phone.html", status=400, v=values, step=step, error=str(exc))
+
+
+ROUTES = [apply, add_totp, add_phone]

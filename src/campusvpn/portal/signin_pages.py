@@ -1,0 +1,146 @@
+"""Sign-in pages: password, code, help-desk pass, the forced first registration, step-up, sign-out."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from campusvpn.core.policy import MfaState
+from campusvpn.portal.signin_flow import (
+    DEVICE_COOKIE,
+    after,
+    device_label,
+    engine_of,
+    render_step,
+    safe_next,
+    send_request,
+)
+from campusvpn.portal.web import Req, ended, page, rotated
+from campusvpn.service import mfa, recovery_pass
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, RecoveryForRegistration, Step
+
+
+@page("/signin", ("GET", "POST"), auth="none")
+def signin(req: Req) -> Response:
+    if req.session.signed_in:
+        return req.redirect("/")
+    if req.request.method == "GET":
+        return req.render("signin.html", info=req.t("signout.done") if req.request.query_params.get("out") else None)
+    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+    out = engine.handle(
+        Password(
+            req.field("username", 200), req.form.get("password", "")[:1024], req.request.cookies.get(DEVICE_COOKIE)
+        )
+    )
+    if isinstance(out, Prompt) and out.step is not Step.PASSWORD:
+        req.session.signin = engine.snapshot()
+        # The password was right: the pre-sign-in session id is replaced (session fixation).
+        return rotated(req.redirect("/signin/code" if out.step is Step.SECOND_FACTOR else "/register"))
+    return after(req, engine, out, "/signin")
+
+
+@page("/signin/code", ("GET", "POST"), auth="none")
+def signin_code(req: Req) -> Response:
+    engine = engine_of(req)
+    if engine is None or engine.step is not Step.SECOND_FACTOR:
+        return req.redirect("/signin")
+    if req.request.method == "GET":
+        return render_step(req, engine.current_prompt())
+    send = send_request(req)
+    if send:
+        out = engine.handle(send)
+        req.session.signin = engine.snapshot()
+        assert isinstance(out, Prompt)
+        return render_step(req, out, info=out.message if not out.error else None)
+    out = engine.handle(
+        Code(
+            req.field("code", 64),
+            trust_device=req.form.get("trust") == "1",
+            device_label=device_label(req.user_agent),
+        )
+    )
+    return after(req, engine, out, "/signin/code")
+
+
+@page("/signin/pass", ("GET", "POST"), auth="none")
+def signin_pass(req: Req) -> Response:
+    """A help-desk one-time pass, for someone who can no longer give a second factor."""
+    data = req.session.signin or {}
+    username = data.get("username")
+    if not username:
+        return req.redirect("/signin")
+    if req.request.method == "GET":
+        return req.render("pass.html")
+    with req.ctx.tx() as s:
+        user = req.ctx.user(s, username)
+        ok = recovery_pass.redeem(req.ctx, s, user, req.field("pass", 64))
+        if ok:
+            mfa.clear_mfa(
+                s, user, req.ctx.clock.now(), actor=username, reason="help-desk one-time pass", keep_applied=True
+            )
+    if not ok:
+        return req.render("pass.html", status=401, error=req.t("pass.wrong"))
+    req.session.signin = {"purpose": "portal", "step": "registration", "username": username, "unlocked": True}
+    return req.redirect("/register")
+
+
+@page("/register", ("GET", "POST"), auth="none")
+def register(req: Req) -> Response:
+    """First-method registration, forced at the first sign-in after applying."""
+    engine = engine_of(req)
+    if engine is None or engine.step is not Step.REGISTRATION:
+        return req.redirect("/signin")
+    if req.request.method == "GET":
+        return render_step(req, engine.current_prompt())
+    typed = req.field("code", 64)
+    with req.ctx.tx() as s:
+        passed = recovery_pass.redeem(req.ctx, s, req.ctx.user(s, engine.username or ""), typed)
+    if passed:
+        engine.unlock_registration()
+        req.session.signin = engine.snapshot()
+        return req.redirect("/register")
+    out = engine.handle(RecoveryForRegistration(typed))
+    return after(req, engine, out, "/register")
+
+
+@page("/signout", ("POST",))
+def signout(req: Req) -> Response:
+    return ended(req.ctx, req, req.redirect("/signin?out=1"))
+
+
+@page("/stepup", ("GET", "POST"))
+def stepup(req: Req) -> Response:
+    engine = start_signin(req.ctx, Purpose.PORTAL, req.source, Step.SECOND_FACTOR, req.username)
+    if mfa.show(req.ctx, req.username)["state"] != MfaState.ACTIVE.value:
+        return req.redirect("/")
+    target = safe_next(req.request.query_params.get("next") or req.form.get("next"))
+    minutes = int(req.ctx.config.mfa.step_up_max_age.total_seconds() // 60)
+    lead = req.t("stepup.lead", minutes=minutes)
+    if req.request.method == "POST":
+        out = engine.handle(send_request(req) or Code(req.field("code", 64)))
+        if isinstance(out, Finished):
+            if out.ok:
+                req.session.second_factor_at = req.ctx.clock.now()
+                return req.redirect(target)
+            return req.render("error.html", status=401, message=req.t.engine(out.message, out.code))
+        return req.render(
+            "code.html",
+            prompt=out,
+            error=req.t.engine(out.error),
+            info=None if out.error else out.message,
+            lead=lead,
+            action=f"/stepup?next={target}",
+            stepup=True,
+        )
+    return req.render(
+        "code.html",
+        prompt=engine.current_prompt(),
+        error=None,
+        info=None,
+        lead=lead,
+        action=f"/stepup?next={target}",
+        stepup=True,
+    )
+
+
+ROUTES = [signin, signin_code, signin_pass, register, signout, stepup]

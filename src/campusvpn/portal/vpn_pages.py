@@ -1,0 +1,63 @@
+"""A signed-in member's VPN pages: home (MFA and VPN status), trusted devices, VPN sessions,
+and how to connect (with the AnyConnect profile)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.responses import Response
+
+from campusvpn.portal import connect_info
+from campusvpn.portal.web import Req, page, take_info
+from campusvpn.service import eligibility, mfa, sessions, trusted
+from campusvpn.service.errors import ServiceError
+
+
+@page("/")
+def home(req: Req) -> Response:
+    info = mfa.show(req.ctx, req.username)
+    decision = eligibility.check(req.ctx, req.username)
+    return req.render("home.html", mfa=info, decision=decision, info=take_info(req))
+
+
+@page("/devices", ("GET", "POST"))
+def devices(req: Req) -> Response:
+    info = None
+    if req.request.method == "POST":
+        try:
+            trusted.revoke_device(req.ctx, req.username, req.field("device", 40), actor=req.username)
+            info = req.t("devices.revoked")
+        except ServiceError as exc:
+            return req.error(str(exc), 404)
+    return req.render("devices.html", devices=trusted.list_devices(req.ctx, req.username), info=info)
+
+
+@page("/vpn", ("GET", "POST"))
+def vpn(req: Req) -> Response:
+    info = None
+    mine = sessions.listing(req.ctx, username=req.username)
+    if req.request.method == "POST":
+        sid = req.field("session", 40)
+        if not any(x["id"] == sid for x in mine):
+            return req.error(req.t("err.not_found"), 404)
+        sessions.kill(req.ctx, session_id=sid, actor=req.username, reason="Disconnected from the portal")
+        info = req.t("vpn.disconnected")
+        mine = sessions.listing(req.ctx, username=req.username)
+    decision = eligibility.check(req.ctx, req.username)
+    return req.render("vpn.html", decision=decision, sessions=mine, info=info, parse=datetime.fromisoformat)
+
+
+@page("/connect")
+def connect(req: Req) -> Response:
+    return req.render("connect.html", info=connect_info.for_user(req.ctx, req.username))
+
+
+@page("/connect/profile.xml")
+def connect_profile(req: Req) -> Response:
+    body = connect_info.anyconnect_profile(req.ctx, req.username)
+    return Response(
+        body, media_type="application/xml", headers={"Content-Disposition": 'attachment; filename="campusvpn.xml"'}
+    )
+
+
+ROUTES = [home, devices, vpn, connect, connect_profile]

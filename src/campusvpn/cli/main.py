@@ -290,12 +290,9 @@ def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int
 @pass_env
 def user_show(env: Env, username: str, as_json: bool) -> None:
     """Show an account (never its secrets)."""
-    from campusvpn.service import accounts, eligibility
+    from campusvpn.service import account_views, eligibility
 
-    with env.ctx.tx() as s:
-        u = env.ctx.user(s, username)
-        info = accounts.describe(env.ctx, s, u)
-        d = eligibility.decision_for(env.ctx, s, u)
+    info, d = account_views.overview(env.ctx, username)
     info["vpn"] = eligibility.as_json(d)
     if as_json:
         emit_json(info)
@@ -315,14 +312,10 @@ def user_show(env: Env, username: str, as_json: bool) -> None:
 @pass_env
 def user_unlock(env: Env, username: str) -> None:
     """Lift a sign-in lock or back-off after too many failures."""
-    from campusvpn.service import audit, throttling
+    from campusvpn.service import throttling
 
-    ctx = env.ctx
-    with ctx.tx() as s:
-        u = ctx.user(s, username)
-        n = throttling.unlock(s, u.username)
-        audit.record(s, ctx.clock.now(), "account.unlocked", actor=env.actor, subject=u.username, counters=n)
-    click.echo(f"{u.username}: unlocked" if n else f"{u.username}: was not locked")
+    name, n = throttling.unlock_account(env.ctx, username, actor=env.actor)
+    click.echo(f"{name}: unlocked" if n else f"{name}: was not locked")
 
 
 def _status_cmd(name: str, status: str, doc: str, needs_reason: bool) -> None:
@@ -534,10 +527,7 @@ def devices_revoke(env: Env, username: str, device_id: str | None, revoke_all: b
 
     ctx = env.ctx
     if revoke_all:
-        with ctx.tx() as s:
-            n = trusted.revoke_all_devices(
-                s, ctx.user(s, username), ctx.clock.now(), actor=env.actor, reason="revoked by an administrator"
-            )
+        n = trusted.revoke_all(ctx, username, actor=env.actor, reason="revoked by an administrator")
         click.echo(f"{n} device(s) revoked")
     elif device_id:
         trusted.revoke_device(ctx, username, device_id, actor=env.actor)
@@ -668,21 +658,7 @@ def audit_cmd(env: Env, username: str | None, since_text: str | None, limit: int
     ctx = env.ctx
     subject = ctx.usernames.normalise(username) if username else None
     since = env.parse_time(since_text) if since_text else None
-    with ctx.tx() as s:
-        rows = audit.query(s, subject=subject, since=since, limit=limit)
-        out: list[dict[str, Any]] = [
-            {
-                "at": r.at.isoformat(),
-                "event": r.event,
-                "actor": r.actor,
-                "subject": r.subject,
-                "source": r.source,
-                "outcome": r.outcome,
-                "note": r.note,
-                "detail": r.detail,
-            }
-            for r in rows
-        ]
+    out = audit.listing(ctx, subject=subject, since=since, limit=limit)
     if as_json:
         emit_json(out)
         return

@@ -6,31 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from campusvpn.core.policy import AccountStatus
-from campusvpn.service import accounts, audit, eligibility, mfa, recovery_pass, sessions, training
+from campusvpn.service import account_views, accounts, eligibility, mfa, recovery_pass, sessions, training
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid
 
 
 def user_detail(ctx: Context, username: str) -> dict[str, Any]:
     """Everything staff may see of one account: never a secret."""
-    with ctx.tx() as s:
-        user = ctx.user(s, username)
-        out: dict[str, Any] = accounts.describe(ctx, s, user)
-        out["role"] = accounts.current_role(ctx, s, user)
-        out["training"] = [
-            {"fiscal_year": year, "completed_on": day.isoformat()} for year, day in training.completions(s, user)
-        ]
-        out["audit"] = [
-            {
-                "at": e.at.isoformat(),
-                "event": e.event,
-                "actor": e.actor,
-                "outcome": e.outcome,
-                "source": e.source,
-                "note": e.note,
-            }
-            for e in audit.query(s, subject=user.username, limit=200, newest_first=True)
-        ]
+    out = account_views.staff_view(ctx, username)
     out["mfa"] = mfa.show(ctx, username)
     out["eligibility"] = eligibility.as_json(eligibility.check(ctx, username))
     out["sessions"] = sessions.listing(ctx, username=username)

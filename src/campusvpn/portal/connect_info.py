@@ -10,7 +10,7 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from campusvpn.service import accounts
+from campusvpn.service import account_views
 from campusvpn.service.context import Context
 
 
@@ -34,8 +34,7 @@ def server_url(ctx: Context) -> str:
 
 def profiles_for(ctx: Context, username: str) -> list[tuple[str, str]]:
     """(name, label) of the connection profiles this user's role may use."""
-    with ctx.tx() as s:
-        role = accounts.current_role(ctx, s, ctx.user(s, username))
+    role = account_views.role_of(ctx, username)
     return [(p.name, p.label or p.name) for p in ctx.config.vpn.profiles if not p.roles or role in p.roles]
 
 

@@ -71,13 +71,7 @@ def signin_pass(req: Req) -> Response:
         return req.redirect("/signin")
     if req.request.method == "GET":
         return req.render("pass.html")
-    with req.ctx.tx() as s:
-        user = req.ctx.user(s, username)
-        ok = recovery_pass.redeem(req.ctx, s, user, req.field("pass", 64))
-        if ok:
-            mfa.clear_mfa(
-                s, user, req.ctx.clock.now(), actor=username, reason="help-desk one-time pass", keep_applied=True
-            )
+    ok = recovery_pass.redeem_and_clear(req.ctx, username, req.field("pass", 64))
     if not ok:
         return req.render("pass.html", status=401, error=req.t("pass.wrong"))
     req.session.signin = {"purpose": "portal", "step": "registration", "username": username, "unlocked": True}
@@ -93,8 +87,7 @@ def register(req: Req) -> Response:
     if req.request.method == "GET":
         return render_step(req, engine.current_prompt())
     typed = req.field("code", 64)
-    with req.ctx.tx() as s:
-        passed = recovery_pass.redeem(req.ctx, s, req.ctx.user(s, engine.username or ""), typed)
+    passed = recovery_pass.redeem_for(req.ctx, engine.username or "", typed)
     if passed:
         engine.unlock_registration()
         req.session.signin = engine.snapshot()

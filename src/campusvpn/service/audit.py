@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campusvpn.store.models import AuditEvent
+
+if TYPE_CHECKING:
+    from campusvpn.service.context import Context
 
 SYSTEM = "system"  # the actor of what the service does by itself (timeouts, limits)
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "codes"}
@@ -60,3 +63,25 @@ def query(
     if since is not None:
         q = q.where(AuditEvent.at >= since)
     return list(s.scalars(q.limit(limit)))
+
+
+def as_dict(e: AuditEvent) -> dict[str, Any]:
+    """One event as plain values (for JSON and pages)."""
+    return {
+        "at": e.at.isoformat(),
+        "event": e.event,
+        "actor": e.actor,
+        "subject": e.subject,
+        "source": e.source,
+        "outcome": e.outcome,
+        "note": e.note,
+        "detail": e.detail,
+    }
+
+
+def listing(
+    ctx: Context, *, subject: str | None = None, since: datetime | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The trail, oldest first, as plain values."""
+    with ctx.tx() as s:
+        return [as_dict(e) for e in query(s, subject=subject, since=since, limit=limit)]

@@ -15,6 +15,7 @@ from campusvpn.core.codes import new_recovery_code, normalise_recovery_code
 from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid
+from campusvpn.service.mfa import clear_mfa
 from campusvpn.store.models import RecoveryPass, User
 
 
@@ -75,3 +76,20 @@ def redeem(ctx: Context, s: Session, user: User, typed: str) -> bool:
                 audit.record(s, now, "mfa.recovery_pass.used", actor=user.username, subject=user.username)
                 return True
     return False
+
+
+def redeem_for(ctx: Context, username: str, typed: str) -> bool:
+    """Use a pass of `username` in place of a recovery code (registering a first method again)."""
+    with ctx.tx() as s:
+        return redeem(ctx, s, ctx.user(s, username), typed)
+
+
+def redeem_and_clear(ctx: Context, username: str, typed: str) -> bool:
+    """Use a pass to start over: the user's methods go, the MFA application stays, and the next
+    step is registering a method."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        if not redeem(ctx, s, user, typed):
+            return False
+        clear_mfa(s, user, ctx.clock.now(), actor=username, reason="help-desk one-time pass", keep_applied=True)
+        return True

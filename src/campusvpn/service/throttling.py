@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session
 
 from campusvpn.core import throttle
 from campusvpn.core.throttle import Counter, ThrottleRule, Verdict
+from campusvpn.service import audit
+from campusvpn.service.context import Context
 from campusvpn.store.models import ThrottleCounter
 
 
@@ -56,3 +58,13 @@ def unlock(s: Session, username: str) -> int:
         if row is not None:
             s.delete(row)
     return sum(1 for r in rows if r is not None)
+
+
+def unlock_account(ctx: Context, username: str, *, actor: str) -> tuple[str, int]:
+    """Lift a lock or back-off on the account (an administrator's act, audited): its name and how
+    many counters were cleared."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        n = unlock(s, user.username)
+        audit.record(s, ctx.clock.now(), "account.unlocked", actor=actor, subject=user.username, counters=n)
+        return user.username, n

@@ -123,3 +123,8 @@ def list_devices(ctx: Context, username: str) -> list[dict[str, object]]:
             }
             for d in active_devices(s, user, now)
         ]
+
+
+def revoke_all(ctx: Context, username: str, *, actor: str, reason: str) -> int:
+    with ctx.tx() as s:
+        return revoke_all_devices(s, ctx.user(s, username), ctx.clock.now(), actor=actor, reason=reason)

@@ -30,7 +30,7 @@ tree_of() {  # the source tree of a revision ("" = this working tree)
 }
 A_TREE=$(tree_of "$REF_A"); B_TREE=$(tree_of "$REF_B")
 cleanup() {
-    for v in a b; do "$PROJECT/bench/campusvpn-gw.sh" stop --state "$WORK/state-$v" >/dev/null 2>&1 || true; done
+    for v in a b; do "$PROJECT/bench/campusvpn-gw.sh" stop --state "$WORK/state-$v" >/dev/null 2>&1 || true; done  # by pid
     "$TB/netns-testbed.sh" down >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -43,12 +43,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for v in a b; do
         tree=$A_TREE; [ "$v" = b ] && tree=$B_TREE
         state="$WORK/state-$v"
-        # The launcher runs `python3 -m campusvpn`: the chosen tree's sources come first on the path.
-        PYTHONPATH="$tree/src" "$PROJECT/bench/campusvpn-gw.sh" start --dtls off --state "$state" >/dev/null
+        # Each version with its own launcher and bench user maker, run by one Python with that tree's
+        # sources first on the path (the launchers' own venv is not used, so both share the same Python).
+        PYTHON=$PY PYTHONPATH="$tree/src" "$tree/bench/campusvpn-gw.sh" start --dtls off --state "$state" >/dev/null
         PYTHONPATH="$tree/src" "$TB/bench.sh" --gw-env "$state/gw.env" --gw-name "$v" --phases "$PHASES" \
             --reps 1 --duration "$DURATION" --log-dir "$OUT/logs-$v-$round" \
             | grep -v '^#' | sed "s/^/round=$round /" | tee -a "$OUT/figures.txt"
-        "$PROJECT/bench/campusvpn-gw.sh" stop --state "$state" >/dev/null
+        "$tree/bench/campusvpn-gw.sh" stop --state "$state" >/dev/null
     done
 done
 "$PY" - "$OUT/figures.txt" <<'PYEOF' | tee "$OUT/summary.txt"

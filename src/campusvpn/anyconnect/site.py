@@ -75,6 +75,13 @@ class AnyConnectSite:
     def body_limit(self, request: Request) -> int:
         return xmlauth.MAX_BODY
 
+    async def holds_session(self, request: Request) -> bool:
+        """A client connecting (or resuming) its tunnel with a live session cookie."""
+        token = cookie(request.headers.get("cookie", ""), "webvpn")
+        if request.method != "CONNECT" or not token:
+            return False
+        return await asyncio.to_thread(live_sessions.is_resumable, self.ctx, token)
+
     async def respond(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> Answer | Upgrade:
         if request.method == "CONNECT":
             return await self._connect(request, peer)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campusvpn.anyconnect.site import AnyConnectSite
+from campusvpn.frontdoor.budget import Budget
 from campusvpn.frontdoor.http import Site
-from campusvpn.frontdoor.server import FrontDoor, ssl_context
+from campusvpn.frontdoor.server import FrontDoor, Limits, ssl_context
 from campusvpn.platform import logs
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
@@ -72,9 +73,13 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
         tls,
         [anyconnect],
         portal or anyconnect,
-        max_pending=g.max_pending,
-        handshake_timeout=g.handshake_timeout.total_seconds(),
-        request_deadline=g.auth_timeout.total_seconds(),
+        budget=Budget(g.max_pending, g.pending_reserved, g.max_pending_per_address),
+        limits=Limits(
+            handshake=g.handshake_timeout.total_seconds(),
+            header=g.header_timeout.total_seconds(),
+            keepalive=g.keepalive_timeout.total_seconds(),
+            min_rate=g.min_receive_rate,
+        ),
     )
     return Gateway(hub, enforcer, anyconnect, front)
 

@@ -104,5 +104,8 @@ class AsgiSite:
     def body_limit(self, request: Request) -> int:
         return self.max_upload + 64 * 1024  # room for the multipart framing
 
+    async def holds_session(self, request: Request) -> bool:
+        return False  # browsers use the open share; the reserve is for VPN clients' tunnels
+
     async def respond(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> Answer:
         return Answer(await call(self.app, conn, request.raw, body, peer.address, peer.local))

@@ -70,6 +70,10 @@ class Site(Protocol):
 
     def body_limit(self, request: Request) -> int: ...
 
+    async def holds_session(self, request: Request) -> bool:
+        """Whether the request carries a live session of this site (it may use the reserved slots)."""
+        ...
+
     async def respond(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> Answer | Upgrade: ...
 
 

@@ -1,7 +1,7 @@
 """The front door: the public TLS port, HTTP/1.1, and which site answers each request.
 
 It owns the listening socket, TLS (`frontdoor.tls`), request reading with h11, the connection
-budget and the time limits. Each request goes to the first site that claims it (a VPN protocol)
+budget (`frontdoor.budget`) and the time limits. Each request goes to the first site that claims it (a VPN protocol)
 or to the default site (the portal, when it is on); an answer that upgrades the connection hands
 the stream to the protocol's tunnel and frees the connection's budget slot.
 """
@@ -14,15 +14,16 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import h11
 
+from campusvpn.frontdoor.budget import Budget, Slot
 from campusvpn.frontdoor.http import Peer, Request, Site, Upgrade, plain
 from campusvpn.frontdoor.tls import TlsServerProtocol
 from campusvpn.platform import logs, metrics
 
 READ_SIZE = 256 * 1024
-REQUEST_TIMEOUT = 30.0
 MAX_HEAD = 16 * 1024
 
 
@@ -35,6 +36,16 @@ def ssl_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The front door's time limits, in seconds, and its slowest accepted upload."""
+
+    handshake: float  # TLS handshake
+    header: float  # a request's line and headers, once they start
+    keepalive: float  # idle, waiting for the next request
+    min_rate: int  # bytes per second for a body, after `header` seconds of grace
+
+
 class FrontDoor:
     def __init__(
         self,
@@ -42,16 +53,14 @@ class FrontDoor:
         sites: Sequence[Site],
         default: Site,
         *,
-        max_pending: int,
-        handshake_timeout: float,
-        request_deadline: float,
+        budget: Budget,
+        limits: Limits,
     ) -> None:
         self.tls = tls
         self.sites = sites
         self.default = default
-        self.pending = asyncio.Semaphore(max_pending)
-        self.handshake_timeout = handshake_timeout
-        self.request_deadline = request_deadline  # a page or sign-in step must be answered within this
+        self.budget = budget
+        self.limits = limits
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -59,7 +68,10 @@ class FrontDoor:
             return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=READ_SIZE), self._client)
 
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: TlsServerProtocol(self.tls, http_phase, self.handshake_timeout), host, port, backlog=1024
+            lambda: TlsServerProtocol(self.tls, http_phase, self.limits.handshake, self._admit),
+            host,
+            port,
+            backlog=1024,
         )
 
     def stop(self) -> None:
@@ -72,6 +84,12 @@ class FrontDoor:
                 return site
         return self.default
 
+    def _admit(self, address: str | None) -> Slot | None:
+        slot = self.budget.admit(address)
+        if slot is None:
+            metrics.PROTOCOL_ERRORS.labels("too_many_pending").inc()
+        return slot
+
     # --- one client connection ------------------------------------------------------------
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -81,17 +99,12 @@ class FrontDoor:
             (str(peer_addr[0]), int(peer_addr[1])) if peer_addr else None,
             (str(local[0]), int(local[1])) if local else None,
         )
-        if self.pending.locked():
-            metrics.PROTOCOL_ERRORS.labels("too_many_pending").inc()
-            writer.close()
-            return
-        await self.pending.acquire()
-        released = False
+        slot: Slot | None = writer.get_extra_info("admission_slot")
         try:
             upgrade = await self._http(reader, writer, peer)
             if upgrade is not None:
-                self.pending.release()
-                released = True
+                if slot is not None:
+                    slot.release()  # a tunnel now: it no longer counts against the sign-in budget
                 # What the stream reader already holds arrived before the switch: it goes first, in order.
                 leftover, switch = upgrade
                 reader.feed_eof()
@@ -105,8 +118,6 @@ class FrontDoor:
                 "gateway.connection_error", logging.ERROR, source=peer.source, error=f"{type(exc).__name__}: {exc}"
             )
         finally:
-            if not released:
-                self.pending.release()
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -114,12 +125,23 @@ class FrontDoor:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer
     ) -> tuple[bytes, Upgrade] | None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        deadline = time.monotonic() + self.request_deadline
+        idle_limit = self.limits.header  # the first request follows the handshake at once
         while True:
-            head, body = await self._read_request(conn, reader, deadline)
+            head, body = await self._read_request(conn, reader, idle_limit)
+            idle_limit = self.limits.keepalive
             if head is None:
                 return None
             site = self.site_for(head)
+            if head.headers.get("transfer-encoding") is not None and head.headers.get("content-length") is not None:
+                # RFC 9112 6.1: a message with both may be an attempt at request smuggling
+                writer.write(plain(conn, 400, "A request may not carry both Content-Length and Transfer-Encoding."))
+                await writer.drain()
+                return None
+            if self.budget.in_reserve and not await site.holds_session(head):
+                metrics.PROTOCOL_ERRORS.labels("reserved_for_sessions").inc()
+                writer.write(plain(conn, 503, "The gateway is busy; try again in a minute."))
+                await writer.drain()
+                return None
             if body is None:
                 writer.write(plain(conn, 413, site.too_large))
                 await writer.drain()
@@ -131,8 +153,6 @@ class FrontDoor:
                 return conn.trailing_data[0], answer
             writer.write(answer.data)
             await writer.drain()
-            # A browser may keep the connection for many pages: each page gets a fresh deadline.
-            deadline = time.monotonic() + self.request_deadline
             if answer.close or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return None
             try:
@@ -141,13 +161,22 @@ class FrontDoor:
                 return None
 
     async def _read_request(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float
+        self, conn: h11.Connection, reader: asyncio.StreamReader, idle_limit: float
     ) -> tuple[Request | None, bytes | None]:
-        """The next request and its body; the body is None when it exceeds the site's limit."""
+        """The next request and its body; the body is None when it exceeds the site's limit.
+
+        Each part has a deadline of its own: the first byte within `idle_limit`, the head within
+        `limits.header` of its first byte, the body at `limits.min_rate` or faster. A client that
+        trickles a byte at a time cannot hold its slot longer than that.
+        """
         request: Request | None = None
         limit = 0
         body = bytearray()
         too_big = False
+        deadline = time.monotonic() + idle_limit
+        started = conn.trailing_data[0] != b""  # a pipelined request already began
+        if started:
+            deadline = time.monotonic() + self.limits.header
         while True:
             try:
                 event = conn.next_event()
@@ -156,12 +185,16 @@ class FrontDoor:
                 logs.event("gateway.bad_http", logging.WARNING, error=str(exc))
                 return None, None
             if event is h11.NEED_DATA:
-                left = min(REQUEST_TIMEOUT, deadline - time.monotonic())
+                left = deadline - time.monotonic()
                 if left <= 0:
+                    metrics.PROTOCOL_ERRORS.labels("slow_request").inc()
                     return None, None
                 data = await asyncio.wait_for(reader.read(READ_SIZE), timeout=left)
                 if not data:
                     return None, None
+                if not started:
+                    started = True
+                    deadline = time.monotonic() + self.limits.header
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
@@ -170,6 +203,8 @@ class FrontDoor:
                 length = request.headers.get("content-length", "0")
                 if length.isdigit() and int(length) > limit:
                     return request, None  # refuse at once; never read a body we will not use
+                expected = int(length) if length.isdigit() else limit
+                deadline = time.monotonic() + self.limits.header + expected / self.limits.min_rate
                 continue
             if isinstance(event, h11.Data):
                 if request is None or len(body) + len(event.data) > limit:

@@ -19,6 +19,8 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
+from campusvpn.frontdoor.budget import Slot
+
 # Ciphertext lands here first; every connection uses the same one (the loop is one thread and the
 # bytes are moved into the connection's BIO before anything else runs).
 _RECEIVE = bytearray(256 * 1024)
@@ -36,8 +38,11 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
         context: ssl.SSLContext,
         app_factory: Callable[[], asyncio.BaseProtocol],
         handshake_timeout: float,
+        admit: Callable[[str | None], Slot | None] | None = None,
     ) -> None:
         self._context = context
+        self._admit = admit
+        self.slot: Slot | None = None
         self._app_factory = app_factory
         self._handshake_timeout = handshake_timeout
         self._incoming = ssl.MemoryBIO()
@@ -53,12 +58,21 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._raw = cast(asyncio.Transport, transport)  # TCP: reads and writes (uvloop's is not a subclass)
+        if self._admit is not None:
+            peer = transport.get_extra_info("peername")
+            self.slot = self._admit(str(peer[0]) if peer else None)
+            if self.slot is None:  # over budget: refused before a handshake is spent on it
+                self._closing = True
+                self._raw.abort()
+                return
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._raw.abort)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _RECEIVE_VIEW
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._closing and self._app is None:
+            return  # refused or failed before the handshake finished: nothing more to do
         self._incoming.write(_RECEIVE_VIEW[:nbytes])
         if self._app is None:
             self._handshake()
@@ -71,6 +85,8 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
         return False  # TLS without close_notify ends here: close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.slot is not None:
+            self.slot.release()
         if self._timer is not None:
             self._timer.cancel()
         self._closing = True
@@ -207,6 +223,8 @@ class TlsTransport(asyncio.Transport):
             return self._tls._context
         if name == "ssl_object":
             return self._tls._ssl
+        if name == "admission_slot":
+            return self._tls.slot
         if name == "cipher":
             return self._tls._ssl.cipher()
         if name == "peercert":

@@ -304,10 +304,41 @@ class GatewaySection(Section):
     keepalive: Duration = Field(timedelta(seconds=20), description="Keepalive interval told to clients.")
     auth_timeout: Duration = Field(timedelta(minutes=5), description="Time a client has to finish signing in.")
     handshake_timeout: Duration = Field(
-        timedelta(seconds=15), description="Time a client has to finish the TLS handshake and send a request."
+        timedelta(seconds=10), description="Time a client has to finish the TLS handshake."
+    )
+    header_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="Time a request's line and headers have to arrive once they start; a client that trickles "
+        "them slower loses the connection.",
+    )
+    keepalive_timeout: Duration = Field(
+        timedelta(seconds=15),
+        description="How long a connection may wait, idle, for its next request (browsers' keep-alive).",
+    )
+    min_receive_rate: int = Field(
+        4096,
+        ge=64,
+        le=10_000_000,
+        description="Slowest a request body may arrive, in bytes per second (after `header_timeout` of grace).",
     )
     max_pending: int = Field(
-        256, ge=1, le=100000, description="Connections allowed at once that have not yet signed in."
+        256,
+        ge=1,
+        le=100000,
+        description="Connections anyone may hold at once before reaching a tunnel (TLS handshake, sign-in pages).",
+    )
+    pending_reserved: int = Field(
+        64,
+        ge=0,
+        le=100000,
+        description="More connections beyond `max_pending`, only for VPN clients that carry a live session: "
+        "connected users reconnect even while strangers hold every open slot.",
+    )
+    max_pending_per_address: int = Field(
+        64,
+        ge=1,
+        le=100000,
+        description="Connections one source address may hold before reaching a tunnel (room for a NAT's users).",
     )
     policy_recheck: Duration = Field(
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."

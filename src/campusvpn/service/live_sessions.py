@@ -83,6 +83,13 @@ def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
         )
 
 
+def is_resumable(ctx: Context, token: str) -> bool:
+    """Whether this cookie names a live session that may connect now (one whose disconnected time ran
+    out ends here, as it would on CONNECT)."""
+    with ctx.tx() as s:
+        return sessions.resumable(ctx, s, token) is not None
+
+
 def sign_out(ctx: Context, token: str | None) -> None:
     """The client's own sign-out (its `logout` request): the session ends."""
     if not token:

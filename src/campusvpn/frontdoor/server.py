@@ -61,6 +61,7 @@ class FrontDoor:
         self.default = default
         self.budget = budget
         self.limits = limits
+        metrics.PENDING.set_function(lambda: budget.pending)
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:

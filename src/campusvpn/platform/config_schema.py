@@ -335,10 +335,11 @@ class GatewaySection(Section):
         "connected users reconnect even while strangers hold every open slot.",
     )
     max_pending_per_address: int = Field(
-        64,
+        16,
         ge=1,
         le=100000,
-        description="Connections one source address may hold before reaching a tunnel (room for a NAT's users).",
+        description="Connections one source address may hold before reaching a tunnel: room for a NAT's users "
+        "signing in at once, yet a few addresses cannot fill `max_pending`.",
     )
     policy_recheck: Duration = Field(
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."

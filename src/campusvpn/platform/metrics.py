@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+PENDING = Gauge("campusvpn_pending_connections", "Connections held by the front door that are not tunnels yet")
 SESSIONS = Gauge("campusvpn_tunnels", "Live tunnels (connected sessions)")
 LOGINS = Counter("campusvpn_logins_total", "Completed sign-ins by outcome", ["outcome"])
 BYTES_IN = Counter("campusvpn_bytes_in_total", "Bytes received from clients through tunnels")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campusvpn.anyconnect.site import AnyConnectSite
+from campusvpn.fortinet.site import FortinetSite
 from campusvpn.frontdoor.http import Site
 from campusvpn.frontdoor.server import FrontDoor, ssl_context
 from campusvpn.platform import logs
@@ -70,7 +71,7 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
     front = FrontDoor(
         tls,
-        [anyconnect],
+        [FortinetSite(ctx, hub, on_review=enforcer.review_at), anyconnect],
         portal or anyconnect,
         max_pending=g.max_pending,
         handshake_timeout=g.handshake_timeout.total_seconds(),

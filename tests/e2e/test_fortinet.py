@@ -1,0 +1,150 @@
+"""The real `openconnect --protocol=fortinet` against `campusvpn serve`, across network namespaces.
+
+Same test bed as the AnyConnect tests (tests/e2e/testbed.py): client ns -- gateway ns -- campus host ns.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
+
+_missing = missing_requirements()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests: {_missing}")
+
+
+def fortinet(bed: Testbed, user: str, *, script: str, extra: tuple[str, ...] = ()) -> list[str]:
+    return bed.openconnect_args(user, script=script, extra=("--protocol=fortinet", *extra))
+
+
+def recorder(bed: Testbed, tag: str) -> str:
+    """A vpnc-script wrapper that records what openconnect passes, then configures for real."""
+    script = bed.dir / "record-fortinet.sh"
+    if not script.exists():
+        script.write_text(
+            '#!/bin/sh\nenv | sort > "$(dirname "$0")/fenv-$1-${reason}.txt"\n'
+            "exec /usr/share/vpnc-scripts/vpnc-script\n"
+        )
+        script.chmod(0o755)
+    return f"{script} {tag}"
+
+
+def env_of(bed: Testbed, tag: str, reason: str = "connect") -> dict[str, str]:
+    path = bed.dir / f"fenv-{tag}-{reason}.txt"
+    assert wait_until(path.exists, 15) is not None, f"vpnc-script was not called with reason={reason}"
+    time.sleep(0.3)
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def totp_args(secret: object) -> tuple[str, ...]:
+    return ("--token-mode=totp", f"--token-secret=base32:{secret}")
+
+
+def connect_background(bed: Testbed, user: str, stdin: str, *, tag: str, extra: tuple[str, ...] = ()) -> int:
+    log = bed.dir / f"foc-{tag}.log"
+    r = bed.connect_background(user, stdin, script=recorder(bed, tag), extra=("--protocol=fortinet", *extra), log=log)
+    assert r.returncode == 0, log.read_text()
+    return bed.clients[-1]
+
+
+def authenticate(bed: Testbed, user: str, stdin: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = fortinet(bed, user, script="/bin/true", extra=("--authenticate", *extra))
+    return sh(*args, check=False, input=stdin, timeout=60)
+
+
+def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
+    u = bed.add_user("1000000101")
+    pid = connect_background(bed, "1000000101", PASSWORD + "\n", tag="fa", extra=totp_args(u["secret"]))
+    env = env_of(bed, "fa")
+    assert env["INTERNAL_IP4_ADDRESS"].startswith("172.31.")
+    assert env["INTERNAL_IP4_DNS"] == "10.201.0.53 10.201.0.63"
+    assert env["CISCO_DEF_DOMAIN"] == "campus.test"
+    assert (env["CISCO_SPLIT_INC"], env["CISCO_SPLIT_INC_0_ADDR"], env["CISCO_SPLIT_INC_0_MASKLEN"]) == (
+        "1",
+        "10.201.0.0",
+        "24",
+    )
+    assert (env["CISCO_SPLIT_EXC"], env["CISCO_SPLIT_EXC_0_ADDR"], env["CISCO_SPLIT_EXC_0_MASKLEN"]) == (
+        "1",
+        "10.201.0.128",
+        "25",
+    )
+    assert env["INTERNAL_IP4_MTU"] == "1400"
+    assert "default" not in bed.in_client("ip", "route").stdout  # split tunnel: no default route
+
+    ping = bed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP)
+    assert ping.returncode == 0, ping.stdout
+
+    listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000101", "--json").stdout)
+    assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
+
+    # Ctrl-C: LCP Terminate-Request, then /remote/logout: the session is over.
+    sh("kill", "-INT", str(pid))
+    assert wait_until(lambda: not pid_alive(pid), 10) is not None
+    [ended] = json.loads(bed.cli(None, "session", "list", "--all", "--user", "1000000101", "--json").stdout)
+    assert ended["ended"]
+    assert ended["bytes_in"] > 0 and ended["bytes_out"] > 0
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong_code", "That code is not right"),
+        ("mfa_10_minutes_ago", "still being activated"),
+        ("revoked", "Your account has been closed"),
+    ],
+)
+def test_refusals_show_the_reason(bed: Testbed, case: str, expected: str) -> None:
+    name = {"wrong_code": "1000000111", "mfa_10_minutes_ago": "1000000112", "revoked": "1000000114"}[case]
+    applied = (datetime.now(UTC) - timedelta(minutes=10)).isoformat() if case == "mfa_10_minutes_ago" else None
+    u = bed.add_user(name, applied_at=applied)
+    if case == "revoked":
+        bed.cli(None, "user", "revoke", name)
+    if case == "wrong_code":
+        r = authenticate(bed, name, f"{PASSWORD}\n000000\n")
+    else:
+        r = authenticate(bed, name, f"{PASSWORD}\n", *totp_args(u["secret"]))
+    assert r.returncode != 0
+    output = r.stdout + r.stderr
+    assert expected in output, output
+    assert "SVPNCOOKIE" not in r.stdout
+
+
+def test_recovery_code_signs_in(bed: Testbed) -> None:
+    u = bed.add_user("1000000102")
+    codes = u["codes"]
+    assert isinstance(codes, list)
+    r = authenticate(bed, "1000000102", f"{PASSWORD}\n{codes[0]}\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SVPNCOOKIE" in r.stdout
+
+
+def test_session_kill_ends_the_client_within_5_seconds_with_the_reason(bed: Testbed) -> None:
+    u = bed.add_user("1000000105")
+    pid = connect_background(bed, "1000000105", PASSWORD + "\n", tag="fk", extra=totp_args(u["secret"]))
+    env_of(bed, "fk")
+    [sess] = json.loads(bed.cli(None, "session", "list", "--user", "1000000105", "--json").stdout)
+    bed.cli(None, "session", "kill", sess["id"])
+    took = wait_until(lambda: not pid_alive(pid), 5)
+    assert took is not None, "the client was still connected 5 s later"
+    print(f"session kill: tunnel ended {took:.2f} s after the command")
+    log = (bed.dir / "foc-fk.log").read_text()
+    assert "Administrative reset" in log, log
+    [ended] = json.loads(bed.cli(None, "session", "list", "--all", "--user", "1000000105", "--json").stdout)
+    assert ended["ended"] and ended["end_reason"] == "Administrative reset"
+
+
+def test_tunnel_request_without_a_valid_cookie_is_forbidden(bed: Testbed) -> None:
+    probe = (
+        "import socket,ssl,sys\n"
+        "c=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE\n"
+        "s=c.wrap_socket(socket.create_connection((sys.argv[1],443),timeout=5),server_hostname='x')\n"
+        "s.sendall(b'GET /remote/sslvpn-tunnel HTTP/1.1\\r\\nHost: sslvpn\\r\\nCookie: SVPNCOOKIE=forged\\r\\n\\r\\n')\n"
+        "print(s.recv(200).split(b'\\r\\n')[0].decode())\n"
+    )
+    r = bed.in_client("python3", "-c", probe, GW_IP)
+    assert r.stdout.strip() == "HTTP/1.1 403 Forbidden", r.stdout + r.stderr

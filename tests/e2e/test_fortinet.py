@@ -148,3 +148,55 @@ def test_tunnel_request_without_a_valid_cookie_is_forbidden(bed: Testbed) -> Non
     )
     r = bed.in_client("python3", "-c", probe, GW_IP)
     assert r.stdout.strip() == "HTTP/1.1 403 Forbidden", r.stdout + r.stderr
+
+
+def test_sms_then_the_code_from_the_outbox(bed: Testbed) -> None:
+    bed.add_user("1000000103", totp=False, phone="+819012345679")
+    outbox = bed.site / "outbox.jsonl"
+    args = fortinet(bed, "1000000103", script="/bin/true", extra=("--authenticate",))
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdin is not None
+    p.stdin.write(f"{PASSWORD}\nsms\n")  # "sms" typed as the code asks for a text message
+    p.stdin.flush()
+
+    def sms() -> str | None:
+        if not outbox.exists():
+            return None
+        msgs = [json.loads(x) for x in outbox.read_text().splitlines() if x.strip()]
+        mine = [m for m in msgs if m["username"] == "1000000103" and m["channel"] == "sms"]
+        return mine[-1]["text"] if mine else None
+
+    assert wait_until(lambda: sms() is not None, 15) is not None, "no SMS in the outbox"
+    text = sms()
+    assert text is not None
+    code = text.split("code: ")[1][:6]
+    out, err = p.communicate(f"{code}\n", timeout=30)
+    assert p.returncode == 0, out + err
+    assert "SVPNCOOKIE" in out
+
+
+def test_anyconnect_and_fortinet_at_the_same_time(bed: Testbed) -> None:
+    a = bed.add_user("1000000106")
+    f = bed.add_user("1000000107")
+    log = bed.dir / "oc-both.log"
+    r = bed.connect_background(
+        "1000000106", PASSWORD + "\n", script=recorder(bed, "both-a"), extra=totp_args(a["secret"]), log=log
+    )
+    assert r.returncode == 0, log.read_text()
+    env_a = env_of(bed, "both-a")
+    connect_background(bed, "1000000107", PASSWORD + "\n", tag="both-f", extra=totp_args(f["secret"]))
+    env_f = env_of(bed, "both-f")
+    assert env_a["INTERNAL_IP4_ADDRESS"] != env_f["INTERNAL_IP4_ADDRESS"]
+    assert env_a["TUNDEV"] != env_f["TUNDEV"]
+    # Both clients route the campus into their own device (the later route replaces the earlier):
+    # source routing sends each address's pings through its own tunnel.
+    for table, env in ((101, env_a), (102, env_f)):
+        bed.in_client("ip", "rule", "add", "from", env["INTERNAL_IP4_ADDRESS"], "table", str(table), check=True)
+        bed.in_client("ip", "route", "add", "10.201.0.0/24", "dev", env["TUNDEV"], "table", str(table), check=True)
+    for env in (env_a, env_f):
+        ping = bed.in_client("ping", "-c", "3", "-W", "2", "-I", env["INTERNAL_IP4_ADDRESS"], CAMPUS_IP)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+    listed = json.loads(bed.cli(None, "session", "list", "--json").stdout)
+    mine = {s["user"]: s for s in listed if s["user"] in ("1000000106", "1000000107")}
+    assert mine["1000000106"]["connected"] and mine["1000000107"]["connected"]
+    assert "FortiGate SSL-VPN" in (mine["1000000107"].get("client") or "")

@@ -5,12 +5,17 @@ Same test bed as the AnyConnect tests (tests/e2e/testbed.py): client ns -- gatew
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 
 _missing = missing_requirements()
@@ -200,3 +205,32 @@ def test_anyconnect_and_fortinet_at_the_same_time(bed: Testbed) -> None:
     mine = {s["user"]: s for s in listed if s["user"] in ("1000000106", "1000000107")}
     assert mine["1000000106"]["connected"] and mine["1000000107"]["connected"]
     assert "FortiGate SSL-VPN" in (mine["1000000107"].get("client") or "")
+
+
+@pytest.mark.skipif(shutil.which("openfortivpn") is None, reason="needs openfortivpn (apt package openfortivpn)")
+def test_openfortivpn_signs_in_gets_the_settings_and_starts_the_tunnel(bed: Testbed) -> None:
+    # Its data path is pppd on kernel PPP, which this machine lacks: the test stops where pppd starts.
+    u = bed.add_user("1000000108")
+    der = x509.load_pem_x509_certificate((bed.site / "tls" / "cert.pem").read_bytes()).public_bytes(Encoding.DER)
+    args = [
+        "ip", "netns", "exec", bed.ns_client, "openfortivpn", f"{GW_IP}:443", "-u", "1000000108",
+        f"--otp={pyotp.TOTP(str(u['secret'])).now()}", "--trusted-cert", hashlib.sha256(der).hexdigest(), "-v",
+    ]  # fmt: skip
+    r = sh(*args, check=False, input=f"{PASSWORD}\n", timeout=60)
+    out = r.stdout + r.stderr
+    for step in (
+        "Authenticated.",
+        "Remote gateway has allocated a VPN.",
+        "found dns suffix campus.test in xml config",
+        "found dns server 10.201.0.53 in xml config",
+        "Switch to tunneling mode",
+    ):
+        assert step in out, out
+    if "kernel does not support PPP" not in out:
+        pytest.fail("pppd ran: this machine has kernel PPP, extend this test to the data path\n" + out)
+
+    def tunnel_requested() -> bool:
+        lines = bed.gw_log.read_text().splitlines()
+        return any('"gateway.tunnel_request"' in x and '"user": "1000000108"' in x for x in lines)
+
+    assert wait_until(tunnel_requested, 5) is not None, bed.gw_log.read_text()[-3000:]

@@ -219,6 +219,7 @@ class FortinetSite:
             text = outcome.user_message or outcome.message
             return Answer(respond(conn, 403, PERMISSION_DENIED + text + "\n", "text/html"), close=True)
         self.on_review(outcome.next_review)
+        logs.event("gateway.tunnel_request", protocol="fortinet", session=outcome.session_id, user=outcome.username)
         settings = self._settings_for(outcome.profile)
         session = SessionInfo(
             outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at

@@ -234,3 +234,19 @@ def test_openfortivpn_signs_in_gets_the_settings_and_starts_the_tunnel(bed: Test
         return any('"gateway.tunnel_request"' in x and '"user": "1000000108"' in x for x in lines)
 
     assert wait_until(tunnel_requested, 5) is not None, bed.gw_log.read_text()[-3000:]
+
+
+def test_resumes_after_the_tcp_connection_is_cut_and_revoke_ends_it(bed: Testbed) -> None:
+    u = bed.add_user("1000000104")
+    pid = connect_background(bed, "1000000104", PASSWORD + "\n", tag="fr", extra=totp_args(u["secret"]))
+    first = env_of(bed, "fr")["INTERNAL_IP4_ADDRESS"]
+    bed.in_client("ss", "-K", "dst", GW_IP, "dport", "=", "443", check=True)
+    again = env_of(bed, "fr", "reconnect")
+    assert again["INTERNAL_IP4_ADDRESS"] == first
+    assert bed.in_client("ping", "-c", "2", "-W", "2", CAMPUS_IP).returncode == 0
+    listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000104", "--json").stdout)
+    assert len(listed) == 1 and listed[0]["connected"]
+    bed.cli(None, "user", "revoke", "1000000104")
+    took = wait_until(lambda: not pid_alive(pid), 5)
+    assert took is not None, "the client was still connected 5 s later"
+    assert "Your account was closed." in (bed.dir / "foc-fr.log").read_text()

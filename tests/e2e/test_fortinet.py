@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from tests.e2e.helpers_net import TCP_CLIENT, TCP_SERVER
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 
 _missing = missing_requirements()
@@ -84,6 +86,20 @@ def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
     ping = bed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP)
     assert ping.returncode == 0, ping.stdout
 
+    size = 4 * 1024 * 1024
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", bed.ns_campus, sys.executable, "-c", TCP_SERVER, CAMPUS_IP, str(size)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    bed.procs.append(server)  # type: ignore[arg-type]
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    client = bed.in_client(sys.executable, "-c", TCP_CLIENT, CAMPUS_IP, str(size), timeout=60)
+    digest, verdict = client.stdout.split()
+    assert verdict == "ok", client.stdout + client.stderr  # 4 MiB back from the campus host, checksummed
+    assert server.stdout.readline().strip() == digest  # and every byte the client sent arrived
+    server.wait(10)
+
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000101", "--json").stdout)
     assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
 
@@ -92,7 +108,7 @@ def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
     assert wait_until(lambda: not pid_alive(pid), 10) is not None
     [ended] = json.loads(bed.cli(None, "session", "list", "--all", "--user", "1000000101", "--json").stdout)
     assert ended["ended"]
-    assert ended["bytes_in"] > 0 and ended["bytes_out"] > 0
+    assert ended["bytes_in"] > size and ended["bytes_out"] > size
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campusvpn.anyconnect.site import AnyConnectSite
+from campusvpn.fortinet.site import FortinetSite
 from campusvpn.frontdoor.budget import Budget
 from campusvpn.frontdoor.http import Site
 from campusvpn.frontdoor.server import FrontDoor, Limits, ssl_context
@@ -71,7 +72,7 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
     front = FrontDoor(
         tls,
-        [anyconnect],
+        [FortinetSite(ctx, hub, on_review=enforcer.review_at), anyconnect],
         portal or anyconnect,
         budget=Budget(g.max_pending, g.pending_reserved, g.max_pending_per_address),
         limits=Limits(

@@ -155,3 +155,24 @@ def detach_node(ctx: Context, node: str) -> int:
 
 def mark_many(ctx: Context, marks: list[sessions.Mark], node: str) -> None:
     sessions.mark_many(ctx, marks, node=node)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A session a cookie names, looked at without connecting it (a client fetching its settings)."""
+
+    session_id: str
+    address: str
+    profile: str | None
+    expires_at: datetime
+
+
+def look_up(ctx: Context, token: str | None) -> Live | None:
+    """The live session this cookie names, if it may connect now; nothing about it changes."""
+    if not token:
+        return None
+    with ctx.tx() as s:
+        row = sessions.resumable(ctx, s, token)
+        if row is None:
+            return None
+        return Live(row.public_id, row.address, row.profile, row.expires_at)

@@ -1,0 +1,171 @@
+"""One client's `/remote/logincheck` dialogue, translated to and from the sign-in engine (sans-IO).
+
+The password step posts `username` + `credential` (+ `realm`, which names a profile); the second
+factor is FortiGate's `tokeninfo` challenge, whose answer comes back in `code` together with the
+`magic` we handed out. In the code field the user may type a 6-digit code, a recovery code, `sms`
+or `call` to have a code sent, and may add ` trust` after a code to skip codes on this device:
+the same answers as over AnyConnect.
+
+The open clients show nothing of a plain failure (405), so a refusal the user must understand (MFA
+applied 10 minutes ago, training missing, account closed...) comes back as a challenge whose
+prompt (`chal_msg`) is the reason; whatever is answered to it is refused.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from campusvpn.platform.config_schema import VpnProfile, VpnSettings
+from campusvpn.service import live_sessions
+from campusvpn.service.context import Context
+from campusvpn.service.errors import ServiceError
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
+
+SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
+TRUST_WORDS = ("trust", "remember")
+SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
+DENIED = "ret=0,redir=/remote/login?&err=sslvpn_login_permission_denied&lang=en"
+
+
+@dataclass(frozen=True)
+class LoginAnswer:
+    status: int  # 200, or 405: FortiGate's "wrong credentials" (openconnect re-prompts)
+    body: str
+    token: str | None = None  # SVPNCOOKIE, once signed in
+    device_token: str | None = None
+    finished: bool = False  # nothing more to answer: forget this sign-in
+    session_id: str | None = None
+    outcome: str | None = None  # "ok" or "refused" the moment the sign-in is decided (log it once)
+
+
+def new_engine(ctx: Context, source: str | None) -> SignIn:
+    """The one place this package constructs the sign-in engine."""
+    return start_signin(ctx, Purpose.VPN, source=source)
+
+
+def _field(text: str) -> str:
+    """A value inside the comma-separated answer: no commas, no line breaks."""
+    return " ".join(text.replace(",", ";").split())
+
+
+@dataclass
+class FortiLogin:
+    ctx: Context
+    source: str | None
+    user_agent: str | None
+    profile: VpnProfile | None = None
+    device_token: str | None = None
+    # The challenge's handle: openfortivpn keeps at most 31 characters of it.
+    magic: str = field(default_factory=lambda: "1-" + secrets.token_hex(12))
+    reqid: str = field(default_factory=lambda: str(secrets.randbelow(10**9)))
+    created: datetime | None = None
+    refused: str | None = None  # set once the sign-in was refused: any answer gets this
+    _engine: SignIn | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # --- entry ------------------------------------------------------------------------------
+
+    def password(self, username: str, credential: str) -> LoginAnswer:
+        with self._lock:
+            self.created = self.ctx.clock.now()
+            self._engine = new_engine(self.ctx, self.source)
+            self._engine.start()
+            if not username or not credential:
+                return LoginAnswer(405, DENIED, finished=True, outcome="refused")
+            return self._after(self._engine.handle(Password(username, credential, self.device_token)))
+
+    def code(self, typed: str) -> LoginAnswer:
+        with self._lock:  # one step at a time, even if a client sends two at once
+            if self.refused is not None:
+                # The same refusal again: openconnect's code generator gives up after two answers
+                # to one challenge (after a 405 it would generate codes for ever).
+                return LoginAnswer(200, self._challenge_body(self.refused))
+            if self._engine is None or self._engine.step is not Step.SECOND_FACTOR:
+                return LoginAnswer(405, DENIED, finished=True)
+            typed = typed.strip()
+            words = typed.lower().split()
+            if len(words) == 1 and words[0] in SEND_WORDS:
+                return self._after(self._engine.handle(SendCode(channel=SEND_WORDS[words[0]])))
+            trust = len(words) >= 2 and words[-1] in TRUST_WORDS
+            code = " ".join(typed.split()[:-1]) if trust else typed
+            if not code:
+                return self._challenge("Enter the code.")
+            label = f"VPN client {self.user_agent or ''}".strip()[:200]
+            return self._after(self._engine.handle(Code(code, trust_device=trust, device_label=label)))
+
+    def refuse(self, message: str) -> LoginAnswer:
+        """Refused before any check (a realm that does not exist): the message is the prompt."""
+        self.created = self.ctx.clock.now()
+        return self._refuse(message)
+
+    @property
+    def username(self) -> str | None:
+        return self._engine.username if self._engine else None
+
+    @property
+    def settings(self) -> VpnSettings:
+        return self.ctx.config.vpn.settings_for(self.profile)
+
+    def expired(self, now: datetime) -> bool:
+        return self.created is not None and now - self.created > self.ctx.config.gateway.auth_timeout
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _after(self, out: Prompt | Finished) -> LoginAnswer:
+        if isinstance(out, Prompt):
+            if out.step is Step.SECOND_FACTOR:
+                return self._challenge(out.error, out)
+            return self._refuse(out.error or out.message)  # the engine wants something we cannot ask here
+        if not out.ok:
+            if out.code == "bad_credentials":
+                return LoginAnswer(405, DENIED, finished=True, outcome="refused")
+            return self._refuse(out.message)
+        return self._open(out)
+
+    def _open(self, done: Finished) -> LoginAnswer:
+        try:
+            opened = live_sessions.open_for_vpn(
+                self.ctx,
+                done.username or "",
+                self.profile,
+                pool=self.settings.pool,
+                source=self.source,
+                client=self.user_agent,
+            )
+        except ServiceError as exc:
+            return self._refuse(str(exc))
+        return LoginAnswer(
+            200,
+            SUCCESS,
+            token=opened.token,
+            device_token=done.device_token,
+            finished=True,
+            session_id=opened.session_id,
+            outcome="ok",
+        )
+
+    def _challenge(self, error: str | None, prompt: Prompt | None = None) -> LoginAnswer:
+        lines = [error] if error else []
+        lines.append(prompt.message if prompt else "Enter your verification code.")
+        if prompt and any(m.kind == "phone" for m in prompt.methods):
+            lines.append("Type sms or call to have a code sent to your phone.")
+        lines.append(
+            'Add " trust" after the code to skip codes on this device for '
+            f"{self.ctx.config.trusted_devices.lifetime.days} days (never on a shared computer)."
+        )
+        return LoginAnswer(200, self._challenge_body(" ".join(lines)))
+
+    def _refuse(self, message: str) -> LoginAnswer:
+        self.refused = message
+        return LoginAnswer(200, self._challenge_body(message), outcome="refused")
+
+    def _challenge_body(self, message: str) -> str:
+        grp = self.profile.name if self.profile else "vpn"
+        return (
+            f"ret=2,reqid={self.reqid},polid=1-1-1,grp={_field(grp)[:100]},portal=campusvpn,peer=,"
+            f"magic={self.magic},tokeninfo=,chal_msg={_field(message)}"
+        )

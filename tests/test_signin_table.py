@@ -480,3 +480,24 @@ def test_a_help_desk_pass_unlocks_only_a_registration(world: World) -> None:
     engine = at(world, Step.REGISTRATION, Purpose.PORTAL)
     engine.unlock_registration()
     assert engine.registration_unlocked and engine.current_prompt().needs_recovery_code is False
+
+
+# --- what VPN clients type into their one code field ------------------------------------------
+
+from campusvpn.signin.typed_answer import typed_answer  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("123456", Code("123456", trust_device=False, device_label="c")),
+        (" 123456 trust ", Code("123456", trust_device=True, device_label="c")),
+        ("abcd-efgh remember", Code("abcd-efgh", trust_device=True, device_label="c")),
+        ("SMS", SendCode(channel="sms")),
+        ("call", SendCode(channel="voice")),
+        ("trust", Code("trust", trust_device=False, device_label="c")),  # a lone word is taken as a code
+        ("   ", None),
+    ],
+)
+def test_a_typed_answer_becomes_the_same_event_for_every_vpn_protocol(typed: str, expected: object) -> None:
+    assert typed_answer(typed, device_label="c") == expected

@@ -22,10 +22,8 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import start_signin
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
-
-SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
-TRUST_WORDS = ("trust", "remember")
+from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
+from campusvpn.signin.typed_answer import typed_answer
 
 
 @dataclass(frozen=True)
@@ -94,15 +92,10 @@ class GatewayLogin:
         typed = (
             req.fields.get("secondary_password") or req.fields.get("password") or req.fields.get("answer") or ""
         ).strip()
-        words = typed.lower().split()
-        if len(words) == 1 and words[0] in SEND_WORDS:
-            return self._after(self._engine.handle(SendCode(channel=SEND_WORDS[words[0]])))
-        trust = len(words) >= 2 and words[-1] in TRUST_WORDS
-        code = " ".join(typed.split()[:-1]) if trust else typed
-        if not code:
+        event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
+        if event is None:
             return self._code_form(None, "Enter the code.")
-        label = f"VPN client {self.user_agent or ''}".strip()[:200]
-        return self._after(self._engine.handle(Code(code, trust_device=trust, device_label=label)))
+        return self._after(self._engine.handle(event))
 
     # --- outcomes ---------------------------------------------------------------------------
 

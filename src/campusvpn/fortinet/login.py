@@ -23,10 +23,9 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import start_signin
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
+from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
+from campusvpn.signin.typed_answer import typed_answer
 
-SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
-TRUST_WORDS = ("trust", "remember")
 SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
 DENIED = "ret=0,redir=/remote/login?&err=sslvpn_login_permission_denied&lang=en"
 
@@ -86,16 +85,10 @@ class FortiLogin:
                 return LoginAnswer(200, self._challenge_body(self.refused))
             if self._engine is None or self._engine.step is not Step.SECOND_FACTOR:
                 return LoginAnswer(405, DENIED, finished=True)
-            typed = typed.strip()
-            words = typed.lower().split()
-            if len(words) == 1 and words[0] in SEND_WORDS:
-                return self._after(self._engine.handle(SendCode(channel=SEND_WORDS[words[0]])))
-            trust = len(words) >= 2 and words[-1] in TRUST_WORDS
-            code = " ".join(typed.split()[:-1]) if trust else typed
-            if not code:
+            event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
+            if event is None:
                 return self._challenge("Enter the code.")
-            label = f"VPN client {self.user_agent or ''}".strip()[:200]
-            return self._after(self._engine.handle(Code(code, trust_device=trust, device_label=label)))
+            return self._after(self._engine.handle(event))
 
     def refuse(self, message: str) -> LoginAnswer:
         """Refused before any check (a realm that does not exist): the message is the prompt."""

@@ -24,13 +24,13 @@ def add_phone(ctx: Context, username: str, kind: str, number: str, extension: st
     it with a code first (begin_phone / confirm_phone)."""
     with ctx.tx() as s:
         user = ctx.user(s, username)
-        method = _new_phone(ctx, user, kind, number, extension)
+        method = _new_phone(ctx, s, user, kind, number, extension)
         s.flush()
         confirm(ctx, s, user, method, ctx.clock.now(), actor)
         return method
 
 
-def _new_phone(ctx: Context, user: User, kind: str, number: str, extension: str | None) -> MfaMethod:
+def _new_phone(ctx: Context, s: Session, user: User, kind: str, number: str, extension: str | None) -> MfaMethod:
     require_applied(user)
     try:
         pk = PhoneKind(kind)
@@ -44,7 +44,10 @@ def _new_phone(ctx: Context, user: User, kind: str, number: str, extension: str 
     if existing is not None:
         if existing.confirmed_at is not None:
             raise Conflict(f"{user.username} already has a {pk.value} phone; delete it first to change it")
+        # A phone added earlier and never confirmed (a lost or mistyped code): it goes first, and at
+        # once, since one user has one phone of each kind (the database's unique key says so too).
         user.methods.remove(existing)
+        s.flush()
     method = MfaMethod(
         public_id=secrets.token_hex(8),
         kind="phone",
@@ -71,7 +74,7 @@ def begin_phone(
     """Add an unconfirmed phone and send it a code; `confirm_phone` makes it count."""
     with ctx.tx() as s:
         user = ctx.user(s, username)
-        method = _new_phone(ctx, user, kind, number, extension)
+        method = _new_phone(ctx, s, user, kind, number, extension)
         s.flush()
         send(ctx, s, user, method, channel, source)
         return method.public_id

@@ -4,7 +4,7 @@ The same flows run in real Chromium in tests/e2e/test_portal_browser.py."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pyotp
@@ -92,6 +92,9 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     devices = c.get("/devices").text
     device_id = re.search(r'name="device" value="([0-9a-f]+)"', devices)
     assert device_id
+    # Last used (just now, by the sign-in above) and expiry (30 days on) are shown, not left empty.
+    used, expires = clock.now().astimezone(UTC), clock.now().astimezone(UTC) + timedelta(days=30)
+    assert used.strftime("%Y-%m-%dT%H:%M") in devices and expires.strftime("%Y-%m-%d") in devices
     r = c.post("/devices", data={"csrf": csrf(devices), "device": device_id.group(1)})
     assert "revoked" in r.text
     c.post("/signout", data={"csrf": csrf(r.text)})

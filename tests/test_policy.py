@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campusvpn.core.calendar import fiscal_year_bounds, fiscal_year_of
+from campusvpn.core.calendar import first_minute_from, fiscal_year_bounds, fiscal_year_of
 from campusvpn.core.policy import AccountFacts, AccountStatus, Affiliation, decide, rules_from_config
 from campusvpn.platform.config_schema import Config
 
@@ -53,6 +53,14 @@ def test_refused_until_40_minutes_after_application_with_the_exact_time() -> Non
     assert "2026-10-01 09:40 JST" in r.message
     assert "in 1 minute)" in r.message
     assert d.changes_at == APPLIED + timedelta(minutes=40)
+
+
+def test_the_time_vpn_use_opens_is_never_shown_before_it_opens() -> None:
+    applied = APPLIED + timedelta(seconds=5)  # ready at 09:40:05: "from 09:40" would be refused at 09:40
+    [r] = decide(facts(applied=applied), applied + timedelta(minutes=10), RULES).reasons
+    assert "from 2026-10-01 09:41 JST" in r.message
+    assert first_minute_from(applied) == APPLIED + timedelta(minutes=1)
+    assert first_minute_from(APPLIED) == APPLIED  # a whole minute stays as it is
 
 
 def test_allowed_at_exactly_40_minutes_after_application() -> None:

@@ -43,6 +43,18 @@ def start_of_day(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=zone)
 
 
+def first_minute_from(at: datetime) -> datetime:
+    """The first whole minute at or after `at`. Users told "from 09:41" must not be refused at 09:41
+    because the moment was 09:40:05: times at which something becomes possible are rounded up."""
+    whole = at.replace(second=0, microsecond=0)
+    return whole if whole == at else whole + timedelta(minutes=1)
+
+
+def format_from(at: datetime, zone: ZoneInfo) -> str:
+    """`format_local` of the first whole minute at or after `at` (see first_minute_from)."""
+    return format_local(first_minute_from(at), zone)
+
+
 def format_local(at: datetime, zone: ZoneInfo) -> str:
     local = at.astimezone(zone)
     return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or zone.key)

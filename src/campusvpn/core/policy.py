@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from campusvpn.core.calendar import (
     day_in_fiscal_year,
     fiscal_year_of,
-    format_local,
+    format_from,
     local_day,
     month_day,
     start_of_day,
@@ -227,7 +227,7 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
                 Reason(
                     "mfa_activation_pending",
                     "Your MFA application is still being activated: you can use the VPN from "
-                    f"{format_local(ready, rules.zone)} "
+                    f"{format_from(ready, rules.zone)} "
                     f"(in {minutes} minute{'s' if minutes != 1 else ''}).",
                     until=ready,
                     params={"minutes": str(minutes)},

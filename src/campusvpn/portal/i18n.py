@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from campusvpn.core.calendar import format_local
+from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
 
 LANGUAGES = ("ja", "en")
@@ -367,11 +367,15 @@ class Translator:
     def time(self, at: datetime | None) -> str:
         return format_local(at, self.zone) if at else ""
 
+    def from_time(self, at: datetime | None) -> str:
+        """When something becomes possible: the first whole minute at or after `at`."""
+        return format_from(at, self.zone) if at else ""
+
     def reason(self, r: Reason) -> str:
         """A policy reason in the user's language, from its code and facts."""
         if self.lang != "ja" or r.code not in REASONS:
             return r.message
-        params = {**r.params, "at": self.time(r.until)}
+        params = {**r.params, "at": self.from_time(r.until)}
         try:
             return REASONS[r.code][1].format(**params)
         except KeyError:

@@ -23,11 +23,11 @@ def apply(req: Req) -> Response:
     if info["applied_at"]:
         return req.redirect("/")
     if req.request.method == "GET":
-        at = req.t.time(req.ctx.clock.now() + delay)
+        at = req.t.from_time(req.ctx.clock.now() + delay)
         return req.render("apply.html", at=at, minutes=minutes)
     user = mfa.apply(req.ctx, req.username, actor=req.username, source=req.source)
     assert user.mfa_applied_at is not None
-    at = req.t.time(user.mfa_applied_at + delay)
+    at = req.t.from_time(user.mfa_applied_at + delay)
     # Registration happens at the next sign-in, as the rules say: this sign-in ends here.
     return ended(req.ctx, req, req.render("applied.html", at=at))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campusvpn.core.calendar import format_local
+from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Decision, MfaState
 from campusvpn.core.throttle import Verdict
 from campusvpn.core.usernames import InvalidUsername
@@ -362,7 +362,7 @@ class SignIn:
 
     def _locked_message(self, until: datetime) -> str:
         return (
-            f"Too many failed attempts: sign-in is locked until {format_local(until, self.ports.settings.zone)}. "
+            f"Too many failed attempts: sign-in is locked until {format_from(until, self.ports.settings.zone)}. "
             f"If this was not you, contact {self.ports.settings.helpdesk}."
         )
 

@@ -65,7 +65,9 @@ class Req:
 
     @property
     def is_admin(self) -> bool:
-        return self.session.username in self.ctx.config.portal.admins
+        # Listed in the configuration and the account active at this request (suspending an
+        # administrator takes the console away at once, whatever session they hold).
+        return self.session.username in self.ctx.config.portal.admins and self.session.account_active
 
     def field(self, name: str, limit: int = 500) -> str:
         return self.form.get(name, "")[:limit].strip()

@@ -13,7 +13,7 @@ from campusvpn.core.hashing import Argon2Params, Hasher
 from campusvpn.core.policy import PolicyRules, rules_from_config
 from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
-from campusvpn.core.usernames import UsernameRule
+from campusvpn.core.usernames import InvalidUsername, UsernameRule
 from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
@@ -46,7 +46,11 @@ class Context:
             yield s
 
     def user(self, s: Session, typed: str) -> User:
-        name = self.usernames.normalise(typed)
+        try:
+            name = self.usernames.normalise(typed)
+        except InvalidUsername as exc:
+            # Not a user name at all (a mistyped URL, a bad path parameter): no such account.
+            raise NotFound(str(exc)) from exc
         user = s.scalars(select(User).where(User.username == name)).one_or_none()
         if user is None:
             raise NotFound(f"there is no account {name}")

@@ -16,8 +16,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import token_digest
+from campusvpn.core.policy import AccountStatus
 from campusvpn.service.context import Context
-from campusvpn.store.models import WebSession
+from campusvpn.store.models import User, WebSession
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Current:
     second_factor_at: datetime | None
     flash: dict[str, Any] | None
     rotated: bool = False
+    # The account is active now (read with the session at every request): admin power needs it.
+    account_active: bool = False
 
     @property
     def signed_in(self) -> bool:
@@ -55,8 +58,19 @@ def load(ctx: Context, token: str | None) -> Current | None:
             s.delete(row)
             return None
         row.last_seen_at = now
+        status = (
+            s.scalars(select(User.status).where(User.username == row.username)).one_or_none() if row.username else None
+        )
         return Current(
-            row.id, token, row.csrf, row.username, row.signin, row.signed_in_at, row.second_factor_at, row.flash
+            row.id,
+            token,
+            row.csrf,
+            row.username,
+            row.signin,
+            row.signed_in_at,
+            row.second_factor_at,
+            row.flash,
+            account_active=status == AccountStatus.ACTIVE.value,
         )
 
 

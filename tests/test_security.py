@@ -8,14 +8,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
+from tests import helpers
 from tests.conftest import add_user, make_config
 from tests.test_portal import ADMIN, USER, client, csrf, register_totp, sign_in, totp_now
 
+from campusvpn.core import throttle
 from campusvpn.core.policy import AccountStatus
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, api_tokens, mfa
 from campusvpn.service.context import Context, open_context
+from campusvpn.signin import Finished, Prompt
+from campusvpn.store.models import ThrottleCounter
 
 
 @pytest.fixture
@@ -108,3 +113,108 @@ def test_every_path_parameter_refuses_bad_values_without_500(sctx: Context, cloc
                 assert r.status_code in (200, 400, 404, 405, 422), (method, url, r.status_code, r.text[:300])
                 seen.add(r.status_code)
     assert {400, 404} <= seen
+
+
+# --- 3, 4. throttling that strangers cannot turn against the owner ----------------------------
+
+OWNER_HOME = "192.0.2.10"  # the address tests.helpers.sign_in uses by default
+
+
+def _stranger_fails(ctx: Context, clock: FixedClock, times: int, step: str = "password") -> timedelta:
+    """`times` counted failures (wrong passwords, or wrong codes after a right password for
+    `step="second"`) from ever new addresses, each try after the longest back-off, as a patient
+    attacker who knows only the user name would; how long it took."""
+    began, counted, i = clock.now(), 0, 0
+    while counted < times:
+        clock.advance(ctx.config.throttle.backoff_max)
+        source = f"203.0.{i // 250}.{i % 250 + 1}"
+        i += 1
+        if step == "password":
+            out = helpers.sign_in(ctx, None, password="guess", source=source)
+            counted += isinstance(out, Finished) and out.code == "bad_credentials"
+        else:
+            # Up to the lock every try is let through (the waits are at most backoff_max).
+            helpers.sign_in(ctx, "000000", source=source)
+            counted += 1
+    return clock.now() - began
+
+
+def test_a_stranger_cannot_lock_out_the_owners_trusted_device_or_home_address(ctx: Context, clock: FixedClock) -> None:
+    add_user(ctx)
+    secret, _ = helpers.enrol_totp(ctx, clock)
+    first = helpers.sign_in(ctx, helpers.totp_now(secret, clock), trust=True)
+    assert isinstance(first, Finished) and first.ok and first.device_token
+    _stranger_fails(ctx, clock, ctx.config.throttle.password_lock_after)
+    # The stranger is locked out...
+    stranger = helpers.sign_in(ctx, None, source="203.0.9.9")
+    assert isinstance(stranger, Finished) and stranger.code == "locked"
+    # ...the owner's trusted device is not, from any address...
+    device = helpers.sign_in(ctx, None, device_token=first.device_token, source="198.51.100.77")
+    assert isinstance(device, Finished) and device.ok and device.trusted_device
+    # ...nor the address the owner completed a sign-in from, without the device.
+    clock.advance(timedelta(seconds=31))
+    home = helpers.sign_in(ctx, helpers.totp_now(secret, clock), source=OWNER_HOME)
+    assert isinstance(home, Finished) and home.ok, home
+
+
+def test_a_strangers_code_guesses_do_not_lock_the_owners_home_address(ctx: Context, clock: FixedClock) -> None:
+    add_user(ctx)
+    secret, _ = helpers.enrol_totp(ctx, clock)
+    assert helpers.sign_in(ctx, helpers.totp_now(secret, clock)).ok  # type: ignore[union-attr]
+    _stranger_fails(ctx, clock, ctx.config.throttle.second_factor_lock_after, step="second")
+    assert helpers.sign_in(ctx, "000000", source="203.0.9.9").code == "locked"  # type: ignore[union-attr]
+    clock.advance(timedelta(seconds=31))
+    assert helpers.sign_in(ctx, helpers.totp_now(secret, clock), source=OWNER_HOME).ok  # type: ignore[union-attr]
+
+
+def test_the_account_as_a_whole_locks_after_100_consecutive_failures_and_a_success_ends_the_run(
+    ctx: Context, clock: FixedClock
+) -> None:
+    add_user(ctx)
+    secret, _ = helpers.enrol_totp(ctx, clock)
+    first = helpers.sign_in(ctx, helpers.totp_now(secret, clock), trust=True)
+    assert isinstance(first, Finished) and first.device_token
+    _stranger_fails(ctx, clock, throttle.ACCOUNT_CAP - 1)
+    # 99 consecutive failures: the owner still signs in, which ends the run...
+    assert helpers.sign_in(ctx, None, device_token=first.device_token).ok  # type: ignore[union-attr]
+    _stranger_fails(ctx, clock, throttle.ACCOUNT_CAP - 1)
+    assert helpers.sign_in(ctx, None, device_token=first.device_token).ok  # type: ignore[union-attr]
+    # ...and 100 in a row lock the account for everyone (NIST SP 800-63B §5.2.2).
+    took = _stranger_fails(ctx, clock, throttle.ACCOUNT_CAP)
+    assert took > timedelta(hours=20)  # docs/security.md: about a day of patient guessing
+    locked = helpers.sign_in(ctx, None, device_token=first.device_token)
+    assert isinstance(locked, Finished) and locked.code == "locked"
+
+
+def test_a_nat_address_is_not_slowed_by_a_few_typos_and_a_success_there_clears_it(
+    ctx: Context, clock: FixedClock
+) -> None:
+    nat = "198.51.100.1"
+    names = [f"10000000{i:02d}" for i in range(40)]
+    for name in names:
+        add_user(ctx, name)
+    # Twenty people behind one campus NAT mistype their password once each, within seconds.
+    for name in names[: throttle.SOURCE_FREE_FAILURES]:
+        out = helpers.sign_in(ctx, None, name=name, password="typo", source=nat)
+        assert isinstance(out, Finished) and out.code == "bad_credentials"
+    # Someone signs in there: the address is cleared, and twenty more typos are free again.
+    ok = helpers.sign_in(ctx, None, name=names[0], source=nat)
+    assert isinstance(ok, Finished) and ok.code == "refused" and ok.factors == 1  # password accepted
+    for name in names[throttle.SOURCE_FREE_FAILURES :]:
+        out = helpers.sign_in(ctx, None, name=name, password="typo", source=nat)
+        assert isinstance(out, Finished) and out.code == "bad_credentials", out
+
+
+def test_a_code_used_again_in_its_step_is_wait_for_the_next_code_not_a_failure(ctx: Context, clock: FixedClock) -> None:
+    add_user(ctx)
+    secret, _ = helpers.enrol_totp(ctx, clock)
+    code = helpers.totp_now(secret, clock)
+    assert helpers.sign_in(ctx, code, source="203.0.113.5").ok  # type: ignore[union-attr]
+    # openconnect signing in again within the same 30 seconds sends the same code, many times.
+    for _ in range(ctx.config.throttle.second_factor_lock_after + 5):
+        again = helpers.sign_in(ctx, code, source="203.0.113.5")
+        assert isinstance(again, Prompt) and again.error and "Wait for the next code" in again.error
+    with ctx.tx() as s:
+        assert s.scalars(select(ThrottleCounter)).all() == []  # nothing counted
+    clock.advance(timedelta(seconds=30))
+    assert helpers.sign_in(ctx, helpers.totp_now(secret, clock), source="203.0.113.5").ok  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from campusvpn.core import throttle
 from campusvpn.core.hashing import Argon2Params, Hasher
 from campusvpn.core.policy import PolicyRules, rules_from_config
 from campusvpn.core.throttle import ThrottleRule
@@ -94,5 +95,5 @@ def open_context(
         policy=rules_from_config(config),
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
-        source_throttle=rule(t.source_lock_after),
+        source_throttle=throttle.source_rule(rule(t.source_lock_after)),
     )

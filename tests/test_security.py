@@ -218,3 +218,31 @@ def test_a_code_used_again_in_its_step_is_wait_for_the_next_code_not_a_failure(c
         assert s.scalars(select(ThrottleCounter)).all() == []  # nothing counted
     clock.advance(timedelta(seconds=30))
     assert helpers.sign_in(ctx, helpers.totp_now(secret, clock), source="203.0.113.5").ok  # type: ignore[union-attr]
+
+
+# --- 5. anonymous page loads store nothing -------------------------------------------------------
+
+
+def test_anonymous_page_loads_do_not_grow_the_database(sctx: Context) -> None:
+    from sqlalchemy import func
+
+    from campusvpn.store.models import WebSession
+
+    def stored() -> int:
+        with sctx.tx() as s:
+            return s.scalar(select(func.count()).select_from(WebSession)) or 0
+
+    c = client(sctx)
+    before = stored()
+    for i in range(1000):
+        c.cookies.clear()
+        r = c.get(("/signin", "/", "/connect", "/no/such/page")[i % 4])
+        assert r.status_code in (200, 404)
+    assert stored() == before
+    # A browser that submits the sign-in form gets its session then, and signs in as before.
+    assert "Welcome" in sign_in(c) and stored() == before + 1
+    # A form whose CSRF token was made for another browser's cookie is refused.
+    page = client(sctx).get("/signin").text
+    c.cookies.clear()
+    c.get("/signin")
+    assert c.post("/signin", data={"csrf": csrf(page), "username": USER, "password": "x"}).status_code == 403

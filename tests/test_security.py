@@ -246,3 +246,57 @@ def test_anonymous_page_loads_do_not_grow_the_database(sctx: Context) -> None:
     c.cookies.clear()
     c.get("/signin")
     assert c.post("/signin", data={"csrf": csrf(page), "username": USER, "password": "x"}).status_code == 403
+
+
+# --- 7. storage failure ------------------------------------------------------------------------
+
+
+def _read_only(ctx: Context) -> Context:
+    """The same database opened read-only by SQLite: every write fails as on a read-only file
+    system (root ignores file modes, so chmod would not do)."""
+    import dataclasses
+
+    from campusvpn.store import db
+
+    path = ctx.engine.url.database
+    ro = db.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    return dataclasses.replace(ctx, engine=ro, sessions=db.session_factory(ro))
+
+
+def test_storage_failure_says_try_again_later_in_the_vpn_client_and_the_portal(
+    sctx: Context, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from campusvpn.anyconnect import xmlauth
+    from campusvpn.anyconnect.login import GatewayLogin
+
+    helpers.enrol_totp(sctx, clock, USER)
+    add_user(sctx, ADMIN)
+    admin_token = api_tokens.create(sctx, ADMIN, "sync")  # made while storage worked
+    ro = _read_only(sctx)
+    unavailable = "The service is temporarily unavailable; try again in a few minutes."
+    login = GatewayLogin(ro, source="192.0.2.7", user_agent="Open AnyConnect VPN Agent v9.01-3", cert_sha1="AB")
+    first = login.handle_request(xmlauth.AuthRequest(kind="init"))
+    reply = login.handle_request(
+        xmlauth.AuthRequest(
+            kind="auth-reply", handle=login.handle, fields={"username": USER, "password": helpers.PASSWORD}
+        )
+    )
+    assert b"<form" in first.body and reply.finished and not reply.token
+    assert unavailable.encode() in reply.body, reply.body
+    assert any("storage unavailable" in r.message and "readonly" in r.message for r in caplog.records)
+    # The portal: a 503 page in the reader's language.
+    c = client(ro)
+    page = c.get("/signin").text
+    r = c.post("/signin", data={"csrf": csrf(page), "username": USER, "password": helpers.PASSWORD})
+    assert r.status_code == 503 and unavailable in r.text and r.headers["retry-after"]
+    c.cookies.clear()
+    page = c.get("/signin", headers={"accept-language": "ja"}).text
+    r = c.post(
+        "/signin",
+        data={"csrf": csrf(page), "username": USER, "password": helpers.PASSWORD},
+        headers={"accept-language": "ja"},
+    )
+    assert r.status_code == 503 and "サービスは一時的に利用できません" in r.text
+    # The API says it too, with its own status.
+    r = c.get("/api/users", headers={"Authorization": f"Bearer {admin_token}"})
+    assert r.status_code == 503 and r.json() == {"error": unavailable}

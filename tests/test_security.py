@@ -300,3 +300,48 @@ def test_storage_failure_says_try_again_later_in_the_vpn_client_and_the_portal(
     # The API says it too, with its own status.
     r = c.get("/api/users", headers={"Authorization": f"Bearer {admin_token}"})
     assert r.status_code == 503 and r.json() == {"error": unavailable}
+
+
+# --- 6. no serving a database that was never initialised; private files -------------------------
+
+
+def test_serve_refuses_a_database_that_is_missing_or_was_never_initialised(tmp_path: Path) -> None:
+    import stat
+
+    from tests.cli_run import run_campusvpn
+
+    r = run_campusvpn(None, "init", "--dir", str(tmp_path / "st"), "--service-user", "")
+    assert r.returncode == 0, r.stderr
+    conf = tmp_path / "st" / "campusvpn.toml"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600  # it may hold the database password
+    conf.write_text(conf.read_text().replace('"sqlite:///campusvpn.db"', '"sqlite:///campusvnp.db"'))
+    typo = tmp_path / "st" / "campusvnp.db"
+    r = run_campusvpn(conf, "serve", "--no-tun")
+    assert r.returncode != 0
+    assert f"there is no database at {typo}" in r.stderr and "campusvpn init --dir" in r.stderr, r.stderr
+    assert not typo.exists()  # and nothing was created
+    typo.touch()  # an empty file, as a stray `sqlite3 campusvnp.db` would leave
+    r = run_campusvpn(conf, "serve", "--no-tun")
+    assert r.returncode != 0 and "never initialised" in r.stderr and str(typo) in r.stderr, r.stderr
+    assert typo.stat().st_size == 0
+
+
+def test_a_database_created_later_is_private_with_its_wal_and_shm(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from sqlalchemy import text
+
+    from campusvpn.store import db
+
+    old = os.umask(0o022)  # an operator's usual umask: SQLite alone would make 0644 files
+    try:
+        engine = db.make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+        with engine.begin() as conn:  # an open writer keeps the -wal and -shm files
+            conn.execute(text("create table t (x int)"))
+            conn.execute(text("insert into t values (1)"))
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        engine.dispose()
+    finally:
+        os.umask(old)
+    assert modes == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}, modes

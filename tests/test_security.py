@@ -239,7 +239,14 @@ def test_anonymous_page_loads_do_not_grow_the_database(sctx: Context) -> None:
         r = c.get(("/signin", "/", "/connect", "/no/such/page")[i % 4])
         assert r.status_code in (200, 404)
     assert stored() == before
-    # A browser that submits the sign-in form gets its session then, and signs in as before.
+    # A browser that submits a form gets its session then; forms it was given before stay good
+    # (other tabs, the passkey script) until the session changes privilege.
+    c.cookies.clear()
+    token = csrf(c.get("/signin").text)
+    for _ in range(2):
+        r = c.post("/signin", data={"csrf": token, "username": USER, "password": "wrong"})
+        assert r.status_code == 401 and "incorrect" in r.text
+    assert stored() == before + 1
     assert "Welcome" in sign_in(c) and stored() == before + 1
     # A form whose CSRF token was made for another browser's cookie is refused.
     page = client(sctx).get("/signin").text

@@ -146,7 +146,9 @@ def _run(
     if request.method != "POST":
         csrf_ok = True
     elif cur.id is not None:
-        csrf_ok = cur.csrf_ok(sent_csrf)
+        # Pages served before the session was stored (another tab, the passkey script) carry the
+        # pre-session's token: still good, as it is bound to this cookie until the next rotation.
+        csrf_ok = cur.csrf_ok(sent_csrf) or portal_sessions.pre_session_csrf_ok(ctx, cur, sent_csrf)
     else:
         csrf_ok = portal_sessions.pre_session_csrf_ok(ctx, cur, sent_csrf)
         if csrf_ok:  # the first form this browser submits: from now on its session is stored

@@ -89,7 +89,9 @@ class World:
     def ports(self) -> Ports:
         return Ports(SETTINGS, self.clock, nullcontext, self, self, self, self)
 
-    def check_password(self, username: str, password: str, *, purpose: Purpose, source: str | None) -> PasswordOutcome:
+    def check_password(
+        self, username: str, password: str, *, purpose: Purpose, source: str | None, device_token: str | None = None
+    ) -> PasswordOutcome:
         if self.password_blocked:
             return PasswordOutcome(blocked=self.password_blocked)
         m = self.members.get(username)

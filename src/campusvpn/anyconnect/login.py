@@ -20,7 +20,7 @@ from campusvpn.core.calendar import format_local
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
-from campusvpn.service.errors import ServiceError
+from campusvpn.service.errors import ServiceError, Unavailable
 from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
@@ -54,7 +54,11 @@ class GatewayLogin:
 
     def handle_request(self, req: AuthRequest) -> LoginReply:
         with self._lock:  # one step at a time, even if a client sends two at once
-            return self._handle(req)
+            try:
+                return self._handle(req)
+            except Unavailable as exc:
+                # Storage failed (logged with its cause): say so, not "wrong password" or "ended".
+                return self._fail(str(exc))
 
     def _handle(self, req: AuthRequest) -> LoginReply:
         if self.created is None:

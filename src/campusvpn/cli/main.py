@@ -160,9 +160,18 @@ def serve(env: Env, no_tun: bool) -> None:
     from campusvpn.cli import service_user
     from campusvpn.platform import logs, state_files
     from campusvpn.platform.privileges import PrivilegeError
+    from campusvpn.service.database import not_initialised
     from campusvpn.tunnels.tun import TunError
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
+    # A mistyped path must not start the gateway on a new, empty database (everyone would then
+    # "have a wrong password"): serve only a database `init` made.
+    problem = not_initialised(env.cfg)
+    if problem:
+        raise click.ClickException(
+            f"refusing to serve: {problem} ([storage] database in {env.config_path.resolve()}). "
+            "Correct the path, or set up a new installation with `campusvpn init --dir FOLDER`."
+        )
     env.act_as_service_user = False  # root until the ports and the TUN device are ready
     try:
         account = service_user.prepare_serve(env.cfg)

@@ -1,14 +1,42 @@
 """Throttling of failed attempts: a few free failures, then exponential back-off, then a lock.
 
-Counters are kept per user and per source address, and separately for the password and the
-second factor, so that guessing codes cannot lock someone out of the password step and a
-flood from one address does not lock every account it names.
+Counters are kept separately for the password and the second factor (guessing codes cannot
+lock someone out of the password step), and so that strangers cannot lock the owner out:
+
+- per account and *kind of client*: failures from clients the account does not know (no trusted
+  device of it, no sign-in completed from that address lately) are counted apart from failures
+  from its known clients, so a stranger's guesses never slow or lock the owner's own devices;
+- per account as a whole: at most `ACCOUNT_CAP` consecutive failures from anywhere (NIST SP
+  800-63B §5.2.2), then a lock; a success anywhere ends the run;
+- per source address, for unknown clients only: sized for a NAT that hides many people
+  (`SOURCE_FREE_FAILURES` free, waits capped at `SOURCE_BACKOFF_MAX`), and cleared by a success
+  from that address, so it stops an address where nobody succeeds (spraying), not a campus NAT.
+
+docs/security.md ("Throttling") gives the numbers and what they mean for an attacker.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+# NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account.
+ACCOUNT_CAP = 100
+# An address from which the account completed a sign-in within this time is one of its known clients.
+KNOWN_ADDRESS_FOR = timedelta(days=30)
+# One address may stand for a whole campus or carrier NAT: many free failures, short waits.
+SOURCE_FREE_FAILURES = 20
+SOURCE_BACKOFF_MAX = timedelta(minutes=1)
+# The account's run of failures lasts until a success, unless nobody failed for this long.
+ACCOUNT_RUN_KEPT = timedelta(days=7)
+
+
+class Client(enum.Enum):
+    """Who is trying, as the account sees it."""
+
+    KNOWN = "known"  # one of its trusted devices, or an address of a recent completed sign-in
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -18,6 +46,8 @@ class ThrottleRule:
     backoff_max: timedelta
     lock_after: int
     lock_duration: timedelta
+    # Failures followed by this much quiet are forgotten (None: `lock_duration`).
+    forget_after: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,21 @@ class Verdict:
     retry_at: datetime | None = None
 
 
+def account_rule(rule: ThrottleRule) -> ThrottleRule:
+    """The account-wide cap: no waits of its own, a lock after `ACCOUNT_CAP` consecutive failures."""
+    return replace(rule, free_failures=ACCOUNT_CAP, lock_after=ACCOUNT_CAP, forget_after=ACCOUNT_RUN_KEPT)
+
+
+def source_rule(rule: ThrottleRule) -> ThrottleRule:
+    """The per-address rule made from the configured one: sized for NAT (see module doc)."""
+    return replace(
+        rule,
+        free_failures=min(max(rule.free_failures, SOURCE_FREE_FAILURES), rule.lock_after),
+        backoff_max=min(rule.backoff_max, SOURCE_BACKOFF_MAX),
+        backoff_base=min(rule.backoff_base, SOURCE_BACKOFF_MAX),
+    )
+
+
 def wait_after(failures: int, rule: ThrottleRule) -> timedelta:
     """How long to wait after `failures` consecutive failures: 0, …, base, 2·base, 4·base, … ≤ max."""
     over = failures - rule.free_failures
@@ -47,7 +92,8 @@ def wait_after(failures: int, rule: ThrottleRule) -> timedelta:
 def _forgotten(counter: Counter, now: datetime, rule: ThrottleRule) -> Counter:
     """Failures older than a lock's length are forgotten, so a shared address (a campus NAT)
     does not pile up failures over days."""
-    quiet = counter.last_failure is not None and now - counter.last_failure >= rule.lock_duration
+    window = rule.forget_after or rule.lock_duration
+    quiet = counter.last_failure is not None and now - counter.last_failure >= window
     unlocked = counter.locked_until is None or now >= counter.locked_until
     return Counter() if quiet and unlocked else counter
 

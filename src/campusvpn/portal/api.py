@@ -15,7 +15,7 @@ from campusvpn.core.usernames import InvalidUsername
 from campusvpn.portal import admin_ops
 from campusvpn.service import accounts, api_tokens, sessions
 from campusvpn.service.context import Context
-from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable
 
 bearer = HTTPBearer(auto_error=False, description="An admin API token (create one in the admin console).")
 
@@ -101,7 +101,7 @@ def create_api(ctx: Context) -> FastAPI:
 
     @api.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        status = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}.get(type(exc), 400)
+        status = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403, Unavailable: 503}.get(type(exc), 400)
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     @api.exception_handler(InvalidUsername)

@@ -18,6 +18,7 @@ from campusvpn.portal.api import create_api
 from campusvpn.portal.i18n import Translator, pick_language
 from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
 from campusvpn.service.context import Context
+from campusvpn.service.errors import Unavailable
 
 log = logging.getLogger("campusvpn.portal")
 
@@ -85,6 +86,12 @@ def create_app(ctx: Context) -> ASGIApp:
             return HTMLResponse("Method not allowed", status_code=405)
         return _error_page(request, 404, "err.not_found")
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # The cause is already logged where storage failed (service.context).
+        response = _error_page(request, 503, "err.unavailable")
+        response.headers["retry-after"] = "120"
+        return response
+
     async def server_error(request: Request, exc: Exception) -> Response:
         # Logged with its traceback for the operators; the user sees a plain sentence.
         log.error("portal error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -101,7 +108,7 @@ def create_app(ctx: Context) -> ASGIApp:
             Mount("/api", app=create_api(ctx)),
             Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         ],
-        exception_handlers={HTTPException: not_found, 500: server_error},
+        exception_handlers={HTTPException: not_found, Unavailable: unavailable, 500: server_error},
     )
     app.state.ctx = ctx
     return SecurityHeaders(app)

@@ -210,6 +210,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Something went wrong on our side. Nothing was changed. Try again, or contact {helpdesk}.",
         "サーバー側で問題が発生しました。変更は行われていません。もう一度試すか、{helpdesk} に連絡してください。",
     ),
+    "err.unavailable": (
+        "The service is temporarily unavailable; try again in a few minutes.",
+        "サービスは一時的に利用できません。数分後にもう一度お試しください。",
+    ),
     "err.too_big": ("The upload is too large (at most {size}).", "アップロードが大きすぎます（上限 {size}）。"),
     "err.session_expired": (
         "Your sign-in expired. Please sign in again.",

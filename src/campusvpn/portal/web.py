@@ -65,7 +65,9 @@ class Req:
 
     @property
     def is_admin(self) -> bool:
-        return self.session.username in self.ctx.config.portal.admins
+        # Listed in the configuration and the account active at this request (suspending an
+        # administrator takes the console away at once, whatever session they hold).
+        return self.session.username in self.ctx.config.portal.admins and self.session.account_active
 
     def field(self, name: str, limit: int = 500) -> str:
         return self.form.get(name, "")[:limit].strip()
@@ -127,12 +129,11 @@ def _run(
     auth: Auth,
 ) -> Response:
     cookie = request.cookies.get(COOKIE)
+    source, agent = (request.client.host if request.client else None), request.headers.get("user-agent")
     cur = portal_sessions.load(ctx, cookie)
-    fresh = cur is None
     if cur is None:
-        cur = portal_sessions.create(
-            ctx, request.client.host if request.client else None, request.headers.get("user-agent")
-        )
+        # No stored session: a pre-session, stored only when a form is submitted with its token.
+        cur = portal_sessions.pre_session(ctx, cookie)
     lang = pick_language(
         request.query_params.get("lang") or request.cookies.get(LANG_COOKIE),
         request.headers.get("accept-language"),
@@ -142,7 +143,17 @@ def _run(
     if request.query_params.get("lang") in LANGUAGES:
         req.set_cookies.append((LANG_COOKIE, lang, 365 * 86400))
     sent_csrf = form.get("csrf") or request.headers.get("x-csrf-token")  # forms, or the passkey script
-    if request.method == "POST" and (fresh or not cur.csrf_ok(sent_csrf)):
+    if request.method != "POST":
+        csrf_ok = True
+    elif cur.id is not None:
+        # Pages served before the session was stored (another tab, the passkey script) carry the
+        # pre-session's token: still good, as it is bound to this cookie until the next rotation.
+        csrf_ok = cur.csrf_ok(sent_csrf) or portal_sessions.pre_session_csrf_ok(ctx, cur, sent_csrf)
+    else:
+        csrf_ok = portal_sessions.pre_session_csrf_ok(ctx, cur, sent_csrf)
+        if csrf_ok:  # the first form this browser submits: from now on its session is stored
+            portal_sessions.store(ctx, cur, source, agent)
+    if not csrf_ok:
         response = req.error(req.t("err.csrf"), 403)
     elif auth != "none" and not cur.signed_in:
         target = request.url.path if request.method == "GET" else "/"
@@ -156,7 +167,7 @@ def _run(
         response = fn(req)
     if not getattr(response, "session_ended", False):
         portal_sessions.save(ctx, cur, rotate=getattr(response, "rotate_session", False))
-        if fresh or cur.rotated:
+        if cur.token != cookie or cur.rotated:
             response.set_cookie(COOKIE, cur.token, path="/", secure=True, httponly=True, samesite="lax")
     else:
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")

@@ -17,7 +17,7 @@ from campusvpn.core.calendar import local_day
 from campusvpn.core.policy import AccountFacts, AccountStatus, continuous_since
 from campusvpn.core.policy import Affiliation as AffiliationPeriod
 from campusvpn.core.usernames import InvalidUsername
-from campusvpn.service import audit, portal_sessions, sessions
+from campusvpn.service import api_tokens, audit, portal_sessions, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid
 from campusvpn.service.mfa import clear_mfa
@@ -266,9 +266,11 @@ def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str
             revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
             sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
             portal_sessions.end_for_user(s, user.username)
+            api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account revoked")
         elif status is AccountStatus.SUSPENDED:
             sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
             portal_sessions.end_for_user(s, user.username)
+            api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account suspended")
         return user
 
 

@@ -4,15 +4,18 @@ listed, revoked, and turned back into the admin a bearer token acts for."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import token_digest
+from campusvpn.core.policy import AccountStatus
 from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid, NotFound
-from campusvpn.store.models import ApiToken
+from campusvpn.store.models import ApiToken, User
 
 PREFIX = "cvpn_"
 
@@ -63,8 +66,18 @@ def revoke(ctx: Context, public_id: str, *, actor: str) -> None:
         audit.record(s, row.revoked_at, "api.token.revoked", actor=actor, subject=row.owner, token_id=public_id)
 
 
+def revoke_for_owner(s: Session, owner: str, now: datetime, *, actor: str, reason: str) -> int:
+    """Revoke every live token of `owner` (their account was suspended or closed)."""
+    rows = s.scalars(select(ApiToken).where(ApiToken.owner == owner, ApiToken.revoked_at.is_(None))).all()
+    for row in rows:
+        row.revoked_at = now
+        audit.record(s, now, "api.token.revoked", actor=actor, subject=owner, token_id=row.public_id, note=reason)
+    return len(rows)
+
+
 def owner_of(ctx: Context, token: str) -> str | None:
-    """The admin a bearer token acts for, if it is live and its owner is still an admin."""
+    """The admin a bearer token acts for, if it is live, its owner is still an admin and the
+    owner's account is active (checked at every request: a status set by any path counts)."""
     if not token.startswith(PREFIX) or len(token) > 100:
         return None
     now = ctx.clock.now()
@@ -73,6 +86,9 @@ def owner_of(ctx: Context, token: str) -> str | None:
         if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
         if row.owner not in ctx.config.portal.admins:
+            return None
+        status = s.scalars(select(User.status).where(User.username == row.owner)).one_or_none()
+        if status != AccountStatus.ACTIVE.value:
             return None
         row.last_used_at = now
         return row.owner

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from campusvpn.core import throttle
 from campusvpn.core.hashing import Argon2Params, Hasher
 from campusvpn.core.policy import PolicyRules, rules_from_config
 from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
-from campusvpn.core.usernames import UsernameRule
+from campusvpn.core.usernames import InvalidUsername, UsernameRule
 from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
-from campusvpn.service.errors import NotFound
+from campusvpn.service.errors import NotFound, Unavailable
 from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
+
+log = logging.getLogger("campusvpn.storage")
+# Errors of the storage itself (disk full, read-only, I/O, server down, corrupt file), not of a
+# statement or of the data (a unique key taken is a conflict, a bug is a bug).
+STORAGE_FAILURES = (sa_exc.OperationalError, sa_exc.DatabaseError, sa_exc.InterfaceError)
+NOT_STORAGE_FAILURES = (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.DataError, sa_exc.NotSupportedError)
 
 
 @dataclass
@@ -41,12 +50,25 @@ class Context:
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        """One unit of work: committed when the block ends, rolled back if it raises."""
-        with self.sessions.begin() as s:
-            yield s
+        """One unit of work: committed when the block ends, rolled back if it raises. A storage
+        failure becomes `Unavailable` (front ends say "try again in a few minutes") and a log line
+        with its cause for the operators."""
+        try:
+            with self.sessions.begin() as s:
+                yield s
+        except sa_exc.DBAPIError as exc:
+            if not isinstance(exc, STORAGE_FAILURES) or isinstance(exc, NOT_STORAGE_FAILURES):
+                raise
+            cause = str(exc.orig) if exc.orig is not None else str(exc)
+            log.error("storage unavailable (%s): %s", self.config.storage.database.split("@")[-1], cause)
+            raise Unavailable(cause) from exc
 
     def user(self, s: Session, typed: str) -> User:
-        name = self.usernames.normalise(typed)
+        try:
+            name = self.usernames.normalise(typed)
+        except InvalidUsername as exc:
+            # Not a user name at all (a mistyped URL, a bad path parameter): no such account.
+            raise NotFound(str(exc)) from exc
         user = s.scalars(select(User).where(User.username == name)).one_or_none()
         if user is None:
             raise NotFound(f"there is no account {name}")
@@ -90,5 +112,5 @@ def open_context(
         policy=rules_from_config(config),
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
-        source_throttle=rule(t.source_lock_after),
+        source_throttle=throttle.source_rule(rule(t.source_lock_after)),
     )

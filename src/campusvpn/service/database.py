@@ -14,3 +14,8 @@ def upgrade(config: Config) -> str | None:
         return db.head_revision(engine)
     finally:
         engine.dispose()
+
+
+def not_initialised(config: Config) -> str | None:
+    """Why the configured database is not one `campusvpn init` made, or None (nothing is created)."""
+    return db.not_initialised(config.database_url)

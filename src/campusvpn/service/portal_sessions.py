@@ -2,10 +2,16 @@
 
 The browser holds a random token; the table holds its SHA-256. Every change of privilege
 (password accepted, sign-in complete) moves the session to a new token: a token planted
-before sign-in is worthless after it (session fixation)."""
+before sign-in is worthless after it (session fixation).
+
+Nothing is stored until a browser submits a form: before that it holds a *pre-session*, a random
+token in its cookie whose CSRF token is that token sealed with the secret box (so forms need
+no row, any node can check them, and anonymous page loads cannot grow the database)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -16,15 +22,18 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from campusvpn.core.codes import token_digest
+from campusvpn.core.policy import AccountStatus
+from campusvpn.platform.secretbox import SecretBoxError
 from campusvpn.service.context import Context
-from campusvpn.store.models import WebSession
+from campusvpn.store.models import User, WebSession
 
 
 @dataclass
 class Current:
-    """The request's view of its session row (detached; saved with `save`)."""
+    """The request's view of its session row (detached; saved with `save`); `id` None: a
+    pre-session, not stored."""
 
-    id: int
+    id: int | None
     token: str
     csrf: str
     username: str | None
@@ -33,6 +42,8 @@ class Current:
     second_factor_at: datetime | None
     flash: dict[str, Any] | None
     rotated: bool = False
+    # The account is active now (read with the session at every request): admin power needs it.
+    account_active: bool = False
 
     @property
     def signed_in(self) -> bool:
@@ -55,14 +66,55 @@ def load(ctx: Context, token: str | None) -> Current | None:
             s.delete(row)
             return None
         row.last_seen_at = now
+        status = (
+            s.scalars(select(User.status).where(User.username == row.username)).one_or_none() if row.username else None
+        )
         return Current(
-            row.id, token, row.csrf, row.username, row.signin, row.signed_in_at, row.second_factor_at, row.flash
+            row.id,
+            token,
+            row.csrf,
+            row.username,
+            row.signin,
+            row.signed_in_at,
+            row.second_factor_at,
+            row.flash,
+            account_active=status == AccountStatus.ACTIVE.value,
         )
 
 
-def create(ctx: Context, source: str | None, user_agent: str | None) -> Current:
+_PRE = "portal.presession"
+
+
+def pre_session(ctx: Context, token: str | None) -> Current:
+    """The session of a browser that has submitted no form yet: nothing is stored. `token` is
+    the cookie it sent (kept, so its forms stay valid), or None for a new one."""
+    if not token or len(token) > 100:
+        token = secrets.token_urlsafe(32)
+    sealed = ctx.box.seal(f"{token}|{int(ctx.clock.now().timestamp())}".encode(), _PRE)
+    return Current(None, token, base64.urlsafe_b64encode(sealed).decode(), None, None, None, None, None)
+
+
+def pre_session_csrf_ok(ctx: Context, cur: Current, sent: str | None) -> bool:
+    """The form's CSRF token was made for this pre-session's cookie, within a session's lifetime."""
+    if not sent or len(sent) > 400:
+        return False
+    try:
+        token, _, issued = ctx.box.open(base64.urlsafe_b64decode(sent), _PRE).decode().rpartition("|")
+        age = ctx.clock.now().timestamp() - int(issued)
+    except (SecretBoxError, binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(token, cur.token) and 0 <= age <= ctx.config.portal.session_lifetime.total_seconds()
+
+
+def store(ctx: Context, cur: Current, source: str | None, user_agent: str | None) -> None:
+    """Store a pre-session (its browser submitted a valid form): it gets a row and a CSRF secret."""
+    stored = create(ctx, source, user_agent, token=cur.token)
+    cur.id, cur.csrf = stored.id, stored.csrf
+
+
+def create(ctx: Context, source: str | None, user_agent: str | None, *, token: str | None = None) -> Current:
     now = ctx.clock.now()
-    token = secrets.token_urlsafe(32)
+    token = token or secrets.token_urlsafe(32)
     with ctx.tx() as s:
         # Expired rows of anyone are swept here: sessions are created far less often than used.
         s.execute(delete(WebSession).where(WebSession.expires_at <= now))
@@ -82,6 +134,8 @@ def create(ctx: Context, source: str | None, user_agent: str | None) -> Current:
 
 def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
     """Write the request's changes back; with `rotate`, the session gets a new token and CSRF secret."""
+    if cur.id is None:
+        return  # a pre-session: nothing to write
     with ctx.tx() as s:
         row = s.get(WebSession, cur.id)
         if row is None:
@@ -96,6 +150,8 @@ def save(ctx: Context, cur: Current, *, rotate: bool = False) -> None:
 
 
 def end(ctx: Context, cur: Current) -> None:
+    if cur.id is None:
+        return
     with ctx.tx() as s:
         s.execute(delete(WebSession).where(WebSession.id == cur.id))
 

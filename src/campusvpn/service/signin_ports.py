@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from campusvpn.core.phones import CHANNELS, PhoneKind
 from campusvpn.core.policy import Decision
-from campusvpn.core.throttle import Counter, ThrottleRule, Verdict
 from campusvpn.service import audit, mfa, passkeys, throttling, trusted
 from campusvpn.service.context import Context
 from campusvpn.service.eligibility import decision_for
@@ -96,9 +94,10 @@ class StoredSignIn:
 
     # --- credentials --------------------------------------------------------------------------
 
-    def check_password(self, username: str, password: str, *, purpose: Purpose, source: str | None) -> PasswordOutcome:
+    def check_password(
+        self, username: str, password: str, *, purpose: Purpose, source: str | None, device_token: str | None = None
+    ) -> PasswordOutcome:
         ctx, now = self.ctx, self.ctx.clock.now()
-        user_key, src_key = throttling.keys("password", username, source)
 
         def audit_password(s: Session, outcome: str, **detail: Any) -> None:
             audit.record(
@@ -114,17 +113,20 @@ class StoredSignIn:
             )
 
         with self._tx() as s:
-            blocked = self._blocked(s, user_key, src_key, now, ctx.password_throttle)
+            attempt = throttling.Attempt(
+                "password", username, source, throttling.client_of(s, username, source, device_token, now)
+            )
+            blocked = throttling.blocked(s, attempt, now, ctx.password_throttle, ctx.source_throttle)
             if blocked:
-                audit_password(s, "throttled")
+                audit_password(s, "throttled", client=attempt.client.value)
                 return PasswordOutcome(blocked=blocked)
             user = s.scalars(select(User).where(User.username == username)).one_or_none()
             ok = ctx.hasher.verify(user.password_hash if user else None, password)
             if not ok or user is None:
-                self._failed(s, user_key, src_key, now, ctx.password_throttle)
-                audit_password(s, "fail", known_user=user is not None)
+                throttling.count_failure(s, attempt, now, ctx.password_throttle, ctx.source_throttle)
+                audit_password(s, "fail", known_user=user is not None, client=attempt.client.value)
                 return PasswordOutcome()
-            throttling.succeeded(s, user_key)
+            throttling.count_success(s, attempt)
             if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
                 user.password_hash = ctx.hasher.hash(password)  # Argon2 parameters changed in config
             audit_password(s, "ok")
@@ -153,13 +155,22 @@ class StoredSignIn:
         ctx, now = self.ctx, self.ctx.clock.now()
         with self._tx() as s:
             user = self._user(s, username)
-            user_key, src_key = throttling.keys("second", user.username, source)
-            blocked = self._blocked(s, user_key, src_key, now, ctx.second_factor_throttle)
+            # A trusted device never gets here (it skips the code): only the address can be known.
+            attempt = throttling.Attempt(
+                "second", user.username, source, throttling.client_of(s, user.username, source, None, now)
+            )
+            blocked = throttling.blocked(s, attempt, now, ctx.second_factor_throttle, ctx.source_throttle)
             if blocked:
                 return CodeOutcome(blocked=blocked)
             check = mfa.verify_code(ctx, s, user, code, method_id)
             if not check.ok:
-                counter = self._failed(s, user_key, src_key, now, ctx.second_factor_throttle)
+                # A code this user already used is the owner's own (openconnect signing in again
+                # within one 30-second step): "wait for the next code", not a failure.
+                locked_until = (
+                    None
+                    if check.replayed
+                    else throttling.count_failure(s, attempt, now, ctx.second_factor_throttle, ctx.source_throttle)
+                )
                 audit.record(
                     s,
                     now,
@@ -168,13 +179,14 @@ class StoredSignIn:
                     subject=user.username,
                     source=source,
                     outcome="replay" if check.replayed else "fail",
+                    client=attempt.client.value,
                 )
                 return CodeOutcome(
                     replayed=check.replayed,
-                    locked_until=counter.locked_until,
-                    methods=self._choices(user) if counter.locked_until is None else (),
+                    locked_until=locked_until,
+                    methods=self._choices(user) if locked_until is None else (),
                 )
-            throttling.succeeded(s, user_key)
+            throttling.count_success(s, attempt)
             audit.record(
                 s,
                 now,
@@ -243,18 +255,3 @@ class StoredSignIn:
             channels = tuple(c.value for c in CHANNELS[PhoneKind(m.phone_kind)]) if m.phone_kind else ()
             out.append(MethodChoice(m.public_id, m.kind, mfa.method_label(m), channels, m.is_default))
         return tuple(out)
-
-    def _blocked(
-        self, s: Session, user_key: str, src_key: str | None, now: datetime, rule: ThrottleRule
-    ) -> tuple[Verdict, ...]:
-        """The verdicts that refuse this attempt: the user's (with `rule`) and the source address's."""
-        verdicts = [throttling.verdict(s, user_key, now, rule)]
-        if src_key:
-            verdicts.append(throttling.verdict(s, src_key, now, self.ctx.source_throttle))
-        return tuple(v for v in verdicts if not v.allowed)
-
-    def _failed(self, s: Session, user_key: str, src_key: str | None, now: datetime, rule: ThrottleRule) -> Counter:
-        """Count a failure against the user (with `rule`) and against the source address."""
-        if src_key:
-            throttling.failed(s, src_key, now, self.ctx.source_throttle)
-        return throttling.failed(s, user_key, now, rule)

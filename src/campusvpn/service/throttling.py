@@ -1,16 +1,26 @@
-"""Stored throttle counters, applying core.throttle's rule per user and per source."""
+"""Stored throttle counters, applying core.throttle's rules to one sign-in attempt.
+
+An attempt is counted against the account's counter for its kind of client (known or unknown),
+against the account as a whole (the NIST cap), and, for unknown clients only, against the
+source address. See core.throttle and docs/security.md ("Throttling")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campusvpn.core import throttle
-from campusvpn.core.throttle import Counter, ThrottleRule, Verdict
+from campusvpn.core.codes import token_digest
+from campusvpn.core.throttle import Client, Counter, ThrottleRule, Verdict
 from campusvpn.service import audit
 from campusvpn.service.context import Context
-from campusvpn.store.models import ThrottleCounter
+from campusvpn.store.models import AuditEvent, ThrottleCounter, TrustedDevice, User
+
+STEPS = ("password", "second")
+KINDS = ("user", "known", "account")  # unknown clients, known clients, the account as a whole
 
 
 def _load(s: Session, key: str) -> Counter:
@@ -46,14 +56,94 @@ def succeeded(s: Session, key: str) -> None:
     _store(s, key, throttle.record_success())
 
 
-def keys(step: str, username: str, source: str | None) -> tuple[str, str | None]:
-    """(per-user key, per-source key) for a step: `password` or `second`."""
-    return f"{step}:user:{username}", (f"{step}:src:{source}" if source else None)
+def client_of(s: Session, username: str, source: str | None, device_token: str | None, now: datetime) -> Client:
+    """KNOWN when the attempt comes with a live trusted device of this account, or from an address
+    where this account completed a sign-in within `KNOWN_ADDRESS_FOR`; UNKNOWN otherwise
+    (including every attempt on a name that is no account)."""
+    user_id = s.scalars(select(User.id).where(User.username == username)).one_or_none()
+    if user_id is None:
+        return Client.UNKNOWN
+    if device_token:
+        device = s.scalars(
+            select(TrustedDevice.id).where(
+                TrustedDevice.token_digest == token_digest(device_token),
+                TrustedDevice.user_id == user_id,
+                TrustedDevice.revoked_at.is_(None),
+                TrustedDevice.expires_at > now,
+            )
+        ).first()
+        if device is not None:
+            return Client.KNOWN
+    if source:
+        # A completed sign-in is audited as signin.decision (both factors, or a trusted device).
+        done = s.scalars(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.subject == username,
+                AuditEvent.event == "signin.decision",
+                AuditEvent.source == source,
+                AuditEvent.at > now - throttle.KNOWN_ADDRESS_FOR,
+            )
+            .limit(1)
+        ).first()
+        if done is not None:
+            return Client.KNOWN
+    return Client.UNKNOWN
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a step (`password` or `second`) by a client of an account."""
+
+    step: str
+    username: str
+    source: str | None
+    client: Client
+
+    def counters(self) -> list[tuple[str, str]]:
+        """(key, which rule) of every counter this attempt is judged and counted by."""
+        mine = "user" if self.client is Client.UNKNOWN else "known"
+        out = [(f"{self.step}:{mine}:{self.username}", "step"), (f"{self.step}:account:{self.username}", "account")]
+        if self.client is Client.UNKNOWN and self.source:
+            out.append((f"{self.step}:src:{self.source}", "source"))
+        return out
+
+
+def _rule(which: str, rule: ThrottleRule, source_rule: ThrottleRule) -> ThrottleRule:
+    if which == "account":
+        return throttle.account_rule(rule)
+    return source_rule if which == "source" else rule
+
+
+def blocked(
+    s: Session, a: Attempt, now: datetime, rule: ThrottleRule, source_rule: ThrottleRule
+) -> tuple[Verdict, ...]:
+    """The verdicts that refuse this attempt before its secret is checked (empty: go ahead)."""
+    verdicts = (verdict(s, key, now, _rule(which, rule, source_rule)) for key, which in a.counters())
+    return tuple(v for v in verdicts if not v.allowed)
+
+
+def count_failure(
+    s: Session, a: Attempt, now: datetime, rule: ThrottleRule, source_rule: ThrottleRule
+) -> datetime | None:
+    """Count a failed attempt everywhere it counts; the end of the lock it caused, if any."""
+    locks = [failed(s, key, now, _rule(which, rule, source_rule)).locked_until for key, which in a.counters()]
+    ends = [t for t in locks if t is not None]
+    return max(ends) if ends else None
+
+
+def count_success(s: Session, a: Attempt) -> None:
+    """A success ends the run of failures of its kind of client and of the account, and clears its
+    address (someone behind that address knew their secret: the address is not only an attacker)."""
+    for key, _which in a.counters():
+        succeeded(s, key)
+    if a.source:
+        succeeded(s, f"{a.step}:src:{a.source}")
 
 
 def unlock(s: Session, username: str) -> int:
-    """Clear a user's password and second-factor counters (help desk, after checking identity)."""
-    rows = [s.get(ThrottleCounter, keys(step, username, None)[0]) for step in ("password", "second")]
+    """Clear every counter of a user (help desk, after checking identity): how many there were."""
+    rows = [s.get(ThrottleCounter, f"{step}:{kind}:{username}") for step in STEPS for kind in KINDS]
     for row in rows:
         if row is not None:
             s.delete(row)

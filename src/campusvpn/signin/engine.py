@@ -190,7 +190,9 @@ class SignIn:
             name = settings.usernames.normalise(ev.username)
         except InvalidUsername as exc:
             return Prompt(Step.PASSWORD, self.start().message, error=str(exc).capitalize() + ".")
-        checked = self.ports.credentials.check_password(name, ev.password, purpose=self.purpose, source=self.source)
+        checked = self.ports.credentials.check_password(
+            name, ev.password, purpose=self.purpose, source=self.source, device_token=ev.device_token
+        )
         if checked.blocked:
             return self._throttled(checked.blocked, now)
         account = checked.account

@@ -117,8 +117,12 @@ class Settings:
 
 
 class Credentials(Protocol):
-    def check_password(self, username: str, password: str, *, purpose: Purpose, source: str | None) -> PasswordOutcome:
-        """Throttle check, hash check, failure counting, audit, and rehash when parameters changed."""
+    def check_password(
+        self, username: str, password: str, *, purpose: Purpose, source: str | None, device_token: str | None = None
+    ) -> PasswordOutcome:
+        """Throttle check, hash check, failure counting, audit, and rehash when parameters changed.
+        `device_token` (a trusted device's, if the client sent one) makes the client one the
+        account knows, which a stranger's failures do not throttle."""
         ...
 
     def check_passkey(self, assertion: PasskeyAssertion, *, source: str | None) -> PasskeyOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,27 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (`sqlite:///path`), or None for other databases and `:memory:`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or ":memory:" in url or url[len(prefix) :].startswith("file:"):
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0])
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        path = sqlite_file(url)
+        if path is not None and not path.exists() and path.parent.is_dir():
+            # SQLite would create it with the umask's mode (often 0644): it holds password hashes.
+            # Its -wal and -shm files take the database file's mode.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -41,6 +56,29 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it already is."""
     command.upgrade(_alembic_config(engine), "head")
+
+
+def not_initialised(url: str) -> str | None:
+    """Why the database at `url` is not one `init` made (missing, or without a schema), or None.
+    Looks without creating or changing anything."""
+    path = sqlite_file(url)
+    if path is not None:
+        where = str(path.resolve())
+        if not path.exists():
+            return f"there is no database at {where}"
+        engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    else:
+        where = url.rsplit("@", 1)[-1]  # no password in messages
+        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        revision = current_revision(engine)
+    except DatabaseError as exc:
+        return f"the database at {where} cannot be read ({exc.orig})"
+    finally:
+        engine.dispose()
+    if revision is None:
+        return f"the database at {where} was never initialised (it holds no campusvpn schema)"
+    return None
 
 
 def current_revision(engine: Engine) -> str | None:

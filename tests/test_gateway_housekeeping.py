@@ -166,3 +166,41 @@ def test_traffic_of_a_session_ended_elsewhere_is_counted_without_reviving_it(tmp
     with ctx.tx() as s:
         row = s.scalars(select(VpnSession).where(VpnSession.public_id == opened.session.public_id)).one()
         assert row.ended_at is not None and not row.connected and row.bytes_in == 500
+
+
+def test_a_reconnect_during_a_storage_outage_is_told_to_retry_and_live_tunnels_keep_running(tmp_path: Path) -> None:
+    import dataclasses
+
+    import h11
+
+    from campusvpn.anyconnect.site import AnyConnectSite
+    from campusvpn.cli.setup import write_self_signed
+    from campusvpn.frontdoor.http import Answer, Peer, Request
+    from campusvpn.store import db
+
+    ctx, clock = _staff_with_phone(tmp_path, trained=True)
+    clock.advance(timedelta(minutes=41))
+    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
+    with ctx.tx() as s:
+        opened = sessions.open_session(
+            ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
+        )
+    # The same database, read-only (a full disk or a read-only file system: every write fails).
+    ro_engine = db.make_engine(f"sqlite:///file:{ctx.engine.url.database}?mode=ro&uri=true")
+    outage = dataclasses.replace(ctx, engine=ro_engine, sessions=db.session_factory(ro_engine))
+
+    async def run() -> None:
+        hub = Hub(outage, tun_fd=None, node="gw1")
+        enforcer = Enforcer(outage, hub)
+        t, channel = _attach(ctx, hub, enforcer)  # connected before the outage
+        site = AnyConnectSite(outage, hub, claim_everything=False)
+        raw = h11.Request(
+            method="CONNECT", target="/CSCOSSLC/tunnel", headers=[("Host", "x"), ("Cookie", f"webvpn={opened.token}")]
+        )
+        answer = await site.respond(Request.of(raw), b"", h11.Connection(h11.SERVER), Peer("192.0.2.1", None, None))
+        assert isinstance(answer, Answer) and answer.close
+        assert answer.data.startswith(b"HTTP/1.1 503 ") and b"temporarily unavailable" in answer.data
+        await enforcer.round()  # housekeeping during the outage
+        assert hub.is_live(t) and channel.closed_with is None
+
+    asyncio.run(run())

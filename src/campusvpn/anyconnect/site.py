@@ -25,6 +25,7 @@ from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, pla
 from campusvpn.platform import logs, metrics
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
+from campusvpn.service.errors import Unavailable
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import SessionInfo
 
@@ -160,7 +161,10 @@ class AnyConnectSite:
 
     async def _connect(self, request: Request, peer: Peer) -> Answer | Upgrade:
         token = cookie(request.headers.get("cookie", ""), "webvpn")
-        outcome = await asyncio.to_thread(live_sessions.attach, self.ctx, token, self.hub.node)
+        try:
+            outcome = await asyncio.to_thread(live_sessions.attach, self.ctx, token, self.hub.node)
+        except Unavailable as exc:  # the client retries its reconnect; live tunnels keep running meanwhile
+            return Answer(refused_response(503, "Service Unavailable", str(exc)), close=True)
         if isinstance(outcome, live_sessions.Refused):
             return Answer(refused_response(outcome.status, outcome.message, outcome.user_message), close=True)
         self.on_review(outcome.next_review)

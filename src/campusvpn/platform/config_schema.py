@@ -201,13 +201,25 @@ class ThrottleSection(Section):
         30,
         ge=1,
         le=100,
-        description="Consecutive password failures that lock the account (NIST: at most 100).",
+        description="Password failures that lock one kind of client out of the account for `lock_duration`: "
+        "unknown clients and the account's known clients (trusted devices, addresses of recent sign-ins) are "
+        "counted apart, so a stranger cannot lock the owner out. The account as a whole locks after 100 "
+        "consecutive failures from anywhere (NIST SP 800-63B). See docs/security.md.",
     )
     second_factor_lock_after: int = Field(
-        10, ge=1, le=100, description="Consecutive second-factor failures that lock the account."
+        10,
+        ge=1,
+        le=100,
+        description="Second-factor failures that lock one kind of client (unknown or known, counted apart as "
+        "for passwords) out of the account for `lock_duration`.",
     )
     source_lock_after: int = Field(
-        100, ge=1, le=10000, description="Failures from one source address that block that address."
+        100,
+        ge=1,
+        le=10000,
+        description="Failures by unknown clients at one source address that block that address for "
+        "`lock_duration` (after 20 free ones and waits of at most a minute); any success from the address "
+        "clears its count, so a campus or carrier NAT is not punished for its users' typos.",
     )
     lock_duration: Duration = Field(
         timedelta(hours=1), description="How long a lock lasts unless an administrator lifts it sooner."

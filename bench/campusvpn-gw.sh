@@ -40,6 +40,8 @@ for a, b in [('listen = "0.0.0.0:443"', 'listen = "10.99.0.2:443"'),
              ('dns = []', 'dns = ["10.98.0.2"]'),
              ('max_sessions_per_user = 3', 'max_sessions_per_user = 100'),
              ('max_pending = 256', 'max_pending = 20000'),
+             # the idle bench's thousands of clients share one address, which the defence caps at 16
+             ('max_pending_per_address = 16', 'max_pending_per_address = 20000'),
              ('source_lock_after = 100', 'source_lock_after = 10000'),
              ('max_per_user = 10', 'max_per_user = 100'),
              ('hostname = "vpn.example.ac.jp"', 'hostname = "10.99.0.2"'),

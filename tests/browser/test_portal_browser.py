@@ -231,7 +231,9 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     sign_in(page, site, "１２３４５６７８９０@example.ac.jp")  # full-width digits and the realm
     assert "You have not applied for MFA" in page.content()
     page.click("main a[href='/apply']")
-    assert "you can use the VPN from 2026-10-01 09:40" in page.inner_text("main")
+    # The clock runs from 09:00:00, so 40 minutes on is a little past 09:40: shown as the first whole
+    # minute at or after it, never a minute at which the VPN would still refuse.
+    assert "you can use the VPN from 2026-10-01 09:41" in page.inner_text("main")
     shot(page, "apply-en")
     page.click("form[action='/apply'] button")
     assert "Sign in again to register" in page.inner_text("main")
@@ -249,7 +251,7 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     # VPN status before the 40 minutes: the reason and its time.
     page.goto(site.url + "/vpn")
     assert page.locator("[data-code=mfa_activation_pending]").count() == 1
-    assert "09:40" in page.inner_text("#vpn-decision")
+    assert "09:41" in page.inner_text("#vpn-decision")
     shot(page, "vpn-pending-en")
 
     # Sign out, sign in with a TOTP code and "skip on this device".

@@ -173,3 +173,16 @@ def test_notices_are_queued_once_per_event(ctx: Context, clock: FixedClock) -> N
         revoked = s.scalars(select(MailMessage).where(MailMessage.key.like("account_revoked:%"))).one()
         assert "2027-03-31" in revoked.body
     assert keys == ["account_revoked"] + ["affiliation_ending"] * 3
+
+
+def test_the_portal_refuses_a_closed_account_with_the_reason(ctx: Context, clock: FixedClock) -> None:
+    from tests.test_portal import client, sign_in
+
+    _enrol_student(ctx, clock)
+    assert "/mfa/phone" in sign_in(client(ctx))  # signed in, asked to register a method
+    clock.set(at("2027-04-01"))
+    lifecycle.run(ctx)
+    c = client(ctx)
+    text = sign_in(c)
+    assert "閉鎖" in text and "正しくありません" not in text  # the portal's default language is ja
+    assert c.get("/", follow_redirects=False).status_code in (302, 303, 307)  # not signed in

@@ -132,3 +132,56 @@ def test_retries_back_off_up_to_the_limit(tmp_path: Path, clock: FixedClock, por
     assert waits[:3] == [timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4)]
     assert waits[-1] == timedelta(hours=1)
     ctx.engine.dispose()
+
+
+def test_starttls_with_authentication_and_a_checked_certificate(
+    tmp_path: Path, clock: FixedClock, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from campusvpn.cli.setup import write_self_signed
+
+    write_self_signed(tmp_path / "smtp.crt", tmp_path / "smtp.key", "localhost")
+    write_self_signed(tmp_path / "other.crt", tmp_path / "other.key", "localhost")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tmp_path / "smtp.crt", tmp_path / "smtp.key")
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret")
+
+    inbox = Inbox()
+    c = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    c.start()
+    try:
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+        extra = (
+            f'[sender]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "starttls"\n'
+            'smtp_user = "campusvpn"\nsmtp_password_env = "TEST_SMTP_PASSWORD"\nsmtp_ca_file = "{ca}"\n'
+        )
+        wrong = open_context(make_config(tmp_path, extra.format(ca="other.crt")), clock)
+        _reset_with_notice(wrong)
+        failed = mail_sender.deliver_now(wrong)
+        assert failed.sent == 0 and "certificate" in failed.failed[0][1].lower()
+        assert logins == []  # no password is sent to a server that could not prove who it is
+        wrong.engine.dispose()
+        clock.advance(timedelta(minutes=5))
+        right = open_context(make_config(tmp_path, extra.format(ca="smtp.crt")), clock)
+        assert mail_sender.deliver_now(right).sent == 1
+        right.engine.dispose()
+    finally:
+        c.stop()
+    assert logins == [(b"campusvpn", b"s3cret")]
+    assert len(inbox.mails) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from tests.conftest import PASSWORD, add_user, make_config
 
@@ -186,3 +187,20 @@ def test_the_portal_refuses_a_closed_account_with_the_reason(ctx: Context, clock
     text = sign_in(c)
     assert "閉鎖" in text and "正しくありません" not in text  # the portal's default language is ja
     assert c.get("/", follow_redirects=False).status_code in (302, 303, 307)  # not signed in
+
+
+def test_cli_lifecycle_run_prints_the_purge_report(
+    tmp_path: Path, ctx: Context, clock: FixedClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from campusvpn.cli.main import main as cli_main
+
+    _enrol_student(ctx, clock)
+    clock.set(at("2027-04-01"))
+    cli_main(["--config", str(tmp_path / "campusvpn.toml"), "lifecycle", "run", "--json"], clock=clock)
+    out = json.loads(capsys.readouterr().out)
+    assert out["day"] == "2027-04-01"
+    assert [(d["username"], d["step"]) for d in out["done"]] == [("1234567890", "revoke")]
+    cli_main(["--config", str(tmp_path / "campusvpn.toml"), "lifecycle", "run"], clock=clock)
+    assert "nothing due on 2027-04-01" in capsys.readouterr().out

@@ -10,7 +10,7 @@ nodes at once, changes nothing more than running it once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -25,6 +25,7 @@ from campusvpn.service.accounts import apply_status
 from campusvpn.service.context import Context
 from campusvpn.service.mfa import clear_mfa
 from campusvpn.store.models import (
+    MailMessage,
     MfaMethod,
     Passkey,
     PhoneChallenge,
@@ -63,15 +64,27 @@ def run(ctx: Context) -> Report:
     report = Report(now, today)
     with ctx.tx() as s:
         states = _states(s)
+        names = dict(s.execute(select(User.id, User.username)).tuples().all())
+        # Notices queued lately, so an account whose notice is out needs no transaction of its own.
+        queued = set(
+            s.scalars(
+                select(MailMessage.key).where(
+                    MailMessage.key.like("affiliation_ending:%"), MailMessage.created_at >= now - timedelta(days=400)
+                )
+            )
+        )
     for user_id, state in states.items():
-        if due_steps(state, today, zone, rules) or _notice_due(state, today, rules):
+        if due_steps(state, today, zone, rules) or _notice_due(state, names[user_id], today, rules, queued):
             with ctx.tx() as s:  # one account, one transaction: a failure leaves the others done
                 _apply(ctx, s, user_id, now, today, rules, report)
     return report
 
 
-def _notice_due(state: AccountState, today: date, rules: LifecycleRules) -> bool:
-    return state.status is not AccountStatus.REVOKED and ending_notice(state.affiliations, today, rules) is not None
+def _notice_due(state: AccountState, username: str, today: date, rules: LifecycleRules, queued: set[str]) -> bool:
+    if state.status is AccountStatus.REVOKED:
+        return False
+    ending = ending_notice(state.affiliations, today, rules)
+    return ending is not None and notices.ending_key(username, ending[1], ending[0]) not in queued
 
 
 def _states(s: Session, user_ids: list[int] | None = None) -> dict[int, AccountState]:
@@ -91,6 +104,7 @@ def _states(s: Session, user_ids: list[int] | None = None) -> dict[int, AccountS
         for uid, at in s.execute(q2):
             if uid in oldest and at is not None:
                 oldest[uid].append(at)
+    others = _with_other_secrets(s, user_ids)
     out = {}
     for u in users:
         times = list(oldest[u.id])
@@ -104,17 +118,21 @@ def _states(s: Session, user_ids: list[int] | None = None) -> dict[int, AccountS
             status_changed_at=u.status_changed_at,
             affiliations=tuple(Period(a.role, a.start, a.end) for a in u.affiliations),
             oldest_credential=min(times) if times else None,
-            has_credentials=bool(times) or _has_other_secrets(s, u.id),
+            has_credentials=bool(times) or u.id in others,
         )
     return out
 
 
-def _has_other_secrets(s: Session, user_id: int) -> bool:
-    """Rows a purge removes that do not count as live credentials (used codes, revoked devices)."""
+def _with_other_secrets(s: Session, user_ids: list[int] | None) -> set[int]:
+    """Accounts with rows a purge removes that are not live credentials (used codes, revoked
+    devices, passkeys, recovery passes, sent codes): one query per table, not per account."""
+    found: set[int] = set()
     for model in (RecoveryCode, TrustedDevice, Passkey, RecoveryPass, PhoneChallenge):
-        if s.scalars(select(model.id).where(model.user_id == user_id).limit(1)).first() is not None:
-            return True
-    return False
+        q = select(model.user_id).distinct()
+        if user_ids is not None:
+            q = q.where(model.user_id.in_(user_ids))
+        found.update(s.scalars(q))
+    return found
 
 
 def _apply(

@@ -98,12 +98,16 @@ def _lifecycle(ctx: Context, s: Session, user: User, kind: str, key: str, **para
     return mail_queue.enqueue(
         ctx,
         s,
-        key=f"{kind}:{user.username}:{key}",
+        key=key,
         to=user.email,
         username=user.username,
         subject=subject,
         body=LIFECYCLE[kind][lang].format(**values),
     )
+
+
+def ending_key(username: str, last_day: date, days: int) -> str:
+    return f"affiliation_ending:{username}:{last_day.isoformat()}:{days}"
 
 
 def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_day: date) -> bool:
@@ -113,7 +117,7 @@ def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_
         s,
         user,
         "affiliation_ending",
-        f"{last_day.isoformat()}:{days}",
+        ending_key(user.username, last_day, days),
         last_day=last_day.isoformat(),
         days=str(days),
         plural="" if days == 1 else "s",
@@ -121,4 +125,5 @@ def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_
 
 
 def account_revoked(ctx: Context, s: Session, user: User, *, last_day: date) -> bool:
-    return _lifecycle(ctx, s, user, "account_revoked", last_day.isoformat(), last_day=last_day.isoformat())
+    key = f"account_revoked:{user.username}:{last_day.isoformat()}"
+    return _lifecycle(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())

@@ -466,17 +466,13 @@ def test_snapshot_and_restore_keep_the_state_between_pages(world: World) -> None
     engine = SignIn(world.ports(), Purpose.PORTAL, "192.0.2.1")
     engine.handle(Password("1234567890", "right"))
     again = SignIn.restore(world.ports(), engine.snapshot(), "192.0.2.1")
-    assert (
-        again.snapshot()
-        == engine.snapshot()
-        == {
-            "purpose": "portal",
-            "step": "second_factor",
-            "username": "1234567890",
-            "unlocked": False,
-            "tries": 0,
-        }
-    )
+    assert again.snapshot() == engine.snapshot() == {
+        "purpose": "portal",
+        "step": "second_factor",
+        "username": "1234567890",
+        "unlocked": False,
+        "tries": 0,
+    }
     assert again.current_prompt().methods == (TOTP,)
 
 

@@ -7,6 +7,7 @@ the protocol sites, the portal's ASGI app and the front door that serves them on
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -85,6 +86,28 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
     return Gateway(hub, enforcer, anyconnect, front)
 
 
+async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:
+    """The lifecycle job every [lifecycle] run_every and the e-mail queue every minute. Both are
+    idempotent and keyed in the database, so several nodes may run them; a failure is logged
+    and tried again at the next round."""
+    from campusvpn.service import lifecycle, mail_sender
+
+    log = logging.getLogger("campusvpn.lifecycle")
+    next_lifecycle = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            if loop.time() >= next_lifecycle:
+                report = await asyncio.to_thread(lifecycle.run, ctx)
+                next_lifecycle = loop.time() + ctx.config.lifecycle.run_every.total_seconds()
+                if report.done or report.notices:
+                    logs.event("lifecycle.run", done=len(report.done), notices=len(report.notices))
+            await mail_sender.deliver(ctx)
+        except Exception:
+            log.exception("lifecycle or mail round failed; trying again at the next round")
+        await asyncio.sleep(mail_every)
+
+
 async def serve(ctx: Context, tun_fd: int | None, after_bind: Callable[[], None] | None = None) -> None:
     """Run the gateway until SIGTERM or SIGINT; `after_bind` runs once every port is bound."""
     from prometheus_client import start_http_server
@@ -102,7 +125,9 @@ async def serve(ctx: Context, tun_fd: int | None, after_bind: Callable[[], None]
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     keeper = asyncio.create_task(gw.enforcer.run())
+    chores = asyncio.create_task(lifecycle_and_mail(ctx))
     await stop.wait()
     keeper.cancel()
+    chores.cancel()
     await gw.stop()
     logs.event("gateway.stopped")

@@ -724,6 +724,71 @@ def verify(env: Env, username: str, source: str | None, as_json: bool) -> None:
     sys.exit(0 if authenticated else 1)
 
 
+# --- lifecycle and e-mail ----------------------------------------------------------------------
+
+
+@cli.group("lifecycle")
+def lifecycle_group() -> None:
+    """The account lifecycle: gap resets, revocation at the end, purge after the retention."""
+
+
+@lifecycle_group.command("run")
+@json_option
+@pass_env
+def lifecycle_run(env: Env, as_json: bool) -> None:
+    """Do what is due today (the gateway does this every [lifecycle] run_every); print what was done."""
+    from campusvpn.service import lifecycle
+
+    report = lifecycle.run(env.ctx)
+    if as_json:
+        emit_json(report.as_json())
+        return
+    for d in report.done:
+        click.echo(f"{d['username']}: {d['step']} (due {d['due']})")
+    for n in report.notices:
+        click.echo(f"{n['username']}: notice {n['notice']} queued")
+    if not report.done and not report.notices:
+        click.echo(f"nothing due on {report.day.isoformat()}")
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """The e-mail queue: notices waiting, failing and sent."""
+
+
+@mail_group.command("queue")
+@click.option("--all", "show_all", is_flag=True, help="Also list sent messages.")
+@json_option
+@pass_env
+def mail_queue_cmd(env: Env, show_all: bool, as_json: bool) -> None:
+    """Messages not yet delivered, with their tries and last error."""
+    from campusvpn.service import mail_queue
+
+    out = mail_queue.listing(env.ctx, include_sent=show_all)
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"{out['waiting']} waiting, {out['failing']} of them failed at least once")
+    for m in out["messages"]:
+        state = f"sent {m['sent_at']}" if m["sent_at"] else f"next try {m['next_attempt_at']}"
+        error = f" — last error: {m['last_error']}" if m["last_error"] else ""
+        click.echo(
+            f"#{m['id']} to {m['to']} ({m['username'] or '-'}) {m['subject']!r}: {m['attempts']} tries, {state}{error}"
+        )
+
+
+@mail_group.command("send")
+@pass_env
+def mail_send(env: Env) -> None:
+    """Deliver what is due now over SMTP (the gateway does this every minute)."""
+    from campusvpn.service import mail_sender
+
+    out = mail_sender.deliver_now(env.ctx)
+    click.echo(f"{out.sent} sent, {len(out.failed)} failed")
+    for mid, error in out.failed:
+        click.echo(f"#{mid}: {error}", err=True)
+
+
 def _stdin_line(what: str) -> str:
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:

@@ -263,6 +263,67 @@ class SenderSection(Section):
         description="How SMS and voice codes go out; `outbox` writes them to a file for development.",
     )
     outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
+    smtp_host: str = Field(
+        "",
+        description="SMTP server for e-mail notices. Empty: e-mail goes to the outbox file like SMS (development).",
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server (587 STARTTLS, 465 TLS).")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="`starttls` (upgrade after connecting; refused if the server does not offer it), `tls` "
+        "(implicit TLS, usually port 465) or `none` (plain: only for a relay on the same host).",
+    )
+    smtp_user: str = Field("", description="User name for SMTP authentication; empty: no authentication.")
+    smtp_password: str = Field("", description="Password for SMTP authentication (prefer smtp_password_env).")
+    smtp_password_env: str = Field(
+        "", description="Name of an environment variable holding the SMTP password (used when it is set)."
+    )
+    smtp_ca_file: str = Field("", description="CA certificates to check the SMTP server with; empty: the system's.")
+    smtp_timeout: Duration = Field(timedelta(seconds=30), description="Time limit of one SMTP conversation.")
+    mail_from: str = Field("campusvpn@example.ac.jp", description="From address of e-mail notices.")
+    mail_retry_base: Duration = Field(
+        timedelta(minutes=1), description="Wait before the first retry of a failed e-mail; doubled each failure."
+    )
+    mail_retry_max: Duration = Field(timedelta(hours=1), description="Longest wait between two tries of an e-mail.")
+
+
+def _default_checklist_en() -> list[str]:
+    return [
+        "Mail: export or forward the messages you want to keep.",
+        "Files: copy your files from university storage and cloud drives.",
+        "Licensed software: university licences end with the account; uninstall or buy your own.",
+    ]
+
+
+def _default_checklist_ja() -> list[str]:
+    return [
+        "メール：残したいメールをエクスポートまたは転送する。",
+        "ファイル：大学のストレージやクラウドドライブからファイルをコピーする。",
+        "ライセンスソフトウェア：大学のライセンスはアカウントとともに終了します。アンインストールするか各自で購入する。",
+    ]
+
+
+class LifecycleSection(Section):
+    grace: Duration = Field(
+        timedelta(0),
+        description="Time after the last day of the last affiliation before the account is revoked (whole days).",
+    )
+    retention: Duration = Field(
+        timedelta(days=90),
+        description="Time after revocation before password, MFA methods, recovery codes and devices are deleted "
+        "(whole days); the audit trail stays.",
+    )
+    notice_days: list[int] = Field(
+        default_factory=lambda: [30, 7, 1],
+        description='Days before the last day of an affiliation on which "your account ends" is e-mailed.',
+    )
+    backup_checklist_en: list[str] = Field(
+        default_factory=_default_checklist_en, description="Back-up checklist in the ending notice (English)."
+    )
+    backup_checklist_ja: list[str] = Field(
+        default_factory=_default_checklist_ja, description="Back-up checklist in the ending notice (Japanese)."
+    )
+    run_every: Duration = Field(timedelta(hours=1), description="How often the gateway runs the lifecycle job.")
 
 
 def _network(value: str) -> str:
@@ -472,6 +533,7 @@ class Config(Section):
     trusted_devices: TrustedDeviceSection = Field(default_factory=TrustedDeviceSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     sender: SenderSection = Field(default_factory=SenderSection)
+    lifecycle: LifecycleSection = Field(default_factory=LifecycleSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     vpn: VpnSection = Field(default_factory=VpnSection)
     portal: PortalSection = Field(default_factory=PortalSection)

@@ -335,6 +335,7 @@ REASONS: dict[str, tuple[str, str]] = {
 # Sentences the sign-in engine says, in Japanese (the engine speaks English to every front end).
 ENGINE_JA: dict[str, str] = {
     "bad_credentials": "ユーザー名またはパスワードが正しくありません。",
+    "account_revoked": "大学での所属が終了したなどの理由でアカウントは閉鎖されているため、サインインできません。",
     "That code is not right. Check it and try again.": "コードが正しくありません。確認してもう一度入力してください。",
     "That code was already used. Wait for the next code in your app.": "このコードは使用済みです。アプリの次のコードを待ってください。",
     "That recovery code is not right or was already used.": "リカバリーコードが正しくないか、使用済みです。",

@@ -8,19 +8,19 @@ import io
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from campusvpn.core.calendar import local_day
+from campusvpn.core.lifecycle import gap_day
 from campusvpn.core.policy import AccountFacts, AccountStatus, continuous_since
 from campusvpn.core.policy import Affiliation as AffiliationPeriod
 from campusvpn.core.usernames import InvalidUsername
 from campusvpn.service import api_tokens, audit, portal_sessions, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid
-from campusvpn.service.mfa import clear_mfa
 from campusvpn.service.mfa_methods import method_summary
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import Affiliation, TrainingRecord, TrustedDevice, User
@@ -131,9 +131,10 @@ def _add_affiliation(
                 f"{user.username} already has a {a.role} affiliation from {a.start} "
                 f"{'to ' + a.end.isoformat() if a.end else 'with no end'} overlapping this one"
             )
-    prior_ends = [a.end for a in user.affiliations if a.start < period.start]
-    gap = bool(prior_ends) and all(e is not None and e + timedelta(days=1) < period.start for e in prior_ends)
     user.affiliations.append(Affiliation(role=period.role, start=period.start, end=period.end))
+    # A gap before this period is not acted on here: the lifecycle job resets the account on the
+    # gap's first day (core.lifecycle), so a roster imported weeks early takes nothing away early.
+    gap = gap_day([AffiliationPeriod(a.role, a.start, a.end) for a in user.affiliations], date.max)
     audit.record(
         s,
         now,
@@ -143,15 +144,8 @@ def _add_affiliation(
         role=period.role,
         start=period.start.isoformat(),
         end=period.end.isoformat() if period.end else None,
-        after_gap=gap,
+        after_gap=gap is not None and gap[1] == period.start,
     )
-    if gap:
-        # A gap means the account was closed in between: the returning person starts afresh,
-        # with no MFA, devices or password from their earlier time here.
-        clear_mfa(s, user, now, actor=actor, reason="returned after a gap in affiliation", keep_applied=False)
-        user.password_hash = None
-        if user.status == AccountStatus.REVOKED:
-            user.status, user.status_reason, user.status_changed_at = "active", None, now
 
 
 @dataclass
@@ -248,30 +242,36 @@ def _set_password(ctx: Context, s: Session, user: User, password: str, now: date
 def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str, reason: str | None = None) -> User:
     with ctx.tx() as s:
         user = ctx.user(s, username)
-        now = ctx.clock.now()
         if status is AccountStatus.SUSPENDED and not (reason or "").strip():
             raise Invalid("say why the account is suspended (--reason); the user is shown it")
-        before = user.status
-        user.status, user.status_reason, user.status_changed_at = status.value, reason, now
-        audit.record(
-            s,
-            now,
-            f"account.{ {'active': 'restored'}.get(status.value, status.value) }",
-            actor=actor,
-            subject=user.username,
-            before=before,
-            note=reason,
-        )
-        if status is AccountStatus.REVOKED:
-            revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
-            sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
-            portal_sessions.end_for_user(s, user.username)
-            api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account revoked")
-        elif status is AccountStatus.SUSPENDED:
-            sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
-            portal_sessions.end_for_user(s, user.username)
-            api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account suspended")
+        apply_status(s, user, status, ctx.clock.now(), actor=actor, reason=reason)
         return user
+
+
+def apply_status(
+    s: Session, user: User, status: AccountStatus, now: datetime, *, actor: str, reason: str | None
+) -> None:
+    """Change the status inside the caller's transaction (the CLI, the portal, the lifecycle job)."""
+    before = user.status
+    user.status, user.status_reason, user.status_changed_at = status.value, reason, now
+    audit.record(
+        s,
+        now,
+        f"account.{ {'active': 'restored'}.get(status.value, status.value) }",
+        actor=actor,
+        subject=user.username,
+        before=before,
+        note=reason,
+    )
+    if status is AccountStatus.REVOKED:
+        revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
+        sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
+        portal_sessions.end_for_user(s, user.username)
+        api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account revoked")
+    elif status is AccountStatus.SUSPENDED:
+        sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
+        portal_sessions.end_for_user(s, user.username)
+        api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account suspended")
 
 
 def facts(ctx: Context, s: Session, user: User) -> AccountFacts:

@@ -1,13 +1,20 @@
-"""E-mail notices to a user's recovery address when their security info changes.
+"""E-mail notices to a user's address: security-info changes and the account's lifecycle.
 
-Sent in both languages (the portal's two), because the mail is read before anyone knows which
-one the user prefers, and a change the user did not make must not go unnoticed."""
+Every notice goes through the mail queue (service.mail_queue) in the transaction of the event,
+keyed by that event, so each is sent once. Security notices are sent in both languages (the
+portal's two), because the mail is read before anyone knows which one the user prefers, and a
+change the user did not make must not go unnoticed."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date
+
+from sqlalchemy.orm import Session, object_session
+
 from campusvpn.core.calendar import format_local
+from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
-from campusvpn.service.sender import Message
 from campusvpn.store.models import User
 
 CHANGES: dict[str, tuple[str, str]] = {
@@ -41,5 +48,82 @@ def security_changed(ctx: Context, user: User, change: str, what: str = "", sour
         f"[{ctx.config.service.name}] {user.username}：{ja.format(what=what)}（{when}）\n"
         f"心当たりがない場合は、すぐに {ctx.config.service.helpdesk} に連絡してください。"
     )
-    ctx.sender.send(Message(to=user.email, channel="email", text=text, at=now, username=user.username))
+    s = object_session(user)
+    assert s is not None, "security notices are queued in the transaction of the change"
+    digest = hashlib.sha256(f"{change}\0{what}\0{source}".encode()).hexdigest()[:16]
+    return mail_queue.enqueue(
+        ctx,
+        s,
+        key=f"security:{user.username}:{now.isoformat()}:{digest}",
+        to=user.email,
+        username=user.username,
+        subject=f"[{ctx.config.service.name}] Your security info changed / セキュリティ情報が変更されました",
+        body=text,
+    )
     return True
+
+
+# --- lifecycle notices: in the portal's default language (no per-user language is stored yet) ---
+
+LIFECYCLE: dict[str, tuple[str, str]] = {
+    "affiliation_ending": (
+        "Your affiliation with the university ends on {last_day} (in {days} day{plural}). After that day your "
+        "account ({username}) and VPN access end. Before then, back up what you keep on university services:\n"
+        "{checklist}",
+        "大学での所属は {last_day} に終了します（あと {days} 日）。その翌日以降、アカウント（{username}）と "
+        "VPN は利用できなくなります。それまでに、大学のサービスに保存しているものをバックアップしてください：\n"
+        "{checklist}",
+    ),
+    "account_revoked": (
+        "Your affiliation with the university ended on {last_day}, so your account ({username}) was closed: "
+        "VPN and portal sign-in no longer work. If you are still a member of the university, contact {helpdesk}.",
+        "大学での所属が {last_day} に終了したため、アカウント（{username}）は閉鎖されました。VPN とポータルには"
+        "サインインできません。大学の構成員である場合は {helpdesk} に連絡してください。",
+    ),
+}
+SUBJECTS: dict[str, tuple[str, str]] = {
+    "affiliation_ending": ("Your account ends on {last_day}", "アカウントは {last_day} に終了します"),
+    "account_revoked": ("Your account was closed", "アカウントは閉鎖されました"),
+}
+
+
+def _lifecycle(ctx: Context, s: Session, user: User, kind: str, key: str, **params: str) -> bool:
+    if not user.email:
+        return False
+    lang = 1 if ctx.config.portal.default_language == "ja" else 0
+    c = ctx.config.lifecycle
+    checklist = "\n".join(f"- {x}" for x in (c.backup_checklist_ja if lang else c.backup_checklist_en))
+    values = {"username": user.username, "helpdesk": ctx.config.service.helpdesk, "checklist": checklist, **params}
+    subject = f"[{ctx.config.service.name}] " + SUBJECTS[kind][lang].format(**values)
+    return mail_queue.enqueue(
+        ctx,
+        s,
+        key=key,
+        to=user.email,
+        username=user.username,
+        subject=subject,
+        body=LIFECYCLE[kind][lang].format(**values),
+    )
+
+
+def ending_key(username: str, last_day: date, days: int) -> str:
+    return f"affiliation_ending:{username}:{last_day.isoformat()}:{days}"
+
+
+def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_day: date) -> bool:
+    """ "Your affiliation ends in N days": once per user, last day and N. False if not queued now."""
+    return _lifecycle(
+        ctx,
+        s,
+        user,
+        "affiliation_ending",
+        ending_key(user.username, last_day, days),
+        last_day=last_day.isoformat(),
+        days=str(days),
+        plural="" if days == 1 else "s",
+    )
+
+
+def account_revoked(ctx: Context, s: Session, user: User, *, last_day: date) -> bool:
+    key = f"account_revoked:{user.username}:{last_day.isoformat()}"
+    return _lifecycle(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())

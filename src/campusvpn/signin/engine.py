@@ -200,6 +200,14 @@ class SignIn:
             return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
         self.username = account.username
         if account.mfa_state is MfaState.REGISTRATION_REQUIRED and self.purpose is Purpose.PORTAL:
+            # Registration skips the decision, but a closed account must be told so instead.
+            decision = self.ports.decisions.decide(
+                account.username, purpose=self.purpose, factors=1, source=self.source
+            )
+            if not accepted(self.purpose, decision, 1):
+                return self._finish(
+                    Finished(False, "account_revoked", _closed(decision), account.username, 1, decision)
+                )
             return self._to_registration(account)
         if account.mfa_state is not MfaState.ACTIVE:
             return self._decide(factors=1)
@@ -326,9 +334,11 @@ class SignIn:
         if self.purpose is Purpose.VPN:
             message = "Welcome. You are connected." if ok else decision.user_message()
             code = "ok" if ok else "refused"
-        else:
+        elif ok:
             message = "Signed in."
             code = "ok"
+        else:  # a closed account: the reason, not "wrong password"
+            message, code = _closed(decision), "account_revoked"
         if note:
             message = f"{message} {note}"
         return self._finish(
@@ -387,6 +397,10 @@ class SignIn:
         self.step = Step.DONE
         self._result = result
         return result
+
+
+def _closed(decision: Decision) -> str:
+    return " ".join(r.message for r in decision.reasons if r.code == "account_revoked")
 
 
 # The transition table: (step, event type) -> handler. Every other pair raises IllegalEvent.

@@ -170,5 +170,8 @@ class Ports:
 
 
 def accepted(purpose: Purpose, decision: Decision, factors: int) -> bool:
-    """Whether a sign-in with this many factors ends well: the VPN needs both and a yes."""
-    return purpose is Purpose.PORTAL or (decision.allowed and factors == 2)
+    """Whether a sign-in with this many factors ends well: the VPN needs both and a yes; the
+    portal lets every account in but a closed one (it is told why)."""
+    if purpose is Purpose.PORTAL:
+        return not any(r.code == "account_revoked" for r in decision.reasons)
+    return decision.allowed and factors == 2

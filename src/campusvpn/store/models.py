@@ -268,3 +268,21 @@ class Passkey(Base):
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
+
+
+class MailMessage(Base):
+    """An e-mail waiting to go out, or gone. `key` names the event it tells of, so a notice is
+    queued once however often the job that notices the event runs."""
+
+    __tablename__ = "mail_queue"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    to: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)  # None once sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None]

@@ -102,6 +102,7 @@ def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
 
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000101", "--json").stdout)
     assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
+    assert listed[0]["protocol"] == "fortinet"
 
     # Ctrl-C: LCP Terminate-Request, then /remote/logout: the session is over.
     sh("kill", "-INT", str(pid))

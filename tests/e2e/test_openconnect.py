@@ -97,6 +97,7 @@ def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> No
 
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000001", "--json").stdout)
     assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
+    assert listed[0]["protocol"] == "anyconnect"
 
     # Ctrl-C: openconnect says BYE, and the session is over (its cookie is refused from now on).
     pid = bed.clients[-1]

@@ -128,6 +128,7 @@ class GatewayLogin:
                 pool=settings.pool,
                 source=self.source,
                 client=self.user_agent,
+                protocol="anyconnect",
             )
         except ServiceError as exc:
             return self._fail(str(exc))

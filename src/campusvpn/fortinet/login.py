@@ -135,6 +135,7 @@ class FortiLogin:
                 pool=self.settings.pool,
                 source=self.source,
                 client=self.user_agent,
+                protocol="fortinet",
             )
         except ServiceError as exc:
             return self._refuse(str(exc))

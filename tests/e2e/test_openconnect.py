@@ -303,6 +303,6 @@ def test_metrics_are_served_locally(bed: Testbed) -> None:
     assert authenticate(bed, "1000000015", f"{PASSWORD}\n", *totp_args(u["secret"])).returncode == 0
     fetch = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9180/metrics', timeout=5).read().decode())"
     r = sh("ip", "netns", "exec", bed.ns_gw, sys.executable, "-c", fetch)
-    assert 'campusvpn_logins_total{outcome="ok"}' in r.stdout
-    assert "campusvpn_tunnels" in r.stdout
+    assert 'campusvpn_logins_total{outcome="ok",protocol="anyconnect"}' in r.stdout
+    assert 'campusvpn_tunnels{protocol="anyconnect"}' in r.stdout
     assert "campusvpn_protocol_errors_total" in r.stdout

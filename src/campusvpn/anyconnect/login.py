@@ -24,6 +24,7 @@ from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
 
+PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
 TRUST_WORDS = ("trust", "remember")
 
@@ -128,7 +129,7 @@ class GatewayLogin:
                 pool=settings.pool,
                 source=self.source,
                 client=self.user_agent,
-                protocol="anyconnect",
+                protocol=PROTOCOL,
             )
         except ServiceError as exc:
             return self._fail(str(exc))

@@ -25,6 +25,7 @@ from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, SendCode, SignIn, Step
 
+PROTOCOL = "fortinet"  # what sessions, logs and metrics call this protocol
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
 TRUST_WORDS = ("trust", "remember")
 SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
@@ -135,7 +136,7 @@ class FortiLogin:
                 pool=self.settings.pool,
                 source=self.source,
                 client=self.user_agent,
-                protocol="fortinet",
+                protocol=PROTOCOL,
             )
         except ServiceError as exc:
             return self._refuse(str(exc))

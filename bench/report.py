@@ -1,7 +1,9 @@
 """Build bench/RESULTS.md and its charts from one bench/run.sh run (ocserv and campusvpn figures).
 
 Usage: python bench/report.py RUN_DIR BENCH_DIR
-RUN_DIR holds ocserv/figures.txt and campusvpn/figures.txt as written by the test bed's run-all.sh.
+RUN_DIR holds ocserv/figures.txt and campusvpn/figures.txt as written by the test bed's run-all.sh,
+and campusvpn-fortinet/figures.txt (campusvpn over the FortiGate protocol, tunnel figures) when run.sh
+took them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ EXTRA_ROWS = [
     ("argon2.verify_ms", "… one Argon2id verify at the configured cost", "ms", ""),
     ("argon2.machine_rate", "… Argon2id verifies the whole machine does (a process per core)", "verifies/s", ""),
 ]
+
+# campusvpn over the FortiGate protocol: its result folder and its gateway name in the figures.
+FORTINET = "campusvpn-fortinet"
 
 # Processes of the test bed's own, not the gateway's, in its CPU log.
 NOT_GATEWAY = {"iperf3-server", "iperf3-client", "openconnect", "wall", "ncpu"}
@@ -121,6 +126,8 @@ def main() -> None:
     run, bench = Path(sys.argv[1]), Path(sys.argv[2])
     oc = figures(run / "ocserv" / "figures.txt")
     cv = figures(run / "campusvpn" / "figures.txt")
+    cf = figures(run / FORTINET / "figures.txt")  # empty for runs from before the FortiGate protocol
+    fortinet_head, fortinet_rule = (" campusvpn, FortiGate protocol (TLS only) |", "---|") if cf else ("", "")
     lines = [
         "# campusvpn against ocserv",
         "",
@@ -128,8 +135,9 @@ def main() -> None:
         "`../shared/testbed` (three network namespaces, the real openconnect client), ocserv first, then campusvpn, "
         f"same machine. Raw figures: `bench/results/{run.name}/`.",
         "",
-        "| figure | ocserv (TLS only) | campusvpn (TLS only) | unit | ratio campusvpn/ocserv | target |",
-        "|---|---|---|---|---|---|",
+        f"| figure | ocserv (TLS only) | campusvpn (TLS only) |{fortinet_head} unit "
+        "| ratio campusvpn/ocserv | target |",
+        f"|---|---|---|{fortinet_rule}---|---|---|",
     ]
     for suffix, label, unit, better, target in ROWS:
         o, c = pick(oc, "ocserv", suffix), pick(cv, "campusvpn", suffix)
@@ -141,12 +149,15 @@ def main() -> None:
             if o and c is not None:
                 met = (c / o >= target) if better == "high" else (c / o <= target)
                 goal += " ✔" if met else " ✘"
-        lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} | {unit} | {ratio} | {goal} |")
+        f = f" {_fmt(pick(cf, FORTINET, suffix))} |" if cf else ""
+        lines.append(f"| {label} | {_fmt(o)} | {_fmt(c)} |{f} {unit} | {ratio} | {goal} |")
     oc_cpu, cv_cpu = cpu_per_gbit(run / "ocserv"), cpu_per_gbit(run / "campusvpn")
+    cf_cpu = cpu_per_gbit(run / FORTINET)
     for short, label in THROUGHPUT_TAGS:
         o, c = oc_cpu.get(short), cv_cpu.get(short)
         ratio = _ratio(o, c)
-        lines.append(f"| gateway CPU per Gbit/s, {label} | {_fmt(o)} | {_fmt(c)} | % of a core | {ratio} | |")
+        f = f" {_fmt(cf_cpu.get(short))} |" if cf else ""
+        lines.append(f"| gateway CPU per Gbit/s, {label} | {_fmt(o)} | {_fmt(c)} |{f} % of a core | {ratio} | |")
     extra = figures(run / "extra-figures.txt")
     if extra:
         lines += [
@@ -196,6 +207,17 @@ def main() -> None:
         "",
         "campusvpn's connects sign in with the password from a trusted device (the test bed repeats connects "
         "faster than one TOTP step, and campusvpn accepts each TOTP code once); ocserv's with a password only.",
+        *(
+            [
+                "",
+                "The FortiGate-protocol column is the same campusvpn gateway measured with "
+                "`openconnect --protocol=fortinet` (PPP over TLS instead of CSTP), tunnel figures only: that "
+                "protocol has no trusted-device URL, so its one connect signs in with password + TOTP and the "
+                "setup and memory phases' rapid reconnects are not taken.",
+            ]
+            if cf
+            else []
+        ),
         "",
         "![throughput](throughput.png)",
         "",
@@ -211,7 +233,7 @@ def main() -> None:
     if analysis.exists():
         lines += ["", analysis.read_text().rstrip()]
     (bench / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    _charts(oc, cv, bench)
+    _charts(oc, cv, cf, bench)
 
 
 def _started(run: Path) -> str:
@@ -238,15 +260,19 @@ def _cpus() -> str:
     return str(os.cpu_count())
 
 
-def _charts(oc: dict[str, float], cv: dict[str, float], bench: Path) -> None:
+def _charts(oc: dict[str, float], cv: dict[str, float], cf: dict[str, float], bench: Path) -> None:
     names = ["tcp_c2s_1stream", "tcp_s2c_1stream", "tcp_c2s_4streams", "tcp_s2c_4streams"]
     labels = ["c→s 1", "s→c 1", "c→s 4", "s→c 4"]
     o = [pick(oc, "ocserv", f"tunnel.{n}") or 0 for n in names]
     c = [pick(cv, "campusvpn", f"tunnel.{n}") or 0 for n in names]
+    series = [("ocserv (TLS only)", o), ("campusvpn (TLS only)", c)]
+    if cf:
+        series.append(("campusvpn, FortiGate protocol", [pick(cf, FORTINET, f"tunnel.{n}") or 0 for n in names]))
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], o, 0.4, label="ocserv (TLS only)")
-    ax.bar([x + 0.2 for x in xs], c, 0.4, label="campusvpn (TLS only)")
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs], values, width, label=label)
     ax.set_xticks(list(xs), labels)
     ax.set_ylabel("Mbit/s")
     ax.set_title("TCP throughput through the tunnel (streams)")

@@ -52,7 +52,9 @@ def _attach(ctx: Context, hub: Hub, enforcer: Enforcer) -> tuple[Tunnel, FakeCha
     assert isinstance(attached, live_sessions.Attached)
     enforcer.review_at(attached.next_review)
     channel = FakeChannel()
-    info = SessionInfo(attached.session_id, attached.username, attached.user_id, attached.address, attached.expires_at)
+    info = SessionInfo(
+        attached.session_id, attached.username, attached.user_id, attached.address, attached.expires_at, "anyconnect"
+    )
     return hub.attach(info, channel), channel
 
 

@@ -41,7 +41,9 @@ class Recorder:
 
 def _channel(transport: Any, on_packet: Any) -> CstpChannel:
     channel = CstpChannel(transport)
-    channel.bind(Tunnel(SessionInfo("s1", "1234567890", 1, "172.31.0.9", datetime(2030, 1, 1)), channel), on_packet)
+    channel.bind(
+        Tunnel(SessionInfo("s1", "1234567890", 1, "172.31.0.9", datetime(2030, 1, 1), "anyconnect"), channel), on_packet
+    )
     return channel
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from tests.e2e.helpers_net import TCP_CLIENT, TCP_SERVER
+from tests.e2e.helpers_net import FORTI_FUZZER, TCP_CLIENT, TCP_SERVER
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 
 _missing = missing_requirements()
@@ -102,6 +103,7 @@ def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
 
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000101", "--json").stdout)
     assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
+    assert listed[0]["protocol"] == "fortinet"
 
     # Ctrl-C: LCP Terminate-Request, then /remote/logout: the session is over.
     sh("kill", "-INT", str(pid))
@@ -266,3 +268,35 @@ def test_resumes_after_the_tcp_connection_is_cut_and_revoke_ends_it(bed: Testbed
     took = wait_until(lambda: not pid_alive(pid), 5)
     assert took is not None, "the client was still connected 5 s later"
     assert "Your account was closed." in (bed.dir / "foc-fr.log").read_text()
+
+
+def test_fuzzed_garbage_does_not_disturb_another_session(bed: Testbed) -> None:
+    good = bed.add_user("1000000109")
+    connect_background(bed, "1000000109", PASSWORD + "\n", tag="fg", extra=totp_args(good["secret"]))
+    env_of(bed, "fg")
+    bad = bed.add_user("1000000110")
+    auth = authenticate(bed, "1000000110", f"{PASSWORD}\n", *totp_args(bad["secret"]))
+    assert auth.returncode == 0, auth.stderr
+    found = re.search(r"SVPNCOOKIE=([^;'\s]+)", auth.stdout)
+    assert found, auth.stdout
+    ping = subprocess.Popen(
+        ["ip", "netns", "exec", bed.ns_client, "ping", "-c", "40", "-i", "0.25", "-W", "2", CAMPUS_IP],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    fuzz = bed.in_client(sys.executable, "-c", FORTI_FUZZER, GW_IP, found.group(1), "80", "7", timeout=200)
+    out, _ = ping.communicate(timeout=60)
+    said = fuzz.stdout + fuzz.stderr
+    assert "fuzzed 80" in fuzz.stdout, said
+    assert "forged: HTTP/1.1 403 Forbidden" in said
+    assert "first tunnel: 5050" in said and "second tunnel: 5050" in said and "first closed: True" in said
+    assert "after: 5050" in said  # the garbage user's own session is still usable
+    assert " 0% packet loss" in out, out
+    assert bed.gateway_alive()
+    text = bed.gw_log.read_text()
+    frames = [json.loads(line) for line in text.splitlines() if '"gateway.bad_frame"' in line]
+    assert any(e.get("protocol") == "fortinet" for e in frames), text[-3000:]
+    assert "Traceback" not in text
+    assert bed.in_client("ping", "-c", "1", "-W", "2", CAMPUS_IP).returncode == 0
+    [sess] = json.loads(bed.cli(None, "session", "list", "--user", "1000000109", "--json").stdout)
+    assert sess["connected"] and sess["protocol"] == "fortinet"

@@ -97,6 +97,7 @@ def test_password_and_totp_then_ping_tcp_and_pushed_settings(bed: Testbed) -> No
 
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000001", "--json").stdout)
     assert listed[0]["connected"] and listed[0]["source"] == "10.200.0.2"
+    assert listed[0]["protocol"] == "anyconnect"
 
     # Ctrl-C: openconnect says BYE, and the session is over (its cookie is refused from now on).
     pid = bed.clients[-1]
@@ -302,6 +303,6 @@ def test_metrics_are_served_locally(bed: Testbed) -> None:
     assert authenticate(bed, "1000000015", f"{PASSWORD}\n", *totp_args(u["secret"])).returncode == 0
     fetch = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9180/metrics', timeout=5).read().decode())"
     r = sh("ip", "netns", "exec", bed.ns_gw, sys.executable, "-c", fetch)
-    assert 'campusvpn_logins_total{outcome="ok"}' in r.stdout
-    assert "campusvpn_tunnels" in r.stdout
+    assert 'campusvpn_logins_total{outcome="ok",protocol="anyconnect"}' in r.stdout
+    assert 'campusvpn_tunnels{protocol="anyconnect"}' in r.stdout
     assert "campusvpn_protocol_errors_total" in r.stdout

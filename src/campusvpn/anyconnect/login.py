@@ -25,6 +25,8 @@ from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
 
+PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
+
 
 @dataclass(frozen=True)
 class LoginReply:
@@ -125,6 +127,7 @@ class GatewayLogin:
                 pool=settings.pool,
                 source=self.source,
                 client=self.user_agent,
+                protocol=PROTOCOL,
             )
         except ServiceError as exc:
             return self._fail(str(exc))

@@ -20,7 +20,7 @@ import h11
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.channel import WRITE_HIGH_WATER, CstpChannel
 from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
-from campusvpn.anyconnect.login import GatewayLogin
+from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
 from campusvpn.platform import logs, metrics
 from campusvpn.service import live_sessions
@@ -67,6 +67,7 @@ class AnyConnectSite:
         self.logins: dict[str, GatewayLogin] = {}
         self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
+        metrics.declare_protocol(PROTOCOL)
 
     # --- the front door's questions ----------------------------------------------------------
 
@@ -106,7 +107,7 @@ class AnyConnectSite:
             req = xmlauth.parse(body)
         except xmlauth.XmlAuthError as exc:
             metrics.PROTOCOL_ERRORS.labels("xml").inc()
-            logs.event("gateway.bad_xml", logging.WARNING, source=peer.source, error=str(exc))
+            logs.event("gateway.bad_xml", logging.WARNING, protocol=PROTOCOL, source=peer.source, error=str(exc))
             unreadable = "The VPN client sent a request the gateway cannot read."
             return _xml(
                 conn,
@@ -141,10 +142,9 @@ class AnyConnectSite:
         cookies = [("Set-Cookie", f"webvpncontext={login.handle}; Secure; HttpOnly; Max-Age=300")]
         if reply.finished:
             self.logins.pop(login.handle, None)
-            metrics.LOGINS.labels("ok" if reply.token else "refused").inc()
-            logs.event(
-                "gateway.login", source=peer.source, outcome="ok" if reply.token else "refused", user=login.username
-            )
+            outcome = "ok" if reply.token else "refused"
+            metrics.LOGINS.labels(PROTOCOL, outcome).inc()
+            logs.event("gateway.login", protocol=PROTOCOL, source=peer.source, outcome=outcome, user=login.username)
         peer.state["anyconnect.login"] = None if reply.finished else login
         if reply.token:
             cookies.append(("Set-Cookie", f"webvpn={reply.token}; Secure; HttpOnly"))
@@ -182,7 +182,7 @@ class AnyConnectSite:
             disconnected_timeout=int(g.disconnected_timeout.total_seconds()),
         )
         session = SessionInfo(
-            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at
+            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at, PROTOCOL
         )
 
         async def run(transport: Any, leftover: bytes) -> None:
@@ -207,7 +207,9 @@ class AnyConnectSite:
         ending = await channel.ended
         if ending.protocol_error:
             metrics.PROTOCOL_ERRORS.labels("cstp").inc()
-            logs.event("gateway.bad_frame", logging.WARNING, session=t.session_id, error=ending.reason)
+            logs.event(
+                "gateway.bad_frame", logging.WARNING, protocol=PROTOCOL, session=t.session_id, error=ending.reason
+            )
         self.hub.channel_ended(t, ending.reason, signed_off=ending.signed_off)
 
 

@@ -602,7 +602,7 @@ def session_group() -> None:
 @json_option
 @pass_env
 def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) -> None:
-    """Sessions: user, address, source, start, bytes in/out."""
+    """Sessions: user, address, protocol, source, start, bytes in/out."""
     from campusvpn.service import sessions
 
     rows = sessions.listing(env.ctx, live_only=not show_all, username=username)
@@ -612,7 +612,8 @@ def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) 
     for r in rows:
         state = "connected" if r["connected"] else ("ended: " + str(r["end_reason"]) if r["ended"] else "detached")
         click.echo(
-            f"{r['id']}  {r['user']}  {r['address']:15} from {r['source'] or '-':15} since {r['start']}  "
+            f"{r['id']}  {r['user']}  {r['address']:15} {r['protocol']:10} from {r['source'] or '-':15} "
+            f"since {r['start']}  "
             f"in {r['bytes_in']} out {r['bytes_out']}  {state}"
         )
     if not rows:

@@ -26,6 +26,7 @@ from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
 
+PROTOCOL = "fortinet"  # what sessions, logs and metrics call this protocol
 SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
 DENIED = "ret=0,redir=/remote/login?&err=sslvpn_login_permission_denied&lang=en"
 
@@ -128,6 +129,7 @@ class FortiLogin:
                 pool=self.settings.pool,
                 source=self.source,
                 client=self.user_agent,
+                protocol=PROTOCOL,
             )
         except ServiceError as exc:
             return self._refuse(str(exc))

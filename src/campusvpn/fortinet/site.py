@@ -22,7 +22,7 @@ import h11
 
 from campusvpn.fortinet.channel import WRITE_HIGH_WATER, PppChannel
 from campusvpn.fortinet.connection import PppConnection
-from campusvpn.fortinet.login import DENIED, FortiLogin
+from campusvpn.fortinet.login import DENIED, PROTOCOL, FortiLogin
 from campusvpn.fortinet.tunnel_config import Timeouts, tunnel_xml
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie
 from campusvpn.platform import logs, metrics
@@ -78,6 +78,7 @@ class FortinetSite:
         self.hub = hub
         self.on_review = on_review
         self.logins: dict[str, FortiLogin] = {}  # by the challenge's magic
+        metrics.declare_protocol(PROTOCOL)
 
     # --- the front door's questions ----------------------------------------------------------
 
@@ -156,9 +157,9 @@ class FortinetSite:
             else:
                 answer = await asyncio.to_thread(login.password, form.get("username", ""), form.get("credential", ""))
         if answer.outcome:
-            metrics.LOGINS.labels(answer.outcome).inc()
+            metrics.LOGINS.labels(PROTOCOL, answer.outcome).inc()
             logs.event(
-                "gateway.login", protocol="fortinet", source=peer.source, outcome=answer.outcome, user=login.username
+                "gateway.login", protocol=PROTOCOL, source=peer.source, outcome=answer.outcome, user=login.username
             )
         if answer.finished:
             self.logins.pop(login.magic, None)
@@ -226,10 +227,10 @@ class FortinetSite:
             text = outcome.user_message or outcome.message
             return Answer(respond(conn, 403, PERMISSION_DENIED + text + "\n", "text/html"), close=True)
         self.on_review(outcome.next_review)
-        logs.event("gateway.tunnel_request", protocol="fortinet", session=outcome.session_id, user=outcome.username)
+        logs.event("gateway.tunnel_request", protocol=PROTOCOL, session=outcome.session_id, user=outcome.username)
         settings = self._settings_for(outcome.profile)
         session = SessionInfo(
-            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at
+            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at, PROTOCOL
         )
 
         async def run(transport: Any, leftover: bytes) -> None:
@@ -262,6 +263,6 @@ class FortinetSite:
         if ending.protocol_error:
             metrics.PROTOCOL_ERRORS.labels("ppp").inc()
             logs.event(
-                "gateway.bad_frame", logging.WARNING, protocol="fortinet", session=t.session_id, error=ending.reason
+                "gateway.bad_frame", logging.WARNING, protocol=PROTOCOL, session=t.session_id, error=ending.reason
             )
         self.hub.channel_ended(t, ending.reason, signed_off=ending.signed_off)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 PENDING = Gauge("campusvpn_pending_connections", "Connections held by the front door that are not tunnels yet")
-SESSIONS = Gauge("campusvpn_tunnels", "Live tunnels (connected sessions)")
-LOGINS = Counter("campusvpn_logins_total", "Completed sign-ins by outcome", ["outcome"])
+# `protocol` is the VPN protocol's package name: "anyconnect", "fortinet".
+SESSIONS = Gauge("campusvpn_tunnels", "Live tunnels (connected sessions) by protocol", ["protocol"])
+LOGINS = Counter("campusvpn_logins_total", "Completed sign-ins by protocol and outcome", ["protocol", "outcome"])
 BYTES_IN = Counter("campusvpn_bytes_in_total", "Bytes received from clients through tunnels")
 BYTES_OUT = Counter("campusvpn_bytes_out_total", "Bytes sent to clients through tunnels")
 PACKETS_IN = Counter("campusvpn_packets_in_total", "Packets received from clients")
@@ -15,3 +16,11 @@ PACKETS_DROPPED = Counter(
     "campusvpn_packets_dropped_total", "Packets for clients dropped because the client's queue was full"
 )
 PROTOCOL_ERRORS = Counter("campusvpn_protocol_errors_total", "Connections closed for protocol errors", ["kind"])
+
+
+def declare_protocol(protocol: str) -> None:
+    """A protocol's series exist from start-up (at zero), so dashboards and alerts see every protocol
+    served, not only those someone has used since the last restart."""
+    for outcome in ("ok", "refused"):
+        LOGINS.labels(protocol, outcome)
+    SESSIONS.labels(protocol)

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from campusvpn.service import account_views
@@ -26,8 +27,24 @@ def certificate_pin(cert_path: str) -> str:
     return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
+@lru_cache(maxsize=4)
+def certificate_fingerprint(cert_path: str) -> str:
+    """The certificate's SHA-256 fingerprint as certificate viewers show it (FortiClient's warning
+    offers one), colon-separated hex."""
+    try:
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return ""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def server_port(ctx: Context) -> str:
+    return ctx.config.gateway.listen.rpartition(":")[2]
+
+
 def server_url(ctx: Context) -> str:
-    port = ctx.config.gateway.listen.rpartition(":")[2]
+    port = server_port(ctx)
     host = ctx.config.gateway.hostname
     return f"https://{host}/" if port == "443" else f"https://{host}:{port}/"
 
@@ -48,7 +65,24 @@ def for_user(ctx: Context, username: str) -> dict[str, object]:
     if profiles:
         cmd.append(f"--authgroup={profiles[0][0]}")
     cmd.append(url)
-    return {"url": url, "host": ctx.config.gateway.hostname, "pin": pin, "command": " ".join(cmd), "profiles": profiles}
+    # The FortiGate protocol names the profile (its "realm") in the URL's path, not with --authgroup.
+    realm = profiles[0][0] if profiles else ""
+    forti = ["sudo openconnect", "--protocol=fortinet", f"--user={username}"]
+    if pin:
+        forti.append(f"--servercert={pin}")
+    forti.append(url + realm)
+    return {
+        "url": url,
+        "host": ctx.config.gateway.hostname,
+        "port": server_port(ctx),
+        "pin": pin,
+        "fingerprint": certificate_fingerprint(str(ctx.config.path(ctx.config.tls.certificate))),
+        "helpdesk": ctx.config.service.helpdesk,
+        "command": " ".join(cmd),
+        "fortinet_command": " ".join(forti),
+        "realm": realm,
+        "profiles": profiles,
+    }
 
 
 def anyconnect_profile(ctx: Context, username: str) -> bytes:

@@ -131,6 +131,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.address": ("Address", "アドレス"),
     "col.from": ("From", "接続元"),
     "col.client": ("Client", "クライアント"),
+    "col.protocol": ("Protocol", "プロトコル"),
+    "proto.anyconnect": ("AnyConnect", "AnyConnect"),
+    "proto.fortinet": ("FortiGate SSL-VPN", "FortiGate SSL-VPN"),
     "col.started": ("Started", "開始"),
     "col.method": ("Method", "方法"),
     "col.added": ("Added", "追加日"),
@@ -198,6 +201,40 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "connect.linux": (
         "Linux: install openconnect (e.g. `apt install openconnect`) and run the command below.",
         "Linux：openconnect をインストール（例：`apt install openconnect`）し、下のコマンドを実行します。",
+    ),
+    "connect.forticlient": ("FortiClient (FortiGate SSL-VPN)", "FortiClient（FortiGate SSL-VPN）"),
+    "connect.fc_install": (
+        "Install FortiClient VPN and add a new connection of the type “SSL-VPN”.",
+        "FortiClient VPN をインストールし、種類「SSL-VPN」の新しい接続を追加します。",
+    ),
+    "connect.fc_gateway": (
+        "Remote Gateway: {host}. Port: {port} (tick “Customize port” if it is not 443).",
+        "リモートゲートウェイ（Remote Gateway）：{host}。ポート：{port}（443 以外のときは「ポートの編集」"
+        "（Customize port）にチェック）。",
+    ),
+    "connect.fc_realm": (
+        "Realm (the connection group), where FortiClient asks for one: {realm}.",
+        "レルム（接続グループ）を入力する欄がある場合：{realm}。",
+    ),
+    "connect.fc_signin": (
+        "Connect with your user name and password. When asked for a token code, enter the 6-digit code from "
+        "your authenticator app, a recovery code, or “sms” or “call” to have a code sent to your phone.",
+        "ユーザー名とパスワードで接続します。トークンコードを求められたら、認証アプリの 6 桁のコード、"
+        "リカバリーコード、または電話にコードを送る「sms」か「call」を入力します。",
+    ),
+    "connect.fc_certificate": (
+        "If FortiClient warns that the server certificate is not trusted, continue only when the certificate's "
+        "SHA-256 fingerprint is {fingerprint}. If it differs, do not connect: contact {helpdesk}.",
+        "サーバー証明書が信頼されていないと FortiClient が警告した場合は、証明書の SHA-256 フィンガープリントが"
+        " {fingerprint} と一致するときだけ続行してください。異なる場合は接続せず、{helpdesk} に連絡してください。",
+    ),
+    "connect.fortinet_openconnect": (
+        "openconnect with the FortiGate protocol (Linux, macOS)",
+        "FortiGate プロトコルの openconnect（Linux・macOS）",
+    ),
+    "connect.fortinet_linux": (
+        "The same server also speaks the FortiGate SSL-VPN protocol; openconnect 9 or later connects with:",
+        "同じサーバーは FortiGate SSL-VPN プロトコルにも対応しています。openconnect 9 以降では次のコマンドで接続します：",
     ),
     "err.csrf": (
         "This form has expired or did not come from this site. Go back, reload the page and try again.",

@@ -25,9 +25,17 @@ class OpenedSession:
 
 
 def open_for_vpn(
-    ctx: Context, username: str, profile: VpnProfile | None, *, pool: str, source: str | None, client: str | None
+    ctx: Context,
+    username: str,
+    profile: VpnProfile | None,
+    *,
+    pool: str,
+    source: str | None,
+    client: str | None,
+    protocol: str,
 ) -> OpenedSession:
-    """A signed-in user's new VPN session in `profile` (whose roles must include the user's)."""
+    """A signed-in user's new VPN session in `profile` (whose roles must include the user's), opened
+    over `protocol` ("anyconnect", "fortinet")."""
     with ctx.tx() as s:
         user = ctx.user(s, username)
         role = current_role(ctx, s, user)
@@ -37,7 +45,14 @@ def open_for_vpn(
                 f"The group {profile.name!r} is not for your role ({role}). Choose {allowed or 'another group'}."
             )
         opened = sessions.open_session(
-            ctx, s, user, profile=profile.name if profile else None, pool=pool, source=source, client=client
+            ctx,
+            s,
+            user,
+            profile=profile.name if profile else None,
+            pool=pool,
+            source=source,
+            client=client,
+            protocol=protocol,
         )
         return OpenedSession(opened.token, opened.session.public_id, opened.session.address)
 

@@ -74,7 +74,15 @@ def detach_node(ctx: Context, node: str) -> int:
 
 
 def open_session(
-    ctx: Context, s: Session, user: User, *, profile: str | None, pool: str, source: str | None, client: str | None
+    ctx: Context,
+    s: Session,
+    user: User,
+    *,
+    profile: str | None,
+    pool: str,
+    source: str | None,
+    client: str | None,
+    protocol: str = "anyconnect",
 ) -> Opened:
     now = ctx.clock.now()
     expire_stale(ctx, s)  # dead sessions must not count against the limit or hold addresses
@@ -106,6 +114,7 @@ def open_session(
             address=address,
             source=source,
             client=(client or "")[:200] or None,
+            protocol=protocol,
             started_at=now,
             expires_at=now + ctx.config.gateway.session_timeout,
             last_seen_at=now,
@@ -128,6 +137,7 @@ def open_session(
             session=row.public_id,
             address=address,
             profile=profile,
+            protocol=protocol,
         )
         return Opened(token, row)
     raise Conflict("Could not reserve a VPN address; try again.")
@@ -260,6 +270,7 @@ def listing(ctx: Context, *, live_only: bool = True, username: str | None = None
                 "source": r.source,
                 "profile": r.profile,
                 "client": r.client,
+                "protocol": r.protocol,
                 "start": r.started_at.isoformat(),
                 "expires": r.expires_at.isoformat(),
                 "connected": r.connected,

@@ -184,6 +184,8 @@ class VpnSession(Base):
     address: Mapped[str] = mapped_column(String(45))
     source: Mapped[str | None] = mapped_column(String(64))
     client: Mapped[str | None] = mapped_column(String(200))
+    # The VPN protocol that opened it ("anyconnect", "fortinet").
+    protocol: Mapped[str] = mapped_column(String(16), server_default="anyconnect")
     started_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]

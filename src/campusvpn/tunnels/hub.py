@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 
 from campusvpn.platform import logs, metrics
@@ -32,6 +33,7 @@ class Hub:
         self.node = node
         self.tunnels: dict[str, Tunnel] = {}  # by session id
         self.by_address: dict[bytes, Tunnel] = {}
+        self.live_by_protocol: Counter[str] = Counter()  # len(self.tunnels) by protocol, for the gauge
         self.marks = MarksWriter(ctx, node)
         self._tun_woken = 0.0
 
@@ -59,8 +61,10 @@ class Hub:
         t = Tunnel(session, channel)
         self.tunnels[t.session_id] = t
         self.by_address[t.addr_bytes] = t
-        metrics.SESSIONS.set(len(self.tunnels))
-        logs.event("gateway.tunnel_up", session=t.session_id, user=t.username, address=t.address)
+        self._count(session.protocol, +1)
+        logs.event(
+            "gateway.tunnel_up", protocol=session.protocol, session=t.session_id, user=t.username, address=t.address
+        )
         return t
 
     def is_live(self, t: Tunnel) -> bool:
@@ -73,9 +77,13 @@ class Hub:
     def _forget(self, t: Tunnel) -> None:
         if self.tunnels.get(t.session_id) is t:
             del self.tunnels[t.session_id]
+            self._count(t.session.protocol, -1)
         if self.by_address.get(t.addr_bytes) is t:
             del self.by_address[t.addr_bytes]
-        metrics.SESSIONS.set(len(self.tunnels))
+
+    def _count(self, protocol: str, delta: int) -> None:
+        self.live_by_protocol[protocol] += delta
+        metrics.SESSIONS.labels(protocol).set(self.live_by_protocol[protocol])
 
     # --- packets ---------------------------------------------------------------------------
 
@@ -140,18 +148,29 @@ class Hub:
                 ch.close(reason)
         self._forget(t)
         self.marks.note(t, connected=None)  # its traffic; the session's state is someone else's to set
-        logs.event("gateway.tunnel_closed", session=t.session_id, user=t.username, reason=reason, ended=end)
+        logs.event(
+            "gateway.tunnel_closed",
+            protocol=t.session.protocol,
+            session=t.session_id,
+            user=t.username,
+            reason=reason,
+            ended=end,
+        )
 
     def detach(self, t: Tunnel, reason: str) -> None:
         """The connection went away; the session stays resumable."""
         self._forget(t)
         self.marks.note(t, connected=False)
-        logs.event("gateway.tunnel_down", session=t.session_id, user=t.username, reason=reason)
+        logs.event(
+            "gateway.tunnel_down", protocol=t.session.protocol, session=t.session_id, user=t.username, reason=reason
+        )
 
     def end_session(self, t: Tunnel, reason: str) -> None:
         """End the session for good (the user signed off, idle, time limit)."""
         self._forget(t)
-        logs.event("gateway.session_ended", session=t.session_id, user=t.username, reason=reason)
+        logs.event(
+            "gateway.session_ended", protocol=t.session.protocol, session=t.session_id, user=t.username, reason=reason
+        )
         din, dout = take_counts(t)
         asyncio.get_running_loop().run_in_executor(
             None, self._end_in_store, t.session_id, t.username, reason, din, dout

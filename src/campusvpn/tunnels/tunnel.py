@@ -43,6 +43,7 @@ class SessionInfo:
     user_id: int
     address: str
     expires_at: datetime
+    protocol: str  # the protocol package's name ("anyconnect", "fortinet"): a label for logs and metrics
 
     @property
     def addr_bytes(self) -> bytes:

@@ -13,7 +13,7 @@ from alembic import op
 import campusvpn.store.models
 
 revision: str = "0005"
-down_revision: str | None = "0003"  # the lead re-points this to "0004" when merging
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -59,6 +59,7 @@ def test_forticlient_steps_and_fortinet_command(tmp_path: Path, clock: FixedCloc
     page = c.get("/connect").text
     pin = re.search(r"pin-sha256:[A-Za-z0-9+/=]+", page)
     assert pin
+    assert 'class="info"' not in page and "{&#39;url&#39;" not in page  # no dictionary in a status banner
     # The profile goes in the URL's path (FortiGate's realm); the port is the gateway's own.
     assert _code(page, "fortinet-command") == (
         f"sudo openconnect --protocol=fortinet --user={USER} --servercert={pin.group(0)} "

@@ -49,7 +49,8 @@ def vpn(req: Req) -> Response:
 
 @page("/connect")
 def connect(req: Req) -> Response:
-    return req.render("connect.html", info=connect_info.for_user(req.ctx, req.username))
+    # Not `info`: the base template shows a page's `info` as its status banner.
+    return req.render("connect.html", setup=connect_info.for_user(req.ctx, req.username))
 
 
 @page("/connect/profile.xml")

@@ -56,6 +56,10 @@ def register_totp(c: TestClient, ctx: Context, clock: FixedClock) -> tuple[str, 
     page = c.get("/mfa/totp").text
     secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page)
     assert secret, page
+    # A reload or a language switch shows the same secret: the app may have scanned it already.
+    for again in (c.get("/mfa/totp").text, c.get("/mfa/totp?lang=ja").text):
+        assert f'<code id="secret">{secret.group(1)}</code>' in again
+    page = c.get("/mfa/totp?lang=en").text
     r = c.post("/mfa/totp", data={"csrf": csrf(page), "code": totp_now(ctx, secret.group(1), clock)})
     codes = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
     return secret.group(1), codes

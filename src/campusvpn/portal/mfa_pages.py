@@ -72,7 +72,9 @@ def add_totp(req: Req) -> Response:
         except ServiceError as exc:
             error = str(exc)
     try:
-        enrolment = (authenticator.pending_totp(req.ctx, username) if error else None) or authenticator.begin_totp(
+        # The enrolment waiting for its first code is shown again (a reload, a language switch, a wrong
+        # code): a new secret each time would break the account the app has already scanned.
+        enrolment = authenticator.pending_totp(req.ctx, username) or authenticator.begin_totp(
             req.ctx, username, actor=username
         )
     except ServiceError as exc:

@@ -214,6 +214,8 @@ def test_wrong_password_is_generic_and_unknown_page_is_friendly(pctx: Context) -
     c = client(pctx)
     text = sign_in(c, password="wrong password here")
     assert "The user name or password is incorrect." in text
+    assert f'name="username" autocomplete="username" required value="{USER}"' in text  # kept to try again
+    assert "wrong password here" not in text  # the password never comes back
     r = c.get("/no/such/page")
     assert r.status_code == 404 and "There is no such page" in r.text and "Traceback" not in r.text
 

@@ -106,7 +106,9 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
             req.session.signin = {"pass_only": True, "username": out.username}
             return rotated(req.redirect("/signin/pass"))
         req.session.signin = None
-        return req.render("signin.html", status=401, error=req.t.engine(out.message, out.code))
+        return req.render(
+            "signin.html", status=401, error=req.t.engine(out.message, out.code), typed=_typed_username(req)
+        )
     req.session.signin = engine.snapshot()
     if out.error:
         return render_step(req, out)
@@ -125,4 +127,9 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
         )
     if prompt.step is Step.REGISTRATION:
         return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))
-    return req.render("signin.html", error=req.t.engine(prompt.error))
+    return req.render("signin.html", error=req.t.engine(prompt.error), typed=_typed_username(req))
+
+
+def _typed_username(req: Req) -> str:
+    """What the user typed as their name, kept in the form after a refusal (never the password)."""
+    return req.field("username", 200) if req.request.method == "POST" else ""

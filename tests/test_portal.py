@@ -88,6 +88,7 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     assert "authenticator app" in sign_in(c)
     clock.advance(timedelta(seconds=30))
     page = c.get("/signin/code").text
+    assert f"Signing in as {USER}." in page  # which account the code is for
     r = c.post("/signin/code", data={"csrf": csrf(page), "code": totp_now(pctx, secret, clock), "trust": "1"})
     assert "Welcome" in r.text and "campusvpn-device" in c.cookies
     c.post("/signout", data={"csrf": csrf(r.text)})

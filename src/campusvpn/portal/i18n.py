@@ -27,6 +27,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ユーザー名（10 桁。@ドメイン付き・空白・全角数字でも可）とパスワードでサインインしてください。",
     ),
     "signin.username": ("User name", "ユーザー名"),
+    "code.account": ("Signing in as {user}.", "{user} としてサインインしています。"),
     "signin.password": ("Password", "パスワード"),
     "signin.submit": ("Sign in", "サインイン"),
     "signin.passkey": ("Sign in with a passkey", "パスキーでサインイン"),

@@ -124,6 +124,7 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
             info=info,
             trust_days=req.ctx.config.trusted_devices.lifetime.days,
             action="/signin/code",
+            who=(req.session.signin or {}).get("username"),
         )
     if prompt.step is Step.REGISTRATION:
         return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))

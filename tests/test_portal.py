@@ -312,3 +312,12 @@ def test_connect_page_has_profile_command_and_pin(pctx: Context) -> None:
     xml = c.get("/connect/profile.xml")
     assert xml.headers["content-type"].startswith("application/xml")
     assert b"<HostAddress>" in xml.content
+
+
+def test_a_form_sent_after_the_sign_in_expired_says_so(pctx: Context, clock: FixedClock) -> None:
+    c = client(pctx)
+    home = sign_in(c)
+    clock.advance(timedelta(minutes=31))  # past the portal's 30-minute idle timeout
+    r = c.post("/signout", data={"csrf": csrf(home)})
+    assert r.status_code == 401 and "Your sign-in expired. Please sign in again." in r.text
+    assert "did not come from this site" not in r.text

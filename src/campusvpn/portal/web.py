@@ -131,6 +131,7 @@ def _run(
     cookie = request.cookies.get(COOKIE)
     source, agent = (request.client.host if request.client else None), request.headers.get("user-agent")
     cur = portal_sessions.load(ctx, cookie)
+    ended = cur is None and cookie is not None  # the browser had a session that expired or was ended
     if cur is None:
         # No stored session: a pre-session, stored only when a form is submitted with its token.
         cur = portal_sessions.pre_session(ctx, cookie)
@@ -153,7 +154,10 @@ def _run(
         csrf_ok = portal_sessions.pre_session_csrf_ok(ctx, cur, sent_csrf)
         if csrf_ok:  # the first form this browser submits: from now on its session is stored
             portal_sessions.store(ctx, cur, source, agent)
-    if not csrf_ok:
+    if not csrf_ok and ended and sent_csrf and not portal_sessions.is_pre_session_token(ctx, sent_csrf):
+        # A form from a page shown before the sign-in ended (idle timeout): say so, not "not from this site".
+        response = req.error(req.t("err.session_expired"), 401)
+    elif not csrf_ok:
         response = req.error(req.t("err.csrf"), 403)
     elif auth != "none" and not cur.signed_in:
         target = request.url.path if request.method == "GET" else "/"

@@ -94,6 +94,16 @@ def pre_session(ctx: Context, token: str | None) -> Current:
     return Current(None, token, base64.urlsafe_b64encode(sealed).decode(), None, None, None, None, None)
 
 
+def is_pre_session_token(ctx: Context, sent: str) -> bool:
+    """Whether `sent` is a pre-session's CSRF token at all (for whichever cookie): a form from a page
+    shown before any sign-in, as opposed to one from a signed-in page whose session has since ended."""
+    try:
+        ctx.box.open(base64.urlsafe_b64decode(sent), _PRE)
+    except (SecretBoxError, binascii.Error, ValueError):
+        return False
+    return True
+
+
 def pre_session_csrf_ok(ctx: Context, cur: Current, sent: str | None) -> bool:
     """The form's CSRF token was made for this pre-session's cookie, within a session's lifetime."""
     if not sent or len(sent) > 400:

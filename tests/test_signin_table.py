@@ -241,9 +241,14 @@ def test_a_wrong_password_ends_with_the_generic_message(world: World) -> None:
 def test_a_throttled_password_says_how_long_to_wait(world: World) -> None:
     world.password_blocked = (Verdict(False, retry_at=NOW + timedelta(seconds=2)),)
     out = SignIn(world.ports()).handle(Password("1234567890", "right"))
-    assert out == Finished(
-        False, "throttled", "Too many failed attempts. Wait 2 seconds (until 2026-10-01 09:00 JST) and try again."
-    )
+    assert out == Finished(False, "throttled", "Too many failed attempts. Wait 2 seconds and try again.")
+
+
+def test_a_long_wait_is_said_in_minutes_with_the_first_minute_it_ends(world: World) -> None:
+    world.password_blocked = (Verdict(False, retry_at=NOW + timedelta(minutes=7, seconds=5)),)
+    out = SignIn(world.ports()).handle(Password("1234567890", "right"))
+    assert isinstance(out, Finished) and out.code == "throttled"
+    assert out.message == "Too many failed attempts. Wait 8 minutes (until 2026-10-01 09:08 JST) and try again."
 
 
 def test_a_locked_password_says_until_when_and_whom_to_call(world: World) -> None:
@@ -405,7 +410,7 @@ def test_the_failure_that_locks_ends_the_sign_in(world: World) -> None:
 def test_a_throttled_code_step_is_not_checked(world: World) -> None:
     world.code_blocked = (Verdict(False, retry_at=NOW + timedelta(seconds=1)),)
     out = at(world, Step.SECOND_FACTOR).handle(Code("123456"))
-    assert isinstance(out, Finished) and out.code == "throttled" and "Wait 1 second " in out.message
+    assert isinstance(out, Finished) and out.code == "throttled" and "Wait 1 second and" in out.message
     assert world.members["1234567890"].used == set()
 
 

@@ -363,14 +363,12 @@ class SignIn:
             return self._finish(Finished(False, "locked", self._locked_message(until)))
         until = max(v.retry_at for v in blocked if v.retry_at)
         secs = max(1, int((until - now).total_seconds() + 0.999))
-        return self._finish(
-            Finished(
-                False,
-                "throttled",
-                f"Too many failed attempts. Wait {secs} second{'s' if secs != 1 else ''} "
-                f"(until {format_local(until, self.ports.settings.zone)}) and try again.",
-            )
-        )
+        if secs < 60:  # a clock time adds nothing to a wait of seconds (and its minute looks wrong)
+            wait = f"Wait {secs} second{'s' if secs != 1 else ''}"
+        else:
+            minutes = -(-secs // 60)
+            wait = f"Wait {minutes} minutes (until {format_from(until, self.ports.settings.zone)})"
+        return self._finish(Finished(False, "throttled", f"Too many failed attempts. {wait} and try again."))
 
     def _locked_message(self, until: datetime) -> str:
         return (

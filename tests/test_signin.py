@@ -60,6 +60,9 @@ def test_recovery_code_works_once_and_counts_down(ctx: Context, clock: FixedCloc
     assert "9 of 10 left" in first.message
     second = sign_in(ctx, codes[3])
     assert isinstance(second, Prompt) and second.error
+    assert second.error.startswith("That recovery code was already used (each works once)")  # not "not right"
+    wrong = sign_in(ctx, "AAAA-BBBB-CCCC-DDDD")
+    assert isinstance(wrong, Prompt) and wrong.error == "That code is not right. Check it and try again."
 
 
 def test_regenerated_recovery_codes_replace_the_old_set(ctx: Context, clock: FixedClock) -> None:
@@ -67,7 +70,8 @@ def test_regenerated_recovery_codes_replace_the_old_set(ctx: Context, clock: Fix
     _, old = enrol_totp(ctx, clock)
     new = mfa.regenerate_recovery_codes(ctx, "1234567890", actor="test")
     assert not set(old) & set(new)
-    assert isinstance(sign_in(ctx, old[0]), Prompt)
+    replaced = sign_in(ctx, old[0])
+    assert isinstance(replaced, Prompt) and replaced.error and "a set you replaced" in replaced.error
     done = sign_in(ctx, new[0])
     assert isinstance(done, Finished) and done.ok
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
+from campusvpn.signin.engine import SPENT_RECOVERY_CODE
 
 LANGUAGES = ("ja", "en")
 
@@ -376,6 +377,7 @@ ENGINE_JA: dict[str, str] = {
     "account_revoked": "大学での所属が終了したなどの理由でアカウントは閉鎖されているため、サインインできません。",
     "That code is not right. Check it and try again.": "コードが正しくありません。確認してもう一度入力してください。",
     "That code was already used. Wait for the next code in your app.": "このコードは使用済みです。アプリの次のコードを待ってください。",
+    SPENT_RECOVERY_CODE: "この回復コードは使用済みか、作り直す前の古いコードです（各コードは 1 回だけ使えます）。別の回復コード、またはアプリや電話のコードを入力してください。",
     "That recovery code is not right or was already used.": "リカバリーコードが正しくないか、使用済みです。",
 }
 

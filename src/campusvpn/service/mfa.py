@@ -61,6 +61,7 @@ class CodeCheck:
     method_id: str | None = None
     replayed: bool = False
     recovery_left: int | None = None
+    spent_recovery: bool = False  # a recovery code that was already used (or replaced)
 
 
 def verify_code(ctx: Context, s: Session, user: User, code: str, method_id: str | None = None) -> CodeCheck:
@@ -68,7 +69,9 @@ def verify_code(ctx: Context, s: Session, user: User, code: str, method_id: str 
     now = ctx.clock.now()
     if looks_like_recovery_code(code):
         left = use_recovery_code(ctx, s, user, code, now)
-        return CodeCheck(ok=left is not None, method="recovery", recovery_left=left)
+        if left is None:
+            return CodeCheck(ok=False, method="recovery", spent_recovery=recovery_codes.was_used(ctx, s, user, code))
+        return CodeCheck(ok=True, method="recovery", recovery_left=left)
     digits = code.strip().replace(" ", "")
     if not digits.isdigit():
         return CodeCheck(ok=False)

@@ -17,6 +17,18 @@ def _unused(s: Session, user: User) -> list[RecoveryCode]:
     return list(s.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))))
 
 
+def was_used(ctx: Context, s: Session, user: User, typed: str) -> bool:
+    """Whether `typed` is one of the user's recovery codes that no longer works: spent, or of a set
+    that was replaced (checked only after it matched no unused code: only a failure pays for it)."""
+    code = normalise_recovery_code(typed)
+    if code is None:
+        return False
+    spent = s.scalars(
+        select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_not(None))
+    )
+    return any(ctx.hasher.verify(rc.code_hash, code) for rc in spent)
+
+
 def recovery_left(s: Session, user: User) -> int:
     return len(_unused(s, user))
 

@@ -183,6 +183,7 @@ class StoredSignIn:
                 )
                 return CodeOutcome(
                     replayed=check.replayed,
+                    spent_recovery=check.spent_recovery,
                     locked_until=locked_until,
                     methods=self._choices(user) if locked_until is None else (),
                 )

@@ -117,6 +117,10 @@ class IllegalEvent(Exception):
     """An event that makes no sense in the current step (a front-end bug or a forged request)."""
 
 
+SPENT_RECOVERY_CODE = (
+    "That recovery code was already used (each works once) or belongs to a set you replaced. "
+    "Enter another recovery code or a code from your app or phone."
+)
 GENERIC_BAD_LOGIN = "The user name or password is incorrect."
 MAX_REGISTRATION_TRIES = 5
 
@@ -243,11 +247,12 @@ class SignIn:
         if not check.ok:
             if check.locked_until is not None:
                 return self._finish(Finished(False, "locked", self._locked_message(check.locked_until)))
-            why = (
-                "That code was already used. Wait for the next code in your app."
-                if check.replayed
-                else "That code is not right. Check it and try again."
-            )
+            if check.replayed:
+                why = "That code was already used. Wait for the next code in your app."
+            elif check.spent_recovery:
+                why = SPENT_RECOVERY_CODE
+            else:
+                why = "That code is not right. Check it and try again."
             return self._second_factor_prompt(check.methods, why)
         notes = []
         if check.method == "recovery":

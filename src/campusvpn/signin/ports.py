@@ -62,6 +62,7 @@ class CodeOutcome:
     blocked: tuple[Verdict, ...] = ()
     ok: bool = False
     replayed: bool = False
+    spent_recovery: bool = False  # a recovery code that no longer works (used, or of a replaced set)
     method: str | None = None  # totp | phone | recovery
     recovery_left: int | None = None
     locked_until: datetime | None = None  # this failure locked the step

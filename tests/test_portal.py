@@ -321,3 +321,10 @@ def test_a_form_sent_after_the_sign_in_expired_says_so(pctx: Context, clock: Fix
     r = c.post("/signout", data={"csrf": csrf(home)})
     assert r.status_code == 401 and "Your sign-in expired. Please sign in again." in r.text
     assert "did not come from this site" not in r.text
+
+
+def test_the_language_switch_keeps_where_the_user_was_going(pctx: Context) -> None:
+    c = client(pctx)
+    page = c.get("/signin?next=/devices&lang=en").text
+    link = re.search(r'<a class="lang" href="([^"]+)"', page)
+    assert link and link.group(1).replace("&amp;", "&") == "?next=%2Fdevices&lang=ja"

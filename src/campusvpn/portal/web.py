@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -81,9 +81,16 @@ class Req:
             is_admin=self.is_admin and self.session.signed_in,
             service=self.ctx.config.service.name,
             path=self.request.url.path,
+            other_language=self._other_language_link(),
             **values,
         )
         return HTMLResponse(html, status_code=status)
+
+    def _other_language_link(self) -> str:
+        """This page in the other language: the query (next=, q=, ...) is kept, only lang changes."""
+        other = "en" if self.t.lang == "ja" else "ja"
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k != "lang"]
+        return "?" + urlencode([*kept, ("lang", other)])
 
     def redirect(self, url: str) -> Response:
         return RedirectResponse(url, status_code=303)

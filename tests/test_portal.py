@@ -219,6 +219,8 @@ def test_wrong_password_is_generic_and_unknown_page_is_friendly(pctx: Context) -
     assert "wrong password here" not in text  # the password never comes back
     r = c.get("/no/such/page")
     assert r.status_code == 404 and "There is no such page" in r.text and "Traceback" not in r.text
+    ja = c.get("/no/such/page?lang=ja")
+    assert ja.status_code == 404 and '<html lang="ja">' in ja.text and "There is no such page" not in ja.text
 
 
 def test_full_width_name_with_domain_signs_in(pctx: Context) -> None:

@@ -63,7 +63,9 @@ class SecurityHeaders:
 def _error_page(request: Request, status: int, key: str) -> Response:
     ctx: Context = request.app.state.ctx
     lang = pick_language(
-        request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"), ctx.config.portal.default_language
+        request.query_params.get("lang") or request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language"),
+        ctx.config.portal.default_language,
     )
     t = Translator(lang, ctx.policy.zone)
     html = TEMPLATES.get_template("error.html").render(
@@ -74,6 +76,7 @@ def _error_page(request: Request, status: int, key: str) -> Response:
         is_admin=False,
         service=ctx.config.service.name,
         path="",
+        other_language="?lang=" + ("en" if t.lang == "ja" else "ja"),
         message=t(key, helpdesk=ctx.config.service.helpdesk) if key == "err.server" else t(key),
     )
     return HTMLResponse(html, status_code=status)

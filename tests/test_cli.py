@@ -291,3 +291,20 @@ def test_campusvpn_ignores_clock_settings_in_its_environment(conf: Path) -> None
     # The launcher the tests use does move it: the assertion above tells the two apart.
     pinned = run(conf, "mfa", "apply", "1234567891", now="2001-01-01T00:00:00+00:00")
     assert pinned.returncode == 0 and "VPN possible from 2001-01-01" in pinned.stdout, pinned.stdout + pinned.stderr
+
+
+def test_an_overlong_or_control_character_name_is_refused(tmp_path: Path) -> None:
+    from tests.conftest import make_config
+
+    from campusvpn.service import accounts
+    from campusvpn.service.context import open_context
+    from campusvpn.service.errors import Invalid
+
+    ctx = open_context(make_config(tmp_path))
+    for bad in ("x" * 416, "Taro\x1b[31m Yamada"):
+        with pytest.raises(Invalid):
+            accounts.add_user(ctx, accounts.NewUser("1234567890", "staff", bad, None, None, None), actor="t")
+    made = accounts.add_user(
+        ctx, accounts.NewUser("1234567890", "staff", "  Taro   Yamada ", None, None, None), actor="t"
+    )
+    assert made.display_name == "Taro Yamada"

@@ -46,6 +46,9 @@ def parse_date(text: str, what: str) -> date:
         raise Invalid(f"{what} {text!r} is not a date; write it as YYYY-MM-DD") from exc
 
 
+MAX_NAME = 100
+
+
 def _validate(ctx: Context, new: NewUser) -> NewUser:
     try:
         username = ctx.usernames.normalise(new.username)
@@ -53,6 +56,13 @@ def _validate(ctx: Context, new: NewUser) -> NewUser:
         raise Invalid(str(exc)) from exc
     if new.role not in ctx.config.service.roles:
         raise Invalid(f"role {new.role!r} is not known; use one of: {', '.join(ctx.config.service.roles)}")
+    name = " ".join((new.name or "").split())
+    if len(name) > MAX_NAME:  # the column holds 200; a person's name on a page needs far less
+        raise Invalid(f"the name is {len(name)} characters long; at most {MAX_NAME} are kept")
+    if any(not ch.isprintable() for ch in name):
+        raise Invalid("the name contains control characters")
+    if new.email and len(new.email) > 254:
+        raise Invalid("the e-mail address is longer than 254 characters")
     if new.email and not _EMAIL.match(new.email):
         raise Invalid(f"e-mail address {new.email!r} does not look like name@domain")
     if new.start and new.end and new.end < new.start:
@@ -60,7 +70,7 @@ def _validate(ctx: Context, new: NewUser) -> NewUser:
     return NewUser(
         username,
         new.role,
-        (new.name or "").strip() or None,
+        name or None,
         (new.email or "").strip() or None,
         new.start,
         new.end,

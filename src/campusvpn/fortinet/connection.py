@@ -218,15 +218,19 @@ class PppConnection:
         self.last_received = now
         # Usually whole frames arrive and are read in place; only an unfinished frame is kept (copied).
         view = memoryview(self._buffer + bytes(data) if self._buffer else data)
+        broken: ppp.FramingError | None = None
         try:
             frames, used = ppp.split_frames(view, len(view))
-        except ppp.FramingError as exc:
-            return [self._close(ProtocolError(str(exc)))]
+        except ppp.FramingError as exc:  # the frames before the bad one count, as if they came alone
+            broken, frames, used = exc, exc.before, len(view)
         events: list[Event] = []
         for f in frames:
             self._frame(f.protocol, f.info, now, events)
             if self.closed:
                 return events
+        if broken is not None:
+            events.append(self._close(ProtocolError(str(broken))))
+            return events
         self._buffer = bytes(view[used:])
         return events
 

@@ -17,6 +17,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions
@@ -45,6 +46,23 @@ class LoginAnswer:
 def new_engine(ctx: Context, source: str | None) -> SignIn:
     """The one place this package constructs the sign-in engine."""
     return start_signin(ctx, Purpose.VPN, source=source)
+
+
+class CodeAnswer(NamedTuple):
+    """What the user typed in the code field: a channel to send a code by, or a code (maybe with " trust")."""
+
+    send: str | None  # "sms" or "voice"
+    code: str
+    trust: bool
+
+
+def read_code(typed: str) -> CodeAnswer:
+    typed = typed.strip()
+    words = typed.lower().split()
+    if len(words) == 1 and words[0] in SEND_WORDS:
+        return CodeAnswer(SEND_WORDS[words[0]], "", False)
+    trust = len(words) >= 2 and words[-1] in TRUST_WORDS
+    return CodeAnswer(None, " ".join(typed.split()[:-1]) if trust else typed, trust)
 
 
 def _field(text: str) -> str:
@@ -86,16 +104,13 @@ class FortiLogin:
                 return LoginAnswer(200, self._challenge_body(self.refused))
             if self._engine is None or self._engine.step is not Step.SECOND_FACTOR:
                 return LoginAnswer(405, DENIED, finished=True)
-            typed = typed.strip()
-            words = typed.lower().split()
-            if len(words) == 1 and words[0] in SEND_WORDS:
-                return self._after(self._engine.handle(SendCode(channel=SEND_WORDS[words[0]])))
-            trust = len(words) >= 2 and words[-1] in TRUST_WORDS
-            code = " ".join(typed.split()[:-1]) if trust else typed
-            if not code:
+            answer = read_code(typed)
+            if answer.send is not None:
+                return self._after(self._engine.handle(SendCode(channel=answer.send)))
+            if not answer.code:
                 return self._challenge("Enter the code.")
             label = f"VPN client {self.user_agent or ''}".strip()[:200]
-            return self._after(self._engine.handle(Code(code, trust_device=trust, device_label=label)))
+            return self._after(self._engine.handle(Code(answer.code, trust_device=answer.trust, device_label=label)))
 
     def refuse(self, message: str) -> LoginAnswer:
         """Refused before any check (a realm that does not exist): the message is the prompt."""

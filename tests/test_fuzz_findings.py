@@ -38,3 +38,17 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path: Path, text: str) -> None
     with pytest.raises(ConfigError) as err:
         parse_config(text, path)
     assert err.value.problems == [f"{path}: not valid TOML: arrays or tables nested too deeply"]
+
+
+@pytest.mark.parametrize("protocol", [ppp.PROTO_LCP, ppp.PROTO_IPCP, 0x8057])
+def test_rejects_of_the_largest_frame_fit_a_frame(protocol: int) -> None:
+    conn = PppConnection(0.0, address="10.20.0.7", magic=0x12345678)
+    conn.start(0.0)
+    mru = bytes((1, 4)) + (0xFFFF).to_bytes(2, "big")  # the client takes any size
+    conn.receive_data(ppp.encode(ppp.PROTO_LCP, ppp.packet(1, 1, mru)), 0.0)
+    conn.receive_data(ppp.encode(ppp.PROTO_LCP, ppp.packet(2, conn.lcp.ident, conn.lcp.sent or b"")), 0.0)
+    assert conn.lcp.opened and conn.peer_mru == 0xFFFF
+    biggest = ppp.encode(protocol, ppp.packet(99, 1, bytes(ppp.MAX_FRAME - ppp.HEADER - 2 - 4)))  # unknown code
+    assert len(biggest) == ppp.MAX_FRAME
+    writes = [e.data for e in conn.receive_data(biggest, 0.0) if isinstance(e, Write)]
+    assert writes and all(int.from_bytes(w[:2], "big") <= ppp.MAX_FRAME for w in writes)

@@ -15,9 +15,10 @@ def check(data: bytes) -> None:
         frames, used = ppp.split_frames(view, len(data))
     except ppp.FramingError as exc:
         require(str(exc), "a FramingError says what is wrong")
-        frames, used = [], 0
-    require(0 <= used <= len(data), "used more bytes than given")
-    require(len(data) - used < ppp.MAX_FRAME, "a whole frame's worth of bytes left unread")
+        frames = exc.before
+    else:
+        require(0 <= used <= len(data), "used more bytes than given")
+        require(len(data) - used < ppp.MAX_FRAME, "a whole frame's worth of bytes left unread")
     for f in frames:
         require(0 <= f.protocol <= 0xFFFF and len(f.info) <= ppp.MAX_FRAME, "frame out of range")
         again = ppp.encode(f.protocol, f.info)

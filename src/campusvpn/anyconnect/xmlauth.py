@@ -33,7 +33,7 @@ def parse(body: bytes) -> AuthRequest:
         raise XmlAuthError(f"request body over {MAX_BODY} bytes")
     try:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ET.ParseError, DefusedXmlException, ValueError) as exc:
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:  # LookupError: an unknown encoding
         raise XmlAuthError(f"not a well-formed XML document: {exc}") from exc
     if root.tag != "config-auth":
         raise XmlAuthError(f"expected <config-auth>, got <{root.tag}>")

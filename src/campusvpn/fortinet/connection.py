@@ -218,15 +218,19 @@ class PppConnection:
         self.last_received = now
         # Usually whole frames arrive and are read in place; only an unfinished frame is kept (copied).
         view = memoryview(self._buffer + bytes(data) if self._buffer else data)
+        broken: ppp.FramingError | None = None
         try:
             frames, used = ppp.split_frames(view, len(view))
-        except ppp.FramingError as exc:
-            return [self._close(ProtocolError(str(exc)))]
+        except ppp.FramingError as exc:  # the frames before the bad one count, as if they came alone
+            broken, frames, used = exc, exc.before, len(view)
         events: list[Event] = []
         for f in frames:
             self._frame(f.protocol, f.info, now, events)
             if self.closed:
                 return events
+        if broken is not None:
+            events.append(self._close(ProtocolError(str(broken))))
+            return events
         self._buffer = bytes(view[used:])
         return events
 
@@ -243,7 +247,7 @@ class PppConnection:
                 self._ipcp(info, now, events)
         elif self.lcp.opened:
             # IPv6, IPv6CP, CCP...: not spoken here. The reject carries the protocol and its packet.
-            data = protocol.to_bytes(2, "big") + bytes(info)[: max(0, self.peer_mru - 10)]
+            data = protocol.to_bytes(2, "big") + bytes(info)[: max(0, self._room() - 10)]
             events.append(Write(self._lcp_packet(PROTO_REJ, data)))
 
     def _lcp(self, info: bytes | memoryview, now: float, events: list[Event]) -> None:
@@ -285,7 +289,7 @@ class PppConnection:
         elif pkt.code in (TERM_ACK, CODE_REJ, PROTO_REJ, DISCARD_REQ):
             pass  # nothing to do: a Protocol-Reject of IPCP would end IPv4, but no client sends one
         else:
-            events.append(Write(self._lcp_packet(CODE_REJ, bytes(info)[: max(0, self.peer_mru - 4)])))
+            events.append(Write(self._lcp_packet(CODE_REJ, bytes(info)[: max(0, self._room() - 4)])))
         self._opened(now, events)
 
     def _ipcp(self, info: bytes | memoryview, now: float, events: list[Event]) -> None:
@@ -312,7 +316,8 @@ class PppConnection:
         elif pkt.code in (TERM_ACK, CODE_REJ):
             pass
         else:
-            events.append(Write(ppp.encode(ppp.PROTO_IPCP, ppp.packet(CODE_REJ, self._next_ident(), bytes(info)))))
+            rejected = bytes(info)[: max(0, self._room() - 4)]
+            events.append(Write(ppp.encode(ppp.PROTO_IPCP, ppp.packet(CODE_REJ, self._next_ident(), rejected))))
         self._opened(now, events)
 
     def _opened(self, now: float, events: list[Event]) -> None:
@@ -407,6 +412,10 @@ class PppConnection:
         return now - self.last_received
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """The largest control packet we may send: the client's MRU, and a frame within MAX_FRAME."""
+        return min(self.peer_mru, ppp.MAX_FRAME - ppp.HEADER - 2)
 
     def _next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFF

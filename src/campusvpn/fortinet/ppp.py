@@ -33,7 +33,14 @@ _IPV4_HEAD = b"\x00\x21"
 
 
 class FramingError(Exception):
-    """The peer broke the framing: the stream cannot be resynchronised."""
+    """The peer broke the framing: the stream cannot be resynchronised.
+
+    `before` holds the complete frames that came before the bad one: they still count.
+    """
+
+    def __init__(self, message: str, before: list[Frame] | None = None) -> None:
+        super().__init__(message)
+        self.before = before or []
 
 
 class Frame(NamedTuple):
@@ -62,11 +69,11 @@ def split_frames(view: memoryview, filled: int) -> tuple[list[Frame], int]:
     while filled - pos >= HEADER:
         total, magic, size = _HEAD.unpack_from(view, pos)
         if magic != MAGIC:
-            raise FramingError(f"bad magic 0x{magic:04x}")
+            raise FramingError(f"bad magic 0x{magic:04x}", frames)
         if total != size + HEADER:
-            raise FramingError(f"lengths disagree: total {total}, frame {size}")
+            raise FramingError(f"lengths disagree: total {total}, frame {size}", frames)
         if size < 1 or total > MAX_FRAME:
-            raise FramingError(f"frame length {size} out of range")
+            raise FramingError(f"frame length {size} out of range", frames)
         if filled - pos < total:
             break
         frames.append(_ppp(view[pos + HEADER : pos + total]))

@@ -46,6 +46,11 @@ def is_fortinet_agent(headers: dict[str, str]) -> bool:
     return any(ua.startswith(a) or a in ua for a in AGENTS)
 
 
+def login_form(body: bytes) -> dict[str, str]:
+    """A `/remote/logincheck` body (urlencoded): the first value of each field; anything is readable."""
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
 def respond(
     conn: h11.Connection, status: int, body: bytes | str, content_type: str, headers: Sequence[tuple[str, str]] = ()
 ) -> bytes:
@@ -133,7 +138,7 @@ class FortinetSite:
     # --- sign-in -----------------------------------------------------------------------------
 
     async def _logincheck(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> bytes:
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        form = login_form(body)
         now = self.ctx.clock.now()
         for stale in [m for m, lg in self.logins.items() if lg.expired(now)]:
             del self.logins[stale]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import ssl
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import h11
 
@@ -170,22 +171,14 @@ class FrontDoor:
         `limits.header` of its first byte, the body at `limits.min_rate` or faster. A client that
         trickles a byte at a time cannot hold its slot longer than that.
         """
-        request: Request | None = None
-        limit = 0
-        body = bytearray()
-        too_big = False
+        reading = RequestReading(conn, lambda r: self.site_for(r).body_limit(r))
         deadline = time.monotonic() + idle_limit
         started = conn.trailing_data[0] != b""  # a pipelined request already began
         if started:
             deadline = time.monotonic() + self.limits.header
         while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                metrics.PROTOCOL_ERRORS.labels("http").inc()
-                logs.event("gateway.bad_http", logging.WARNING, error=str(exc))
-                return None, None
-            if event is h11.NEED_DATA:
+            step = reading.advance()
+            if step is Step.NEED_DATA:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     metrics.PROTOCOL_ERRORS.labels("slow_request").inc()
@@ -197,23 +190,76 @@ class FrontDoor:
                     started = True
                     deadline = time.monotonic() + self.limits.header
                 conn.receive_data(data)
-                continue
+            elif step is Step.HEAD:
+                deadline = time.monotonic() + self.limits.header + reading.expected / self.limits.min_rate
+            else:
+                if reading.error is not None:
+                    metrics.PROTOCOL_ERRORS.labels("http").inc()
+                    logs.event("gateway.bad_http", logging.WARNING, error=reading.error)
+                return reading.result()
+
+
+class Step(enum.Enum):
+    NEED_DATA = "need_data"  # feed h11 more bytes
+    HEAD = "head"  # the request line and headers arrived: `expected` body bytes follow
+    DONE = "done"  # `result()` is ready
+
+
+@dataclass
+class RequestReading:
+    """Reading one request from h11's events, sans-IO: the front door adds the sockets and deadlines.
+
+    `body_limit` is the limit of the site that claims the request. A body over it is dropped
+    (`result()` gives None for it); an announced one is refused before any of it is read.
+    """
+
+    conn: h11.Connection
+    body_limit: Callable[[Request], int]
+    request: Request | None = None
+    limit: int = 0
+    expected: int = 0  # body bytes announced by Content-Length (else the limit)
+    body: bytearray = field(default_factory=bytearray)
+    too_big: bool = False
+    error: str | None = None  # the client broke HTTP
+    done: bool = False
+
+    def advance(self) -> Step:
+        while not self.done:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.error = str(exc)
+                return self._end(None)
+            if event is h11.NEED_DATA:
+                return Step.NEED_DATA
             if isinstance(event, h11.Request):
-                request = Request.of(event)
-                limit = self.site_for(request).body_limit(request)
+                request = self.request = Request.of(event)
+                self.limit = self.body_limit(request)
                 length = request.headers.get("content-length", "0")
-                if length.isdigit() and int(length) > limit:
-                    return request, None  # refuse at once; never read a body we will not use
-                expected = int(length) if length.isdigit() else limit
-                deadline = time.monotonic() + self.limits.header + expected / self.limits.min_rate
-                continue
+                if length.isdigit() and int(length) > self.limit:
+                    self.too_big = True  # refuse at once; never read a body we will not use
+                    return self._end(request)
+                self.expected = int(length) if length.isdigit() else self.limit
+                return Step.HEAD
             if isinstance(event, h11.Data):
-                if request is None or len(body) + len(event.data) > limit:
-                    too_big = True
+                if self.request is None or len(self.body) + len(event.data) > self.limit:
+                    self.too_big = True
                 else:
-                    body += event.data
+                    self.body += event.data
                 continue
             if isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
-                return request, (None if too_big else bytes(body))
+                return self._end(self.request)
             if isinstance(event, h11.ConnectionClosed):
-                return None, None
+                return self._end(None)
+        return Step.DONE
+
+    def _end(self, request: Request | None) -> Step:
+        self.request = request
+        self.done = True
+        return Step.DONE
+
+    def result(self) -> tuple[Request | None, bytes | None]:
+        """The request (None if there is none to answer) and its body (None when over the limit)."""
+        if self.request is None:
+            return None, None
+        return self.request, (None if self.too_big else bytes(self.body))

@@ -41,6 +41,8 @@ def parse_config(text: str, path: Path) -> Config:
         where = f"{path}:{m.group(1)}" if m else str(path)
         what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([f"{where}: not valid TOML: {what}"]) from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from exc
     try:
         return Config.model_validate({**data, "base_dir": path.parent.resolve()})
     except ValidationError as exc:

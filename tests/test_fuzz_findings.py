@@ -52,3 +52,12 @@ def test_rejects_of_the_largest_frame_fit_a_frame(protocol: int) -> None:
     assert len(biggest) == ppp.MAX_FRAME
     writes = [e.data for e in conn.receive_data(biggest, 0.0) if isinstance(e, Write)]
     assert writes and all(int.from_bytes(w[:2], "big") <= ppp.MAX_FRAME for w in writes)
+
+
+def test_a_duration_too_long_for_a_timedelta_is_a_config_error_with_its_place(tmp_path: Path) -> None:
+    # Found by the config_loader target in CI: "99999999999999999999s" overflowed timedelta.
+    from campusvpn.platform.config import ConfigError, parse_config
+
+    path = tmp_path / "campusvpn.toml"
+    with pytest.raises(ConfigError, match="longer than 100 years"):
+        parse_config('[mfa]\nactivation_delay = "99999999999999999999s"\n', path)

@@ -34,8 +34,14 @@ class Site:
     def __init__(self, bed: Testbed, user: str, mount: Path) -> None:
         self.bed, self.user, self.mount = bed, user, mount
         prefix = Path(sys.base_prefix).resolve()
-        python = Path(sys.executable).resolve()
         self.bind: tuple[Path, Path] | None = None
+        self.venv = sys.prefix != sys.base_prefix
+        if self.venv:
+            # The venv's own python (a link into the base installation): resolving it would leave the
+            # venv, and with it campusvpn's packages. Both folders must be within the user's reach.
+            self.python = Path(sys.executable)
+            return
+        python = Path(sys.executable).resolve()
         self.python = python
         if state_files.unreachable(prefix, -1, []) and python.is_relative_to(prefix):
             self.bind = (prefix, mount)
@@ -68,8 +74,12 @@ def site() -> Iterator[Site]:
     bed = Testbed(work)
     (work / "python").mkdir()
     s = Site(bed, user, work / "python")
-    if s.bind is None and state_files.unreachable(Path(sys.executable).resolve().parent, -1, []):
-        pytest.skip(f"e2e privilege tests: {sys.executable} is out of a service user's reach")
+    out_of_reach = (
+        [Path(sys.prefix), Path(sys.base_prefix).resolve()] if s.venv else [Path(sys.executable).resolve().parent]
+    )
+    blocked = next((p for p in out_of_reach if s.bind is None and state_files.unreachable(p, -1, [])), None)
+    if blocked is not None:
+        pytest.skip(f"e2e privilege tests: {blocked} (the Python running the tests) is out of a service user's reach")
     try:
         bed.build()
         bed.init_site()

@@ -10,6 +10,9 @@ _PART = re.compile(r"(\d+)\s*([wdhms])")
 _WHOLE = re.compile(r"^\s*(?:\d+\s*[wdhms]\s*)+$")
 
 
+MAX_SECONDS = 100 * 366 * 86400
+
+
 class DurationError(ValueError):
     pass
 
@@ -19,6 +22,8 @@ def parse_duration(text: str) -> timedelta:
     if not _WHOLE.match(text.lower()):
         raise DurationError(f"{text!r} is not a duration; write a number with a unit, like 90s, 40m, 12h, 30d or 1h30m")
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(text.lower()))
+    if seconds > MAX_SECONDS:  # timedelta itself overflows near 2.7 million years; no setting needs a century
+        raise DurationError(f"{text.strip()!r} is longer than 100 years")
     return timedelta(seconds=seconds)
 
 

@@ -154,6 +154,11 @@ def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_no
     assert "Mobile phone" not in r.text
     mails = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "email"]
     assert any("deleted" in m["text"] for m in mails)
+    # Deleting the last method signs the user out, and the sign-in page says why.
+    app_id = re.search(r'data-kind="totp">.*?name="method" value="([0-9a-f]+)"', r.text, re.S)
+    assert app_id
+    r = c.post("/security", data={"csrf": csrf(r.text), "method": app_id.group(1), "action": "delete"})
+    assert "You deleted your last verification method, so you were signed out." in r.text
 
 
 def test_post_without_csrf_is_refused_and_changes_nothing(pctx: Context, clock: FixedClock) -> None:

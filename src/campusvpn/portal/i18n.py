@@ -259,6 +259,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "サインインの有効期限が切れました。再度サインインしてください。",
     ),
     "signout.done": ("You signed out.", "サインアウトしました。"),
+    "signout.emptied": (
+        "You deleted your last verification method, so you were signed out. Sign in again to register a new one.",
+        "最後の認証方法を削除したため、サインアウトしました。もう一度サインインして、新しい認証方法を登録してください。",
+    ),
     "admin.title": ("Admin console", "管理コンソール"),
     "admin.search": ("Find a user (user name or name)", "ユーザー検索（ユーザー名・氏名）"),
     "admin.search_submit": ("Search", "検索"),

@@ -30,7 +30,7 @@ def security(req: Req) -> Response:
                 if state is MfaState.REGISTRATION_REQUIRED:
                     # No method left: registration again, behind a recovery code (core rule).
                     req.session.username = req.session.signed_in_at = None
-                    return ended(req.ctx, req, req.redirect("/signin"))
+                    return ended(req.ctx, req, req.redirect("/signin?out=emptied"))
             elif action == "default":
                 mfa.set_default(req.ctx, req.username, method_id, actor=req.username)
             elif action == "delete_passkey":

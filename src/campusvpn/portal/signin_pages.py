@@ -25,7 +25,9 @@ def signin(req: Req) -> Response:
     if req.session.signed_in:
         return req.redirect("/")
     if req.request.method == "GET":
-        return req.render("signin.html", info=req.t("signout.done") if req.request.query_params.get("out") else None)
+        why = req.request.query_params.get("out")  # why the user was signed out, if they were
+        said = {"emptied": "signout.emptied"}.get(why or "", "signout.done")
+        return req.render("signin.html", info=req.t(said) if why else None)
     engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
     out = engine.handle(
         Password(

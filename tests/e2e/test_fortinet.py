@@ -161,15 +161,32 @@ def test_session_kill_ends_the_client_within_5_seconds_with_the_reason(bed: Test
     assert ended["ended"] and ended["end_reason"] == "Administrative reset"
 
 
+TUNNEL_PROBE = (
+    "import socket,ssl,sys\n"
+    "c=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE\n"
+    "s=c.wrap_socket(socket.create_connection((sys.argv[1],443),timeout=5),server_hostname='x')\n"
+    "s.sendall(b'GET /remote/sslvpn-tunnel HTTP/1.1\\r\\nHost: sslvpn\\r\\nCookie: SVPNCOOKIE='"
+    " + sys.argv[2].encode() + b'\\r\\n\\r\\n')\n"
+    "print(s.recv(200).split(b'\\r\\n')[0].decode())\n"
+)
+
+
 def test_tunnel_request_without_a_valid_cookie_is_forbidden(bed: Testbed) -> None:
-    probe = (
-        "import socket,ssl,sys\n"
-        "c=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE\n"
-        "s=c.wrap_socket(socket.create_connection((sys.argv[1],443),timeout=5),server_hostname='x')\n"
-        "s.sendall(b'GET /remote/sslvpn-tunnel HTTP/1.1\\r\\nHost: sslvpn\\r\\nCookie: SVPNCOOKIE=forged\\r\\n\\r\\n')\n"
-        "print(s.recv(200).split(b'\\r\\n')[0].decode())\n"
-    )
-    r = bed.in_client("python3", "-c", probe, GW_IP)
+    r = bed.in_client("python3", "-c", TUNNEL_PROBE, GW_IP, "forged")
+    assert r.stdout.strip() == "HTTP/1.1 403 Forbidden", r.stdout + r.stderr
+
+
+def test_the_cookie_of_a_killed_session_is_refused_afterwards(bed: Testbed) -> None:
+    u = bed.add_user("1000000130")
+    auth = authenticate(bed, "1000000130", f"{PASSWORD}\n", *totp_args(u["secret"]))
+    assert auth.returncode == 0, auth.stderr
+    found = re.search(r"SVPNCOOKIE=([^;'\s]+)", auth.stdout)
+    assert found, auth.stdout
+    before = bed.in_client("python3", "-c", TUNNEL_PROBE, GW_IP, found.group(1))
+    assert "403" not in before.stdout, before.stdout + before.stderr  # the live session's tunnel request works
+    [sess] = json.loads(bed.cli(None, "session", "list", "--user", "1000000130", "--json").stdout)
+    bed.cli(None, "session", "kill", sess["id"])
+    r = bed.in_client("python3", "-c", TUNNEL_PROBE, GW_IP, found.group(1))
     assert r.stdout.strip() == "HTTP/1.1 403 Forbidden", r.stdout + r.stderr
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from campusvpn.anyconnect import cstp
-from campusvpn.anyconnect.channel import CstpChannel, Ending
+from campusvpn.anyconnect.channel import CstpChannel
 from campusvpn.anyconnect.cstp import FrameType
 from campusvpn.cli.setup import write_self_signed
 from campusvpn.frontdoor.server import ssl_context
 from campusvpn.frontdoor.tls import TlsServerProtocol
-from campusvpn.tunnels.tunnel import SessionInfo, Tunnel
+from campusvpn.tunnels.tunnel import Ending, SessionInfo, Tunnel
 
 ADDR = bytes([172, 31, 0, 9])
 

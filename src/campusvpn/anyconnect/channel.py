@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 from campusvpn.anyconnect import cstp
 from campusvpn.anyconnect.connection import (
@@ -25,26 +24,13 @@ from campusvpn.anyconnect.connection import (
     State,
 )
 from campusvpn.anyconnect.cstp import FrameType
-from campusvpn.tunnels.tunnel import Tunnel
+from campusvpn.tunnels.tunnel import Ending, Tunnel
 
 # Room for many TLS records per wake-up. One buffer serves every tunnel (the loop is one thread and
 # a wake-up's frames are handled before the next read); a tunnel keeps only its unfinished frame.
 BUFFER_SIZE = 256 * 1024
 _SCRATCH = bytearray(BUFFER_SIZE)
 _SCRATCH_VIEW = memoryview(_SCRATCH)
-# A slow client's queue: beyond this much unsent data, packets for it are dropped (as a router
-# drops from a full queue) instead of buffering without bound; TCP inside the tunnel slows down.
-WRITE_HIGH_WATER = 512 * 1024
-
-
-class Ending(NamedTuple):
-    """Why a tunnel's connection stopped."""
-
-    reason: str
-    signed_off: bool = False  # the user ended the session (not just the connection)
-    protocol_error: bool = False
-
-
 class CstpChannel(asyncio.BufferedProtocol):
     """Frames from one client: packets to `on_packet`, DPD answered, DISCONNECT ends the tunnel.
 

@@ -18,7 +18,7 @@ from typing import Any
 import h11
 
 from campusvpn.anyconnect import xmlauth
-from campusvpn.anyconnect.channel import WRITE_HIGH_WATER, CstpChannel
+from campusvpn.anyconnect.channel import CstpChannel
 from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
 from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
@@ -27,7 +27,7 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 from campusvpn.tunnels.hub import Hub
-from campusvpn.tunnels.tunnel import SessionInfo
+from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
 VPN_USER_AGENTS = ("anyconnect", "openconnect", "cisco", "secure client")
 FIRST_KEEPALIVES = (0.01, 0.1)  # seconds after the CONNECT answer
@@ -204,13 +204,7 @@ class AnyConnectSite:
         # that wait (a client that is quicker reads it before sleeping, at no cost).
         for delay in FIRST_KEEPALIVES:
             asyncio.get_running_loop().call_later(delay, self.hub.send_keepalive, t)
-        ending = await channel.ended
-        if ending.protocol_error:
-            metrics.PROTOCOL_ERRORS.labels("cstp").inc()
-            logs.event(
-                "gateway.bad_frame", logging.WARNING, protocol=PROTOCOL, session=t.session_id, error=ending.reason
-            )
-        self.hub.channel_ended(t, ending.reason, signed_off=ending.signed_off)
+        self.hub.connection_ended(t, await channel.ended, error_kind="cstp")
 
 
 def _device_token(target: str, group_access: str | None, cookie_header: str) -> str | None:

@@ -10,24 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 from campusvpn.fortinet import ppp
 from campusvpn.fortinet.connection import Data, Phase, PppConnection, ProtocolError, Terminated, Write
-from campusvpn.tunnels.tunnel import Tunnel
+from campusvpn.tunnels.tunnel import Ending, Tunnel
 
 TICK = 1.0  # seconds between timer checks
 # After the client's own Terminate-Request it closes the connection itself (closing first makes
 # openconnect take it for a drop); if it does not, we do after this long.
 CLIENT_CLOSE_GRACE = 3.0
-WRITE_HIGH_WATER = 512 * 1024  # beyond this much unsent data, packets for the client are dropped
-
-
-class Ending(NamedTuple):
-    reason: str
-    signed_off: bool = False
-    protocol_error: bool = False
-
 
 class PppChannel(asyncio.Protocol):
     def __init__(self, transport: asyncio.Transport, conn: PppConnection) -> None:

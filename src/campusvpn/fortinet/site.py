@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, quote
 
 import h11
 
-from campusvpn.fortinet.channel import WRITE_HIGH_WATER, PppChannel
+from campusvpn.fortinet.channel import PppChannel
 from campusvpn.fortinet.connection import PppConnection
 from campusvpn.fortinet.login import DENIED, PROTOCOL, FortiLogin
 from campusvpn.fortinet.tunnel_config import Timeouts, tunnel_xml
@@ -30,7 +29,7 @@ from campusvpn.platform.config_schema import VpnProfile
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.hub import Hub
-from campusvpn.tunnels.tunnel import SessionInfo
+from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
 MAX_BODY = 8 * 1024
 COOKIE = "SVPNCOOKIE"
@@ -264,10 +263,4 @@ class FortinetSite:
         channel.feed(leftover)
         if not transport.is_reading():
             transport.resume_reading()
-        ending = await channel.ended
-        if ending.protocol_error:
-            metrics.PROTOCOL_ERRORS.labels("ppp").inc()
-            logs.event(
-                "gateway.bad_frame", logging.WARNING, protocol=PROTOCOL, session=t.session_id, error=ending.reason
-            )
-        self.hub.channel_ended(t, ending.reason, signed_off=ending.signed_off)
+        self.hub.connection_ended(t, await channel.ended, error_kind="ppp")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from campusvpn.platform import logs, metrics
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.accounting import MarksWriter, has_unwritten_traffic, take_counts
-from campusvpn.tunnels.tunnel import Channel, SessionInfo, Tunnel
+from campusvpn.tunnels.tunnel import Channel, Ending, SessionInfo, Tunnel
 
 # Larger IP packets than this never go to a client (every protocol frames at most this much).
 MAX_PACKET = 16384 - 8
@@ -178,6 +179,20 @@ class Hub:
 
     def _end_in_store(self, session_id: str, username: str, reason: str, din: int, dout: int) -> None:
         live_sessions.end(self.ctx, session_id, reason, actor=username, node=self.node, bytes_in=din, bytes_out=dout)
+
+    def connection_ended(self, t: Tunnel, ending: Ending, *, error_kind: str) -> None:
+        """A protocol's channel stopped: count and log a protocol error (metric label `error_kind`),
+        then end or detach the tunnel's session as the ending says."""
+        if ending.protocol_error:
+            metrics.PROTOCOL_ERRORS.labels(error_kind).inc()
+            logs.event(
+                "gateway.bad_frame",
+                logging.WARNING,
+                protocol=t.session.protocol,
+                session=t.session_id,
+                error=ending.reason,
+            )
+        self.channel_ended(t, ending.reason, signed_off=ending.signed_off)
 
     def channel_ended(self, t: Tunnel, reason: str, *, signed_off: bool) -> None:
         """A protocol reports that the client's connection of a live tunnel ended."""

@@ -11,7 +11,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+# A slow client's queue: beyond this much unsent data, packets for it are dropped (as a router
+# drops from a full queue) instead of buffering without bound; TCP inside the tunnel slows down.
+WRITE_HIGH_WATER = 512 * 1024
+
+
+class Ending(NamedTuple):
+    """Why a channel's connection stopped, as its protocol reports it to the hub."""
+
+    reason: str
+    signed_off: bool = False  # the user ended the session (not just the connection)
+    protocol_error: bool = False
 
 
 class Channel(Protocol):

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -19,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e.helpers_net import FORTI_FUZZER, TCP_CLIENT, TCP_SERVER
+from tests.e2e.test_openconnect import env_of, recorder, totp_args
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 
 _missing = missing_requirements()
@@ -27,29 +27,6 @@ pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests
 
 def fortinet(bed: Testbed, user: str, *, script: str, extra: tuple[str, ...] = ()) -> list[str]:
     return bed.openconnect_args(user, script=script, extra=("--protocol=fortinet", *extra))
-
-
-def recorder(bed: Testbed, tag: str) -> str:
-    """A vpnc-script wrapper that records what openconnect passes, then configures for real."""
-    script = bed.dir / "record-fortinet.sh"
-    if not script.exists():
-        script.write_text(
-            '#!/bin/sh\nenv | sort > "$(dirname "$0")/fenv-$1-${reason}.txt"\n'
-            "exec /usr/share/vpnc-scripts/vpnc-script\n"
-        )
-        script.chmod(0o755)
-    return f"{script} {tag}"
-
-
-def env_of(bed: Testbed, tag: str, reason: str = "connect") -> dict[str, str]:
-    path = bed.dir / f"fenv-{tag}-{reason}.txt"
-    assert wait_until(path.exists, 15) is not None, f"vpnc-script was not called with reason={reason}"
-    time.sleep(0.3)
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
-def totp_args(secret: object) -> tuple[str, ...]:
-    return ("--token-mode=totp", f"--token-secret=base32:{secret}")
 
 
 def connect_background(bed: Testbed, user: str, stdin: str, *, tag: str, extra: tuple[str, ...] = ()) -> int:
@@ -67,7 +44,7 @@ def authenticate(bed: Testbed, user: str, stdin: str, *extra: str) -> subprocess
 def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
     u = bed.add_user("1000000101")
     pid = connect_background(bed, "1000000101", PASSWORD + "\n", tag="fa", extra=totp_args(u["secret"]))
-    env = env_of(bed, "fa")
+    env = env_of(bed, "fa", timeout=15)
     assert env["INTERNAL_IP4_ADDRESS"].startswith("172.31.")
     assert env["INTERNAL_IP4_DNS"] == "10.201.0.53 10.201.0.63"
     assert env["CISCO_DEF_DOMAIN"] == "campus.test"
@@ -149,7 +126,7 @@ def test_recovery_code_signs_in(bed: Testbed) -> None:
 def test_session_kill_ends_the_client_within_5_seconds_with_the_reason(bed: Testbed) -> None:
     u = bed.add_user("1000000105")
     pid = connect_background(bed, "1000000105", PASSWORD + "\n", tag="fk", extra=totp_args(u["secret"]))
-    env_of(bed, "fk")
+    env_of(bed, "fk", timeout=15)
     [sess] = json.loads(bed.cli(None, "session", "list", "--user", "1000000105", "--json").stdout)
     bed.cli(None, "session", "kill", sess["id"])
     took = wait_until(lambda: not pid_alive(pid), 5)
@@ -223,9 +200,9 @@ def test_anyconnect_and_fortinet_at_the_same_time(bed: Testbed) -> None:
         "1000000106", PASSWORD + "\n", script=recorder(bed, "both-a"), extra=totp_args(a["secret"]), log=log
     )
     assert r.returncode == 0, log.read_text()
-    env_a = env_of(bed, "both-a")
+    env_a = env_of(bed, "both-a", timeout=15)
     connect_background(bed, "1000000107", PASSWORD + "\n", tag="both-f", extra=totp_args(f["secret"]))
-    env_f = env_of(bed, "both-f")
+    env_f = env_of(bed, "both-f", timeout=15)
     assert env_a["INTERNAL_IP4_ADDRESS"] != env_f["INTERNAL_IP4_ADDRESS"]
     assert env_a["TUNDEV"] != env_f["TUNDEV"]
     # Both clients route the campus into their own device (the later route replaces the earlier):
@@ -274,9 +251,9 @@ def test_openfortivpn_signs_in_gets_the_settings_and_starts_the_tunnel(bed: Test
 def test_resumes_after_the_tcp_connection_is_cut_and_revoke_ends_it(bed: Testbed) -> None:
     u = bed.add_user("1000000104")
     pid = connect_background(bed, "1000000104", PASSWORD + "\n", tag="fr", extra=totp_args(u["secret"]))
-    first = env_of(bed, "fr")["INTERNAL_IP4_ADDRESS"]
+    first = env_of(bed, "fr", timeout=15)["INTERNAL_IP4_ADDRESS"]
     bed.in_client("ss", "-K", "dst", GW_IP, "dport", "=", "443", check=True)
-    again = env_of(bed, "fr", "reconnect")
+    again = env_of(bed, "fr", "reconnect", timeout=15)
     assert again["INTERNAL_IP4_ADDRESS"] == first
     assert bed.in_client("ping", "-c", "2", "-W", "2", CAMPUS_IP).returncode == 0
     listed = json.loads(bed.cli(None, "session", "list", "--user", "1000000104", "--json").stdout)
@@ -290,7 +267,7 @@ def test_resumes_after_the_tcp_connection_is_cut_and_revoke_ends_it(bed: Testbed
 def test_fuzzed_garbage_does_not_disturb_another_session(bed: Testbed) -> None:
     good = bed.add_user("1000000109")
     connect_background(bed, "1000000109", PASSWORD + "\n", tag="fg", extra=totp_args(good["secret"]))
-    env_of(bed, "fg")
+    env_of(bed, "fg", timeout=15)
     bad = bed.add_user("1000000110")
     auth = authenticate(bed, "1000000110", f"{PASSWORD}\n", *totp_args(bad["secret"]))
     assert auth.returncode == 0, auth.stderr

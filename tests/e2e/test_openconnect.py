@@ -34,10 +34,10 @@ def recorder(bed: Testbed, tag: str) -> str:
     return f"{script} {tag}"
 
 
-def env_of(bed: Testbed, tag: str, reason: str = "connect") -> dict[str, str]:
+def env_of(bed: Testbed, tag: str, reason: str = "connect", *, timeout: float = 10) -> dict[str, str]:
     """What openconnect passed to the script, once the script has configured the tunnel."""
     done = bed.dir / f"done-{tag}-{reason}"
-    assert wait_until(done.exists, 10) is not None, f"vpnc-script did not finish with reason={reason}"
+    assert wait_until(done.exists, timeout) is not None, f"vpnc-script did not finish with reason={reason}"
     path = bed.dir / f"env-{tag}-{reason}.txt"
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 

@@ -1,10 +1,7 @@
 """The CSTP channel of one connected tunnel: the thin asyncio layer around `CstpConnection`.
 
-Once CONNECT succeeds the connection's protocol is switched to `CstpChannel`, a buffered protocol:
-TLS plaintext is decrypted straight into one preallocated buffer, the sans-IO connection finds the
-frames in place and each packet goes to the hub as a memoryview slice, in the same callback that
-received it. No stream reader, no task wake-up and no copy per packet: on this path those were
-most of the time a packet spent in the gateway.
+Once CONNECT succeeds the connection's protocol is switched to `CstpChannel`, a `StreamChannel`:
+frames are found in place in the shared buffer and packets go to the hub as slices of it.
 """
 
 from __future__ import annotations
@@ -24,26 +21,22 @@ from campusvpn.anyconnect.connection import (
     State,
 )
 from campusvpn.anyconnect.cstp import FrameType
+from campusvpn.tunnels.stream import SCRATCH, StreamChannel
 from campusvpn.tunnels.tunnel import Ending, Tunnel
 
-# Room for many TLS records per wake-up. One buffer serves every tunnel (the loop is one thread and
-# a wake-up's frames are handled before the next read); a tunnel keeps only its unfinished frame.
-BUFFER_SIZE = 256 * 1024
-_SCRATCH = bytearray(BUFFER_SIZE)
-_SCRATCH_VIEW = memoryview(_SCRATCH)
-class CstpChannel(asyncio.BufferedProtocol):
+
+class CstpChannel(StreamChannel):
     """Frames from one client: packets to `on_packet`, DPD answered, DISCONNECT ends the tunnel.
 
     It is also the tunnel's `Channel`: the hub sends packets through it.
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
         self.transport = transport
         self.conn = CstpConnection(time.monotonic())
         self.tunnel: Tunnel | None = None
         self._on_packet: Callable[[Tunnel, memoryview], None] = lambda _t, _p: None
-        self._tail = b""  # the start of a frame whose end has not arrived yet
-        self._filled = 0  # bytes of the tail put back at the start of the buffer
         self._paused = False  # the client is not keeping up: its queue is full
         self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
 
@@ -77,16 +70,6 @@ class CstpChannel(asyncio.BufferedProtocol):
 
     # --- asyncio callbacks -----------------------------------------------------------------
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        n = len(self._tail)
-        if n:
-            _SCRATCH_VIEW[:n] = self._tail
-        self._filled = n
-        return _SCRATCH_VIEW[n:]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._process(self._filled + nbytes)
-
     def eof_received(self) -> bool | None:
         self._finish(Ending("connection closed"))
         return None  # let the transport close
@@ -102,24 +85,14 @@ class CstpChannel(asyncio.BufferedProtocol):
 
     # --- the rest --------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Bytes that arrived before the switch to this protocol (after the CONNECT request)."""
-        view = memoryview(data)
-        while view and not self.ended.done():
-            buf = self.get_buffer(len(view))
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
-            self.buffer_updated(n)
-            view = view[n:]
-
-    def _process(self, filled: int) -> None:
+    def process(self, filled: int) -> int:
         if self.ended.done():
-            return
+            return filled
         now = time.monotonic()
         try:
-            events, used = self.conn.receive_buffer(_SCRATCH_VIEW, filled, now)
+            events, used = self.conn.receive_buffer(SCRATCH, filled, now)
         except ConnectionClosed:
-            return
+            return filled
         t = self.tunnel
         if t is not None:
             t.last_rx = now
@@ -135,12 +108,12 @@ class CstpChannel(asyncio.BufferedProtocol):
                 who = "client signed off" if ev.signed_off else "client detached"
                 self._finish(Ending(f"{who}: {ev.text}"[:200], signed_off=ev.signed_off))
                 self.transport.close()
-                return
+                return filled
             elif type(ev) is ProtocolError:
                 self._finish(Ending(f"protocol error: {ev.reason}", protocol_error=True))
                 self.transport.close()
-                return
-        self._tail = bytes(_SCRATCH_VIEW[used:filled]) if used < filled else b""
+                return filled
+        return used
 
     def _finish(self, ending: Ending) -> None:
         if not self.ended.done():

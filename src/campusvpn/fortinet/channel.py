@@ -1,8 +1,9 @@
 """The PPP channel of one Fortinet tunnel: the thin asyncio layer around `PppConnection`.
 
-After `/remote/sslvpn-tunnel` the connection's protocol becomes a `PppChannel`: decrypted bytes go
-to the sans-IO connection, IPv4 packets to the hub, negotiation answers back to the client; a
-one-second tick drives retransmissions and keepalive echoes. It is also the tunnel's `Channel`.
+After `/remote/sslvpn-tunnel` the connection's protocol becomes a `PppChannel`, a `StreamChannel`:
+frames are found in place in the shared buffer, IPv4 packets go to the hub as slices of it,
+negotiation answers back to the client; a one-second tick drives retransmissions and keepalive
+echoes. It is also the tunnel's `Channel`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from campusvpn.fortinet import ppp
 from campusvpn.fortinet.connection import Data, Phase, PppConnection, ProtocolError, Terminated, Write
+from campusvpn.tunnels.stream import SCRATCH, StreamChannel
 from campusvpn.tunnels.tunnel import Ending, Tunnel
 
 TICK = 1.0  # seconds between timer checks
@@ -20,8 +22,9 @@ TICK = 1.0  # seconds between timer checks
 # openconnect take it for a drop); if it does not, we do after this long.
 CLIENT_CLOSE_GRACE = 3.0
 
-class PppChannel(asyncio.Protocol):
+class PppChannel(StreamChannel):
     def __init__(self, transport: asyncio.Transport, conn: PppConnection) -> None:
+        super().__init__()
         self.transport = transport
         self.conn = conn
         self.tunnel: Tunnel | None = None
@@ -62,19 +65,20 @@ class PppChannel(asyncio.Protocol):
 
     # --- asyncio callbacks -----------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def process(self, filled: int) -> int:
         if self.ended.done():
-            return
+            return filled
         now = time.monotonic()
-        events = self.conn.receive_data(data, now)
+        events, used = self.conn.receive_buffer(SCRATCH, filled, now)
         t = self.tunnel
         if t is not None:
             t.last_rx = now
+            if self.conn.last_data == now:
+                t.last_data = now
         for ev in events:
             if type(ev) is Data:
                 if t is not None:
-                    t.last_data = now
-                    self._on_packet(t, memoryview(ev.payload))
+                    self._on_packet(t, ev.payload)  # type: ignore[arg-type]  # a slice of our buffer
             elif type(ev) is Write:
                 self.transport.write(ev.data)
             elif type(ev) is Terminated:
@@ -82,16 +86,12 @@ class PppChannel(asyncio.Protocol):
                     Ending(f"client signed off: {ev.reason}"[:200] if ev.reason else "client signed off", True)
                 )
                 asyncio.get_running_loop().call_later(CLIENT_CLOSE_GRACE, self.transport.close)
-                return
+                return filled
             elif type(ev) is ProtocolError:
                 self._finish(Ending(f"protocol error: {ev.reason}", protocol_error=True))
                 self.transport.close()
-                return
-
-    def feed(self, data: bytes) -> None:
-        """Bytes that arrived after the tunnel request, before the switch to this protocol."""
-        if data:
-            self.data_received(data)
+                return filled
+        return used
 
     def eof_received(self) -> bool | None:
         self._finish(Ending("connection closed"))

@@ -28,7 +28,7 @@ PROTO_IPV6 = 0x0057
 PROTO_LCP = 0xC021
 PROTO_IPCP = 0x8021
 
-_HEAD = struct.Struct(">HHH")
+HEADER_STRUCT = struct.Struct(">HHH")
 _IPV4_HEAD = b"\x00\x21"
 
 
@@ -51,12 +51,23 @@ class Frame(NamedTuple):
 def encode(protocol: int, info: bytes | memoryview = b"") -> bytes:
     """One framed PPP frame; the protocol field always takes two bytes (no compression)."""
     size = 2 + len(info)
-    return _HEAD.pack(HEADER + size, MAGIC, size) + protocol.to_bytes(2, "big") + bytes(info)
+    return HEADER_STRUCT.pack(HEADER + size, MAGIC, size) + protocol.to_bytes(2, "big") + bytes(info)
 
 
 def encode_ipv4(packet: bytes | memoryview) -> bytes:
     size = 2 + len(packet)
-    return b"".join((_HEAD.pack(HEADER + size, MAGIC, size), _IPV4_HEAD, packet))
+    return b"".join((HEADER_STRUCT.pack(HEADER + size, MAGIC, size), _IPV4_HEAD, packet))
+
+
+def frame_problem(total: int, magic: int, size: int) -> str | None:
+    """What is wrong with a frame header (total length, magic, PPP frame length), or None."""
+    if magic != MAGIC:
+        return f"bad magic 0x{magic:04x}"
+    if total != size + HEADER:
+        return f"lengths disagree: total {total}, frame {size}"
+    if size < 1 or total > MAX_FRAME:
+        return f"frame length {size} out of range"
+    return None
 
 
 def split_frames(view: memoryview, filled: int) -> tuple[list[Frame], int]:
@@ -67,21 +78,19 @@ def split_frames(view: memoryview, filled: int) -> tuple[list[Frame], int]:
     frames: list[Frame] = []
     pos = 0
     while filled - pos >= HEADER:
-        total, magic, size = _HEAD.unpack_from(view, pos)
-        if magic != MAGIC:
-            raise FramingError(f"bad magic 0x{magic:04x}", frames)
-        if total != size + HEADER:
-            raise FramingError(f"lengths disagree: total {total}, frame {size}", frames)
-        if size < 1 or total > MAX_FRAME:
-            raise FramingError(f"frame length {size} out of range", frames)
+        total, magic, size = HEADER_STRUCT.unpack_from(view, pos)
+        problem = frame_problem(total, magic, size)
+        if problem is not None:
+            raise FramingError(problem, frames)
         if filled - pos < total:
             break
-        frames.append(_ppp(view[pos + HEADER : pos + total]))
+        frames.append(parse_frame(view[pos + HEADER : pos + total]))
         pos += total
     return frames, pos
 
 
-def _ppp(frame: memoryview) -> Frame:
+def parse_frame(frame: memoryview) -> Frame:
+    """One PPP frame (what follows the 6-byte header): its protocol and information field."""
     if len(frame) >= 2 and frame[0] == 0xFF and frame[1] == 0x03:
         frame = frame[2:]  # HDLC address and control (openconnect sends them)
     if not frame:

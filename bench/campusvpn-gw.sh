@@ -2,16 +2,19 @@
 # Launcher for ../shared/testbed (run-all.sh --gw-cmd): starts campusvpn in the vb-gw namespace.
 #   campusvpn-gw.sh start --dtls on|off --state DIR     # returns once it listens; writes DIR/gw.env
 #   campusvpn-gw.sh stop --state DIR                    # stops only the gateway it started (by pid)
+#   campusvpn-gw.sh restart --state DIR                 # starts it again on the same site (bench/soak.py)
+# --database URL (start) puts the site on that database instead of its SQLite file.
 # campusvpn has no DTLS yet: with --dtls on it starts without DTLS and says so (GW_DTLS=off).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROJECT=$(cd "$HERE/.." && pwd)
 cmd=${1:-}; shift || true
-DTLS=off; STATE=/run/vb-bench/state-campusvpn-gw
+DTLS=off; STATE=/run/vb-bench/state-campusvpn-gw; DATABASE=
 while (($#)); do
     case "$1" in
         --dtls) DTLS=$2; shift 2 ;;
         --state) STATE=$2; shift 2 ;;
+        --database) DATABASE=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -24,7 +27,26 @@ pin_of() {
     openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64
 }
 
+# Start `serve` on the site's config in the gateway namespace; returns once it listens.
+launch() {
+    local conf=$1 pid
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # 10,000 sessions need 10,000 sockets
+    CAMPUSVPN_LOG_LEVEL=WARNING ip netns exec "$NS" "$PY" -m campusvpn --config "$conf" serve \
+        >>"$STATE/gateway.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$STATE/gateway.pid"
+    for _ in $(seq 1 100); do
+        if ip netns exec "$NS" ss -Htln "sport = :$GW_PORT" | grep -q .; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$STATE/gateway.log" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+
 case "$cmd" in
+restart)
+    launch "$STATE/site/campusvpn.toml"
+    cat "$STATE/gateway.pid"
+    ;;
 start)
     [ "$DTLS" = on ] && echo "# campusvpn-gw: DTLS is not implemented yet; starting with CSTP over TLS only" >&2
     rm -rf "$STATE"; mkdir -p "$STATE"
@@ -32,9 +54,11 @@ start)
     "$PY" -m campusvpn init --dir "$site" --service-user "" >/dev/null  # root as before (a Python under /root is out of a service user's reach)
     conf="$site/campusvpn.toml"
     # The test bed's network, and limits that let one user hold 1000+ sessions and reconnect often.
-    "$PY" - "$conf" <<'PYEOF'
+    "$PY" - "$conf" "$DATABASE" <<'PYEOF'
 import sys
 p = sys.argv[1]; s = open(p).read()
+if sys.argv[2]:
+    s = s.replace('database = "sqlite:///campusvpn.db"', f'database = "{sys.argv[2]}"')
 for a, b in [('listen = "0.0.0.0:443"', 'listen = "10.99.0.2:443"'),
              ('split_include = ["10.0.0.0/8"]', 'split_include = ["10.98.0.0/24"]'),
              ('dns = []', 'dns = ["10.98.0.2"]'),
@@ -53,17 +77,9 @@ for a, b in [('listen = "0.0.0.0:443"', 'listen = "10.99.0.2:443"'),
     s = s.replace(a, b)
 open(p, "w").write(s)
 PYEOF
-    eval "$("$PY" "$HERE/bench_user.py" "$conf" "$GW_USER" "$GW_PASS")"
-    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # 10,000 sessions need 10,000 sockets
-    CAMPUSVPN_LOG_LEVEL=WARNING ip netns exec "$NS" "$PY" -m campusvpn --config "$conf" serve \
-        >"$STATE/gateway.log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$STATE/gateway.pid"
-    for _ in $(seq 1 100); do
-        if ip netns exec "$NS" ss -Htln "sport = :$GW_PORT" | grep -q .; then break; fi
-        kill -0 "$pid" 2>/dev/null || { cat "$STATE/gateway.log" >&2; exit 1; }
-        sleep 0.2
-    done
+    # In the gateway's namespace: that is where a --database server on its loopback is reachable.
+    eval "$(ip netns exec "$NS" "$PY" "$HERE/bench_user.py" "$conf" "$GW_USER" "$GW_PASS")"
+    launch "$conf"
     pin="pin-sha256:$(pin_of "$site/tls/cert.pem")"
     cat >"$STATE/gw.env" <<ENV
 GW_NAME=campusvpn
@@ -74,7 +90,7 @@ GW_USER=$GW_USER
 GW_PASS=$GW_PASS
 GW_PIN=$pin
 GW_DTLS=off
-GW_PID=$pid
+GW_PID=$(cat "$STATE/gateway.pid")
 GW_NETNS=$NS
 GW_SESSIONS_CMD="$PY -m campusvpn --config $conf session list"
 # Repeated connects sign in from a trusted device (password only); password+TOTP is measured by
@@ -93,5 +109,5 @@ stop)
         rm -f "$STATE/gateway.pid"
     fi
     ;;
-*) echo "usage: $0 start --dtls on|off --state DIR | stop --state DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start --dtls on|off [--database URL] --state DIR | stop --state DIR | restart --state DIR" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
-from campusvpn.signin.engine import SPENT_RECOVERY_CODE
+from campusvpn.signin.engine import SPENT_RECOVERY_CODE, UNAVAILABLE_EN, UNAVAILABLE_JA
 
 LANGUAGES = ("ja", "en")
 
@@ -378,6 +378,7 @@ REASONS: dict[str, tuple[str, str]] = {
 # Sentences the sign-in engine says, in Japanese (the engine speaks English to every front end).
 ENGINE_JA: dict[str, str] = {
     "bad_credentials": "ユーザー名またはパスワードが正しくありません。",
+    "unavailable": UNAVAILABLE_JA,
     "account_revoked": "大学での所属が終了したなどの理由でアカウントは閉鎖されているため、サインインできません。",
     "That code is not right. Check it and try again.": "コードが正しくありません。確認してもう一度入力してください。",
     "That code was already used. Wait for the next code in your app.": "このコードは使用済みです。アプリの次のコードを待ってください。",
@@ -434,5 +435,5 @@ class Translator:
         if text is None:
             return ""
         if self.lang != "ja":
-            return text
+            return UNAVAILABLE_EN if code == "unavailable" else text  # the engine says it in both languages
         return ENGINE_JA.get(code or "", ENGINE_JA.get(text, text))

@@ -98,7 +98,7 @@ class Prompt:
 @dataclass(frozen=True)
 class Finished:
     ok: bool  # authenticated, and (for VPN) allowed
-    code: str  # ok | refused | bad_credentials | throttled | locked | bad_code | needs_registration | ...
+    code: str  # ok | refused | bad_credentials | unavailable | throttled | locked | bad_code | needs_registration | ...
     message: str  # what the user's client shows
     username: str | None = None
     factors: int = 0
@@ -122,6 +122,9 @@ SPENT_RECOVERY_CODE = (
     "Enter another recovery code or a code from your app or phone."
 )
 GENERIC_BAD_LOGIN = "The user name or password is incorrect."
+# Said in both languages: a VPN client's error box has no language of its own (the portal shows one).
+UNAVAILABLE_EN = "Sign-in is temporarily unavailable: the password could not be checked. Try again in a few minutes."
+UNAVAILABLE_JA = "サインインは一時的に利用できません（パスワードを確認できません）。数分後にお試しください。"
 MAX_REGISTRATION_TRIES = 5
 
 
@@ -199,6 +202,8 @@ class SignIn:
         )
         if checked.blocked:
             return self._throttled(checked.blocked, now)
+        if checked.unavailable:
+            return self._finish(Finished(False, "unavailable", f"{UNAVAILABLE_EN} / {UNAVAILABLE_JA}"))
         account = checked.account
         if account is None:
             return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))

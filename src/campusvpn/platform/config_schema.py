@@ -8,6 +8,7 @@ in docs/ are all generated from them. Reading the file is platform/config.py's j
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import zoneinfo
 from datetime import date, timedelta
@@ -593,6 +594,50 @@ class LdapSection(Section):
         return self
 
 
+class OidcSection(Section):
+    """An OpenID Connect identity provider for the portal's "Sign in with ..." button."""
+
+    enabled: bool = Field(False, description="Show the button and accept sign-ins through the provider.")
+    label: str = Field("the university", description='Shown as "Sign in with <label>".')
+    issuer: str = Field("", description="The provider's issuer URL (https); its discovery document is read from it.")
+    client_id: str = Field("", description="This portal's client id at the provider.")
+    client_secret: str = Field("", description="Its client secret (prefer client_secret_env).")
+    client_secret_env: str = Field("", description="Environment variable holding the client secret.")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"], description="Scopes asked for; openid is required."
+    )
+    username_claim: str = Field(
+        "preferred_username", description="ID token claim holding the user name (normalised like every name)."
+    )
+    role_claim: str = Field("", description="Claim mapped to a role through [identity] role_map (accounts made).")
+    trust_idp_mfa: bool = Field(
+        False,
+        description="Skip campusvpn's second factor when the ID token shows the provider's MFA (mfa_amr / mfa_acr).",
+    )
+    mfa_amr: list[str] = Field(
+        default_factory=lambda: ["mfa", "otp", "hwk", "swk", "sms"],
+        description="amr values that show the provider's MFA (RFC 8176).",
+    )
+    mfa_acr: list[str] = Field(default_factory=list, description="acr values that show the provider's MFA.")
+    ca_file: str = Field("", description="CA certificates to check the provider with; empty: the system's.")
+    timeout: Duration = Field(timedelta(seconds=10), description="Time limit of one request to the provider.")
+    clock_skew: Duration = Field(timedelta(seconds=60), description="Clock difference tolerated in ID token times.")
+
+    def secret(self) -> str:
+        return os.environ.get(self.client_secret_env, "") if self.client_secret_env else self.client_secret
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSection:
+        if self.enabled:
+            if not self.issuer.startswith("https://"):
+                raise ValueError("oidc.issuer must be an https URL")
+            if not self.client_id:
+                raise ValueError("oidc.client_id is empty")
+            if "openid" not in self.scopes:
+                raise ValueError('oidc.scopes must include "openid"')
+        return self
+
+
 class Config(Section):
     service: ServiceSection = Field(default_factory=ServiceSection)
     storage: StorageSection = Field(default_factory=StorageSection)
@@ -609,6 +654,7 @@ class Config(Section):
     portal: PortalSection = Field(default_factory=PortalSection)
     identity: IdentitySection = Field(default_factory=IdentitySection)
     ldap: LdapSection = Field(default_factory=LdapSection)
+    oidc: OidcSection = Field(default_factory=OidcSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -32,6 +32,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signin.password": ("Password", "パスワード"),
     "signin.submit": ("Sign in", "サインイン"),
     "signin.passkey": ("Sign in with a passkey", "パスキーでサインイン"),
+    "signin.with_idp": ("Sign in with {label}", "{label}でサインイン"),
+    "signin.idp_failed": (
+        "Sign-in through the identity provider did not succeed. Start again, or contact the help desk if it keeps failing.",
+        "認証基盤でのサインインに成功しませんでした。もう一度やり直してください。繰り返し失敗する場合はヘルプデスクにご連絡ください。",
+    ),
+    "signin.idp_unavailable": (
+        "Sign-in is temporarily unavailable: the identity provider does not answer. Try again in a few minutes.",
+        "サインインは一時的に利用できません（認証基盤が応答しません）。数分後にもう一度お試しください。",
+    ),
     "code.title": ("Verify it's you", "本人確認"),
     "code.totp": (
         "Enter the 6-digit code from your authenticator app, or a recovery code.",

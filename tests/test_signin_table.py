@@ -21,6 +21,7 @@ from campusvpn.signin import (
     TRANSITIONS,
     Code,
     Event,
+    Federated,
     Finished,
     IllegalEvent,
     MethodChoice,
@@ -167,6 +168,7 @@ ASSERTION = PasskeyAssertion({"id": "key-1"}, b"challenge", "vpn.example.ac.jp",
 ONE_OF_EACH: dict[type[Event], Event] = {
     Password: Password("1234567890", "right"),
     Passkey: Passkey(ASSERTION),
+    Federated: Federated("1234567890"),
     SendCode: SendCode(),
     Code: Code("123456"),
     RecoveryForRegistration: RecoveryForRegistration("AAAA-BBBB"),
@@ -175,6 +177,7 @@ ONE_OF_EACH: dict[type[Event], Event] = {
 LEGAL = {
     (Step.PASSWORD, Password),
     (Step.PASSWORD, Passkey),
+    (Step.PASSWORD, Federated),
     (Step.SECOND_FACTOR, SendCode),
     (Step.SECOND_FACTOR, Code),
     (Step.REGISTRATION, RecoveryForRegistration),
@@ -185,7 +188,7 @@ ILLEGAL = [(step, kind) for step in Step for kind in ONE_OF_EACH if (step, kind)
 
 def test_the_table_holds_exactly_the_documented_transitions() -> None:
     assert set(TRANSITIONS) == LEGAL
-    assert len(ILLEGAL) == len(Step) * len(ONE_OF_EACH) - len(LEGAL) == 18
+    assert len(ILLEGAL) == len(Step) * len(ONE_OF_EACH) - len(LEGAL) == 21
 
 
 @pytest.mark.parametrize(("step", "kind"), ILLEGAL, ids=[f"{s.value}-{k.__name__}" for s, k in ILLEGAL])

@@ -8,6 +8,7 @@ in docs/ are all generated from them. Reading the file is platform/config.py's j
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import zoneinfo
 from datetime import date, timedelta
@@ -523,6 +524,120 @@ class VpnSection(VpnSettings):
         return self
 
 
+class IdentitySection(Section):
+    """The university's identity systems: which one checks passwords (the first factor, for the VPN
+    form and the portal alike), and accounts made from what they say. See docs/sso.md."""
+
+    first_factor: Literal["local", "ldap"] = Field(
+        "local",
+        description="Who checks passwords: local (campusvpn's own Argon2id hashes) or ldap (a bind to [ldap]).",
+    )
+    create_accounts: bool = Field(
+        False,
+        description="Create an account at the first sign-in of someone the directory or identity provider knows "
+        "and campusvpn does not (its role from role_map, else default_role).",
+    )
+    default_role: str = Field(
+        "",
+        description="Role of an account created at sign-in when role_map gives none; empty: such people are refused.",
+    )
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='Directory or identity provider value -> role, e.g. { student = "student", faculty = "faculty" }; '
+        "the first value of the user's that is mapped wins.",
+    )
+
+
+class LdapSection(Section):
+    """The LDAP directory used when [identity] password = "ldap"."""
+
+    servers: list[str] = Field(
+        default_factory=list,
+        description='Directory URLs tried in order, e.g. ["ldaps://ldap1.example.ac.jp", "ldaps://ldap2.example.ac.jp"].',
+    )
+    starttls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS before any bind.")
+    allow_plain: bool = Field(
+        False,
+        description="Allow ldap:// without StartTLS (passwords in clear): only for a directory on the loopback "
+        "in tests.",
+    )
+    ca_file: str = Field("", description="CA certificates to check the directory's certificate; empty: the system's.")
+    user_dn_template: str = Field(
+        "",
+        description='Direct bind: the user\'s DN, e.g. "uid={username},ou=people,dc=example,dc=ac,dc=jp". '
+        "Empty: search with base_dn and user_filter.",
+    )
+    base_dn: str = Field("", description="Where users are searched, e.g. ou=people,dc=example,dc=ac,dc=jp.")
+    user_filter: str = Field("(uid={username})", description="Search filter; {username} is the normalised user name.")
+    service_dn: str = Field("", description="Service account that searches; empty: search anonymously.")
+    service_password: str = Field("", description="Its password (prefer service_password_env).")
+    service_password_env: str = Field("", description="Environment variable holding the service account's password.")
+    role_attribute: str = Field("", description="Attribute mapped to a role through [identity] role_map.")
+    name_attribute: str = Field("cn", description="Attribute with the person's name (accounts created at sign-in).")
+    email_attribute: str = Field("mail", description="Attribute with the e-mail address (accounts created at sign-in).")
+    connect_timeout: Duration = Field(timedelta(seconds=5), description="Time limit to connect to one server.")
+    timeout: Duration = Field(
+        timedelta(seconds=10), description="Time limit of one directory answer, and of waiting for a free connection."
+    )
+    pool_size: int = Field(4, ge=1, le=64, description="Directory connections kept open and reused.")
+
+    @model_validator(mode="after")
+    def _secure(self) -> LdapSection:
+        for url in self.servers:
+            if not url.startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"ldap server {url!r} must start with ldaps:// or ldap://")
+            if url.startswith("ldap://") and not (self.starttls or self.allow_plain):
+                raise ValueError(
+                    f"ldap server {url!r} sends passwords in clear: use ldaps://, set starttls = true, "
+                    "or (tests on the loopback only) allow_plain = true"
+                )
+        return self
+
+
+class OidcSection(Section):
+    """An OpenID Connect identity provider for the portal's "Sign in with ..." button."""
+
+    enabled: bool = Field(False, description="Show the button and accept sign-ins through the provider.")
+    label: str = Field("the university", description='Shown as "Sign in with <label>".')
+    issuer: str = Field("", description="The provider's issuer URL (https); its discovery document is read from it.")
+    client_id: str = Field("", description="This portal's client id at the provider.")
+    client_secret: str = Field("", description="Its client secret (prefer client_secret_env).")
+    client_secret_env: str = Field("", description="Environment variable holding the client secret.")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"], description="Scopes asked for; openid is required."
+    )
+    username_claim: str = Field(
+        "preferred_username", description="ID token claim holding the user name (normalised like every name)."
+    )
+    role_claim: str = Field("", description="Claim mapped to a role through [identity] role_map (accounts made).")
+    trust_idp_mfa: bool = Field(
+        False,
+        description="Skip campusvpn's second factor when the ID token shows the provider's MFA (mfa_amr / mfa_acr).",
+    )
+    mfa_amr: list[str] = Field(
+        default_factory=lambda: ["mfa", "otp", "hwk", "swk", "sms"],
+        description="amr values that show the provider's MFA (RFC 8176).",
+    )
+    mfa_acr: list[str] = Field(default_factory=list, description="acr values that show the provider's MFA.")
+    ca_file: str = Field("", description="CA certificates to check the provider with; empty: the system's.")
+    timeout: Duration = Field(timedelta(seconds=10), description="Time limit of one request to the provider.")
+    clock_skew: Duration = Field(timedelta(seconds=60), description="Clock difference tolerated in ID token times.")
+
+    def secret(self) -> str:
+        return os.environ.get(self.client_secret_env, "") if self.client_secret_env else self.client_secret
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSection:
+        if self.enabled:
+            if not self.issuer.startswith("https://"):
+                raise ValueError("oidc.issuer must be an https URL")
+            if not self.client_id:
+                raise ValueError("oidc.client_id is empty")
+            if "openid" not in self.scopes:
+                raise ValueError('oidc.scopes must include "openid"')
+        return self
+
+
 class Config(Section):
     service: ServiceSection = Field(default_factory=ServiceSection)
     storage: StorageSection = Field(default_factory=StorageSection)
@@ -537,6 +652,9 @@ class Config(Section):
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     vpn: VpnSection = Field(default_factory=VpnSection)
     portal: PortalSection = Field(default_factory=PortalSection)
+    identity: IdentitySection = Field(default_factory=IdentitySection)
+    ldap: LdapSection = Field(default_factory=LdapSection)
+    oidc: OidcSection = Field(default_factory=OidcSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -556,6 +674,16 @@ class Config(Section):
             for r in p.roles:
                 if r not in roles:
                     raise ValueError(f"vpn profile {p.name!r} names role {r!r}, not in service.roles")
+        for value, role in self.identity.role_map.items():
+            if role not in roles:
+                raise ValueError(f"identity.role_map maps {value!r} to role {role!r}, not in service.roles")
+        if self.identity.default_role and self.identity.default_role not in roles:
+            raise ValueError(f"identity.default_role {self.identity.default_role!r} is not in service.roles")
+        if self.identity.first_factor == "ldap":
+            if not self.ldap.servers:
+                raise ValueError('identity.first_factor = "ldap" needs [ldap] servers')
+            if not (self.ldap.user_dn_template or self.ldap.base_dn):
+                raise ValueError('identity.first_factor = "ldap" needs [ldap] user_dn_template or base_dn')
         if self.throttle.backoff_base > self.throttle.backoff_max:
             raise ValueError("throttle.backoff_base is longer than throttle.backoff_max")
         return self

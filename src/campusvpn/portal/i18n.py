@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
-from campusvpn.signin.engine import SPENT_RECOVERY_CODE
+from campusvpn.signin.engine import SPENT_RECOVERY_CODE, UNAVAILABLE_EN, UNAVAILABLE_JA
 
 LANGUAGES = ("ja", "en")
 
@@ -32,6 +32,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signin.password": ("Password", "パスワード"),
     "signin.submit": ("Sign in", "サインイン"),
     "signin.passkey": ("Sign in with a passkey", "パスキーでサインイン"),
+    "signin.with_idp": ("Sign in with {label}", "{label}でサインイン"),
+    "signin.idp_failed": (
+        "Sign-in through the identity provider did not succeed. Start again, or contact the help desk if it keeps failing.",
+        "認証基盤でのサインインに成功しませんでした。もう一度やり直してください。繰り返し失敗する場合はヘルプデスクにご連絡ください。",
+    ),
+    "signin.idp_unavailable": (
+        "Sign-in is temporarily unavailable: the identity provider does not answer. Try again in a few minutes.",
+        "サインインは一時的に利用できません（認証基盤が応答しません）。数分後にもう一度お試しください。",
+    ),
     "code.title": ("Verify it's you", "本人確認"),
     "code.totp": (
         "Enter the 6-digit code from your authenticator app, or a recovery code.",
@@ -378,6 +387,7 @@ REASONS: dict[str, tuple[str, str]] = {
 # Sentences the sign-in engine says, in Japanese (the engine speaks English to every front end).
 ENGINE_JA: dict[str, str] = {
     "bad_credentials": "ユーザー名またはパスワードが正しくありません。",
+    "unavailable": UNAVAILABLE_JA,
     "account_revoked": "大学での所属が終了したなどの理由でアカウントは閉鎖されているため、サインインできません。",
     "That code is not right. Check it and try again.": "コードが正しくありません。確認してもう一度入力してください。",
     "That code was already used. Wait for the next code in your app.": "このコードは使用済みです。アプリの次のコードを待ってください。",
@@ -434,5 +444,5 @@ class Translator:
         if text is None:
             return ""
         if self.lang != "ja":
-            return text
+            return UNAVAILABLE_EN if code == "unavailable" else text  # the engine says it in both languages
         return ENGINE_JA.get(code or "", ENGINE_JA.get(text, text))

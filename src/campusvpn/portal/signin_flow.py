@@ -107,7 +107,10 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
             return rotated(req.redirect("/signin/pass"))
         req.session.signin = None
         return req.render(
-            "signin.html", status=401, error=req.t.engine(out.message, out.code), typed=_typed_username(req)
+            "signin.html",
+            status=503 if out.code == "unavailable" else 401,
+            error=req.t.engine(out.message, out.code),
+            typed=_typed_username(req),
         )
     req.session.signin = engine.snapshot()
     if out.error:

@@ -82,6 +82,7 @@ class Req:
             service=self.ctx.config.service.name,
             path=self.request.url.path,
             other_language=self._other_language_link(),
+            idp_label=self.ctx.config.oidc.label if self.ctx.oidc is not None else None,  # "Sign in with ..."
             **values,
         )
         return HTMLResponse(html, status_code=status)

@@ -90,6 +90,11 @@ def add_user(ctx: Context, new: NewUser, *, actor: str, password: str | None = N
         return user
 
 
+def add_new_in(ctx: Context, s: Session, new: NewUser, *, actor: str) -> User:
+    """Create an account inside the caller's transaction (an account made at sign-in)."""
+    return _add(ctx, s, _validate(ctx, new), ctx.clock.now(), actor)
+
+
 def _add(ctx: Context, s: Session, new: NewUser, now: datetime, actor: str) -> User:
     start = new.start or now.astimezone(ctx.config.zone).date()
     user = s.scalars(select(User).where(User.username == new.username)).one_or_none()

@@ -21,6 +21,8 @@ from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service.errors import NotFound, Unavailable
+from campusvpn.service.ldap_directory import LdapDirectory
+from campusvpn.service.oidc_client import OidcClient
 from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
@@ -47,6 +49,8 @@ class Context:
     password_throttle: ThrottleRule
     second_factor_throttle: ThrottleRule
     source_throttle: ThrottleRule
+    directory: LdapDirectory | None = None  # [identity] first_factor = "ldap"
+    oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -113,4 +117,6 @@ def open_context(
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
         source_throttle=throttle.source_rule(rule(t.source_lock_after)),
+        directory=LdapDirectory(config.ldap, config.base_dir) if config.identity.first_factor == "ldap" else None,
+        oidc=OidcClient(config.oidc, config.base_dir) if config.oidc.enabled else None,
     )

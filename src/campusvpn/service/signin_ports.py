@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from campusvpn.core.phones import CHANNELS, PhoneKind
 from campusvpn.core.policy import Decision
-from campusvpn.service import audit, mfa, passkeys, throttling, trusted
+from campusvpn.service import audit, first_factor, mfa, passkeys, throttling, trusted
 from campusvpn.service.context import Context
 from campusvpn.service.eligibility import decision_for
 from campusvpn.service.errors import ServiceError
@@ -120,16 +120,17 @@ class StoredSignIn:
             if blocked:
                 audit_password(s, "throttled", client=attempt.client.value)
                 return PasswordOutcome(blocked=blocked)
-            user = s.scalars(select(User).where(User.username == username)).one_or_none()
-            ok = ctx.hasher.verify(user.password_hash if user else None, password)
-            if not ok or user is None:
+            checked = first_factor.check(ctx, s, username, password)
+            if checked.unavailable:  # not the user's failure: nothing counted
+                audit_password(s, "unavailable", client=attempt.client.value, **checked.detail)
+                return PasswordOutcome(unavailable=True)
+            user = checked.user
+            if user is None:
                 throttling.count_failure(s, attempt, now, ctx.password_throttle, ctx.source_throttle)
-                audit_password(s, "fail", known_user=user is not None, client=attempt.client.value)
+                audit_password(s, "fail", client=attempt.client.value, **checked.detail)
                 return PasswordOutcome()
             throttling.count_success(s, attempt)
-            if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
-                user.password_hash = ctx.hasher.hash(password)  # Argon2 parameters changed in config
-            audit_password(s, "ok")
+            audit_password(s, "ok", **checked.detail)
             return PasswordOutcome(account=self._account(s, user))
 
     def check_passkey(self, assertion: PasskeyAssertion, *, source: str | None) -> PasskeyOutcome:

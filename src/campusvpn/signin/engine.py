@@ -8,6 +8,7 @@ portal, RADIUS and `campusvpn verify` behave identically and every path is testa
 
     PASSWORD --Password--> SECOND_FACTOR | REGISTRATION | DONE
     PASSWORD --Passkey--> DONE
+    PASSWORD --Federated--> SECOND_FACTOR | REGISTRATION | DONE (the identity provider's MFA trusted)
     SECOND_FACTOR --SendCode--> SECOND_FACTOR
     SECOND_FACTOR --Code--> SECOND_FACTOR (wrong, may retry) | DONE
     REGISTRATION --RecoveryForRegistration--> REGISTRATION (unlocked) | DONE (out of attempts)
@@ -59,6 +60,16 @@ class Passkey:
 
 
 @dataclass(frozen=True)
+class Federated:
+    """The first factor given at the university's identity provider (its token already checked).
+    `idp_mfa`: the evidence that its MFA is trusted as the second factor too, else None."""
+
+    username: str
+    idp_mfa: str | None = None
+    device_token: str | None = None
+
+
+@dataclass(frozen=True)
 class SendCode:
     method_id: str | None = None
     channel: str | None = None
@@ -82,8 +93,8 @@ class Registered:
     pass
 
 
-Event = Password | Passkey | SendCode | Code | RecoveryForRegistration | Registered
-EVENTS: tuple[type[Event], ...] = (Password, Passkey, SendCode, Code, RecoveryForRegistration, Registered)
+Event = Password | Passkey | Federated | SendCode | Code | RecoveryForRegistration | Registered
+EVENTS: tuple[type[Event], ...] = (Password, Passkey, Federated, SendCode, Code, RecoveryForRegistration, Registered)
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,7 @@ class Prompt:
 @dataclass(frozen=True)
 class Finished:
     ok: bool  # authenticated, and (for VPN) allowed
-    code: str  # ok | refused | bad_credentials | throttled | locked | bad_code | needs_registration | ...
+    code: str  # ok | refused | bad_credentials | unavailable | throttled | locked | bad_code | needs_registration | ...
     message: str  # what the user's client shows
     username: str | None = None
     factors: int = 0
@@ -122,6 +133,9 @@ SPENT_RECOVERY_CODE = (
     "Enter another recovery code or a code from your app or phone."
 )
 GENERIC_BAD_LOGIN = "The user name or password is incorrect."
+# Said in both languages: a VPN client's error box has no language of its own (the portal shows one).
+UNAVAILABLE_EN = "Sign-in is temporarily unavailable: the password could not be checked. Try again in a few minutes."
+UNAVAILABLE_JA = "サインインは一時的に利用できません（パスワードを確認できません）。数分後にお試しください。"
 MAX_REGISTRATION_TRIES = 5
 
 
@@ -199,9 +213,22 @@ class SignIn:
         )
         if checked.blocked:
             return self._throttled(checked.blocked, now)
+        if checked.unavailable:
+            return self._finish(Finished(False, "unavailable", f"{UNAVAILABLE_EN} / {UNAVAILABLE_JA}"))
         account = checked.account
         if account is None:
             return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
+        return self._after_first_factor(account, ev.device_token)
+
+    def _on_federated(self, ev: Federated) -> Output:
+        account = self.ports.second_factors.account(ev.username)
+        if ev.idp_mfa and account.mfa_state is not MfaState.REGISTRATION_REQUIRED:
+            self.username = account.username
+            return self._decide(factors=2, used="idp_mfa")
+        return self._after_first_factor(account, ev.device_token)
+
+    def _after_first_factor(self, account: Account, device_token: str | None) -> Output:
+        settings = self.ports.settings
         self.username = account.username
         if account.mfa_state is MfaState.REGISTRATION_REQUIRED and self.purpose is Purpose.PORTAL:
             # Registration skips the decision, but a closed account must be told so instead.
@@ -215,7 +242,7 @@ class SignIn:
             return self._to_registration(account)
         if account.mfa_state is not MfaState.ACTIVE:
             return self._decide(factors=1)
-        device = self.ports.devices.check_device(account.username, ev.device_token or "", self.source)
+        device = self.ports.devices.check_device(account.username, device_token or "", self.source)
         if device is not None:
             note = (
                 f"Code skipped: this device is trusted until {format_local(device.expires_at, settings.zone)}"
@@ -410,6 +437,7 @@ def _closed(decision: Decision) -> str:
 TRANSITIONS: dict[tuple[Step, type[Event]], Callable[[SignIn, Any], Output]] = {
     (Step.PASSWORD, Password): SignIn._on_password,
     (Step.PASSWORD, Passkey): SignIn._on_passkey,
+    (Step.PASSWORD, Federated): SignIn._on_federated,
     (Step.SECOND_FACTOR, SendCode): SignIn._on_send,
     (Step.SECOND_FACTOR, Code): SignIn._on_code,
     (Step.REGISTRATION, RecoveryForRegistration): SignIn._on_registration_recovery,

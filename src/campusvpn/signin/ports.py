@@ -53,6 +53,7 @@ class PasswordOutcome:
 
     blocked: tuple[Verdict, ...] = ()
     account: Account | None = None  # None: unknown user or wrong password (never told apart)
+    unavailable: bool = False  # the password could not be checked (the directory is down)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""'Sign in with <university>': the OpenID Connect leg of the portal sign-in.
+
+/signin/oidc (a form with the page's CSRF token, so the pre-sign-in session is stored) sends the
+browser to the provider with a fresh state, nonce and PKCE challenge kept in the portal session;
+/signin/oidc/callback takes them back out (once), exchanges the code, has the ID token checked
+(service.oidc_client) and turned into an account (service.oidc), then drives the same sign-in
+engine as the password form with a `Federated` event: campusvpn's second factor follows unless
+the provider's MFA is trusted."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from starlette.responses import Response
+
+from campusvpn.portal.signin_flow import DEVICE_COOKIE, after
+from campusvpn.portal.web import Req, page, rotated
+from campusvpn.service import oidc
+from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Federated, Prompt, Purpose, Step
+
+log = logging.getLogger("campusvpn.portal")
+CALLBACK = "/signin/oidc/callback"
+
+
+def _redirect_uri(req: Req) -> str:
+    return str(req.request.base_url).rstrip("/") + CALLBACK
+
+
+def _refused(req: Req, key: str, status: int) -> Response:
+    req.session.signin = None
+    return req.render("signin.html", status=status, error=req.t(key))
+
+
+@page("/signin/oidc", ("GET", "POST"), auth="none")
+def oidc_start(req: Req) -> Response:
+    client = req.ctx.oidc
+    if client is None:
+        return req.error(req.t("signin.idp_failed"), 404)
+    if req.session.signed_in or req.request.method == "GET":
+        return req.redirect("/")
+    try:
+        begun = client.begin(_redirect_uri(req))
+    except OidcUnavailable as exc:
+        log.error("oidc: %s", exc)
+        return _refused(req, "signin.idp_unavailable", 503)
+    except OidcRefused as exc:
+        log.error("oidc: %s", exc)
+        return _refused(req, "signin.idp_failed", 502)
+    req.session.signin = {"oidc": begun.state}
+    return req.redirect(begun.url)
+
+
+@page(CALLBACK, ("GET",), auth="none")
+def oidc_callback(req: Req) -> Response:
+    client = req.ctx.oidc
+    kept = (req.session.signin or {}).get("oidc")
+    req.session.signin = None  # one answer per sign-in: a replayed callback finds nothing
+    q = req.request.query_params
+    if client is None or not isinstance(kept, dict):
+        return _refused(req, "signin.idp_failed", 400)
+    if not hmac.compare_digest(q.get("state", ""), str(kept.get("state", ""))):
+        log.warning("oidc: callback with a state of another sign-in from %s", req.source)
+        return _refused(req, "signin.idp_failed", 400)
+    if q.get("error") or not q.get("code"):
+        log.info("oidc: the provider answered %s: %s", q.get("error"), q.get("error_description", "")[:200])
+        return _refused(req, "signin.idp_failed", 401)
+    try:
+        token = client.exchange(q["code"][:2000], str(kept["verifier"]), _redirect_uri(req))
+        claims = client.validate(token, str(kept["nonce"]))
+        verified = oidc.accept(req.ctx, client, claims, source=req.source)
+    except OidcUnavailable as exc:
+        log.error("oidc: %s", exc)
+        return _refused(req, "signin.idp_unavailable", 503)
+    except OidcRefused as exc:
+        log.warning("oidc: refused from %s: %s", req.source, exc)
+        return _refused(req, "signin.idp_failed", 401)
+    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+    out = engine.handle(Federated(verified.username, verified.idp_mfa, req.request.cookies.get(DEVICE_COOKIE)))
+    if isinstance(out, Prompt) and out.step is not Step.PASSWORD:
+        req.session.signin = engine.snapshot()
+        return rotated(req.redirect("/signin/code" if out.step is Step.SECOND_FACTOR else "/register"))
+    return after(req, engine, out, "/signin")
+
+
+ROUTES = [oidc_start, oidc_callback]

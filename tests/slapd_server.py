@@ -1,0 +1,150 @@
+"""A real OpenLDAP server (Debian's slapd) for the tests: its own config, database and TLS
+certificate in a temporary folder, on free loopback ports, with a few users."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from campusvpn.cli.setup import write_self_signed
+
+SLAPD = "/usr/sbin/slapd"
+SUFFIX = "dc=example,dc=ac,dc=jp"
+PEOPLE = f"ou=people,{SUFFIX}"
+SERVICE_DN = f"cn=reader,{SUFFIX}"
+SERVICE_PASSWORD = "reader-password"
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    uid: str
+    password: str
+    affiliation: str = "staff"
+    name: str = "Test Person"
+
+
+USERS = (
+    DirectoryUser("1234567890", "directory password one", "staff", "Hanako Yamada"),
+    DirectoryUser("2234567890", "directory password two", "student", "Taro Suzuki"),
+    DirectoryUser("3234567890", "directory password three", "alumni", "Jiro Sato"),
+)
+
+
+@dataclass
+class Slapd:
+    folder: Path
+    port: int  # ldap:// (StartTLS offered)
+    tls_port: int  # ldaps://
+    ca_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [SLAPD, "-f", str(self.folder / "slapd.conf"), "-h", f"{self.url}/ {self.tls_url}/", "-d", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"slapd exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("slapd did not start listening within 20 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ssha(password: str) -> str:
+    return subprocess.run(
+        ["/usr/sbin/slappasswd", "-s", password], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _ldif(users: tuple[DirectoryUser, ...]) -> str:
+    parts = [
+        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example University\n",
+        f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n",
+        f"dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\n"
+        f"userPassword: {_ssha(SERVICE_PASSWORD)}\n",
+    ]
+    for u in users:
+        parts.append(
+            f"dn: uid={u.uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {u.uid}\ncn: {u.name}\nsn: {u.name.split()[-1]}\n"
+            f"mail: {u.uid}@example.ac.jp\nemployeeType: {u.affiliation}\nuserPassword: {_ssha(u.password)}\n"
+        )
+    return "\n".join(parts)
+
+
+def _config(folder: Path) -> str:
+    return f"""
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile {folder}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+TLSCertificateFile {folder}/cert.pem
+TLSCertificateKeyFile {folder}/key.pem
+database mdb
+maxsize 10485760
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+directory {folder}/db
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by self read by dn.exact="{SERVICE_DN}" read by * none
+"""
+
+
+@contextmanager
+def running_slapd(tmp: Path, users: tuple[DirectoryUser, ...] = USERS) -> Iterator[Slapd]:
+    if not (Path(SLAPD).exists() and Path("/usr/sbin/slapadd").exists()):
+        pytest.skip("Debian slapd is not installed (apt-get install slapd ldap-utils)")
+    folder = tmp / "slapd"
+    (folder / "db").mkdir(parents=True)
+    write_self_signed(folder / "cert.pem", folder / "key.pem", "localhost")
+    (folder / "slapd.conf").write_text(_config(folder))
+    (folder / "users.ldif").write_text(_ldif(users))
+    subprocess.run(
+        ["/usr/sbin/slapadd", "-f", str(folder / "slapd.conf"), "-l", str(folder / "users.ldif")],
+        check=True,
+        capture_output=True,
+    )
+    server = Slapd(folder, free_port(), free_port(), folder / "cert.pem")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,6 +13,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from campusvpn.anyconnect.dtls_crypto import Keys
+from campusvpn.anyconnect.dtls_port import DtlsPort
 from campusvpn.anyconnect.site import AnyConnectSite
 from campusvpn.fortinet.site import FortinetSite
 from campusvpn.frontdoor.budget import Budget
@@ -43,6 +45,7 @@ class Gateway:
     enforcer: Enforcer
     anyconnect: AnyConnectSite
     front: FrontDoor
+    dtls: DtlsPort | None = None  # AnyConnect's UDP port, when [vpn] dtls is on
 
     async def start(self, host: str, port: int) -> None:
         ctx = self.hub.ctx
@@ -50,11 +53,18 @@ class Gateway:
         if detached:
             logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
         await self.front.start(host, port)
+        dtls = self.dtls
+        if dtls is not None:
+            dtls.port = dtls.port or port
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: dtls, local_addr=(host, dtls.port))
+            logs.event("gateway.dtls_listening", listen=f"{host}:{dtls.port}")
         self.hub.start()
         logs.event("gateway.listening", listen=f"{host}:{port}", node=self.hub.node)
 
     async def stop(self) -> None:
         self.front.stop()
+        if self.dtls is not None:
+            self.dtls.close()
         self.hub.stop()
 
 
@@ -69,8 +79,12 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
         from campusvpn.portal.app import create_app
 
         portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
-    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at)
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
+    dtls = None
+    if cfg.vpn.dtls:
+        keys = Keys(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
+        dtls = DtlsPort(keys, cfg.vpn.dtls_port or 0)  # 0: the TLS port, known at start
+    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at, dtls=dtls)
     front = FrontDoor(
         tls,
         [FortinetSite(ctx, hub, on_review=enforcer.review_at), anyconnect],
@@ -83,7 +97,7 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
             min_rate=g.min_receive_rate,
         ),
     )
-    return Gateway(hub, enforcer, anyconnect, front)
+    return Gateway(hub, enforcer, anyconnect, front, dtls)
 
 
 async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:

@@ -466,7 +466,13 @@ class VpnSettings(Section):
     proxy_pac: str = Field("", description="Proxy auto-configuration (PAC) URL pushed to clients.")
     allow_local_lan: bool = Field(True, description="Let clients keep reaching their local LAN while connected.")
     banner: str = Field("", description="Text shown by the client after connecting.")
-    mtu: int = Field(1400, ge=576, le=9000, description="Tunnel MTU.")
+    mtu: int = Field(
+        1472,
+        ge=576,
+        le=9000,
+        description="Tunnel MTU of a TLS-only tunnel and of the TUN device; a DTLS tunnel gets the largest MTU "
+        "that fits one datagram on the client's link, at most this.",
+    )
 
     @field_validator("dns", "wins")
     @classmethod
@@ -492,6 +498,12 @@ class VpnProfile(Section):
 
 
 class VpnSection(VpnSettings):
+    dtls: bool = Field(
+        True, description="Offer AnyConnect clients DTLS (UDP) for their packets; TLS stays the fallback."
+    )
+    dtls_port: int | None = Field(
+        None, ge=1, le=65535, description="UDP port for DTLS (unset: the port of [gateway] listen)."
+    )
     profiles: list[VpnProfile] = Field(
         default_factory=list,
         description="Groups with their own settings; a group list is shown when there are two or more.",

@@ -6,7 +6,8 @@ cache under an id we tell the client. OpenSSL's public way to put a made-up sess
 real one: a throw-away full handshake between two in-memory endpoints on our own context caches a
 session, whose master secret and cipher are then replaced in place (SSL_SESSION_set1_master_key,
 SSL_SESSION_set_cipher: the cache holds the same object). The client's resumption then finds it.
-The throw-away client turns extended master secret off: openconnect resumes with no extensions,
+The throw-away server is marked shut down, or OpenSSL would uncache its session when it is
+freed. The throw-away client turns extended master secret off: openconnect resumes with no extensions,
 and OpenSSL refuses to resume an EMS session without it.
 """
 
@@ -79,6 +80,8 @@ class Keys:
         if not (_done(client) and _done(server)) or session_id is None:
             raise DtlsError("the priming handshake did not finish")
         _step(server)  # the server caches the session as it finishes
+        # OpenSSL takes a session out of the cache when an SSL that did not shut down is freed.
+        server.set_shutdown(SSL.SENT_SHUTDOWN)
         session = server.get_session()
         if session is None:
             raise DtlsError("no session after the priming handshake")
@@ -150,6 +153,12 @@ class Peer:
     @property
     def resumed(self) -> bool:
         return bool(lib.SSL_session_reused(self.conn._ssl))
+
+    def release(self, *, keep_session: bool) -> None:
+        """Before the connection is let go: `keep_session` leaves the session resumable (the
+        client may start DTLS again with it); otherwise OpenSSL drops it from the cache on free."""
+        if keep_session:
+            self.conn.set_shutdown(SSL.SENT_SHUTDOWN)
 
     def seal(self, plaintext: bytes) -> bytes:
         """One record (one datagram) carrying `plaintext`."""

@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from OpenSSL import SSL
 
@@ -152,13 +153,12 @@ class DtlsPort(asyncio.DatagramProtocol):
         """The tunnel's CSTP connection ended: so does its DTLS."""
         offer = self.offers.pop(session_id, None)
         if offer is not None and offer.channel is not None:
-            offer.channel.drop()
+            self.forget_channel(offer.channel, "tunnel ended", keep_session=False)  # nobody resumes it now
 
     # --- asyncio --------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         addr = addr[:2]
@@ -214,10 +214,11 @@ class DtlsPort(asyncio.DatagramProtocol):
             handshake_ms=round((time.monotonic() - ch.started) * 1000, 1),
         )
 
-    def forget_channel(self, ch: DtlsChannel, reason: str) -> None:
+    def forget_channel(self, ch: DtlsChannel, reason: str, *, keep_session: bool = True) -> None:
         if ch.closed:
             return
         ch.closed = True
+        ch.peer.release(keep_session=keep_session)
         if self.peers.get(ch.addr) is ch:
             del self.peers[ch.addr]
         if ch.offer.channel is ch:

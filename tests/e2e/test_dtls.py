@@ -147,22 +147,30 @@ def test_garbage_and_dtls_from_another_address_do_no_harm(dbed: Testbed) -> None
     sid = bytes.fromhex(found.group(1))
     other = "10.200.0.3"
     sh("ip", "-n", dbed.ns_client, "addr", "add", f"{other}/24", "dev", f"{dbed.tag}cg")
+    # From the client's own address but another port: garbage, and records that look encrypted.
+    # From another address: garbage, and a hello that names the live session (a forger who learnt it).
     sender = (
-        "import os, random, socket, sys\n"
-        "sid = bytes.fromhex(sys.argv[2]); hello = bytes.fromhex(sys.argv[3])\n"
-        "for src in (sys.argv[1], '10.200.0.2'):\n"
+        "import os, random, socket, sys, time\n"
+        "gw = (sys.argv[1], 443); hello = bytes.fromhex(sys.argv[3])\n"
+        "for src in (sys.argv[2], '10.200.0.2'):\n"
         "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0))\n"
         "    for i in range(300):\n"
-        "        s.sendto(os.urandom(random.randint(1, 1500)), ('" + GW_IP + "', 443))\n"
-        "        s.sendto(b'\\x17\\xfe\\xfd\\x00\\x01' + os.urandom(random.randint(8, 1400)), ('" + GW_IP + "', 443))\n"
-        "    s.sendto(hello, ('" + GW_IP + "', 443))\n"
+        "        s.sendto(os.urandom(random.randint(1, 1500)), gw)\n"
+        "        s.sendto(b'\\x17\\xfe\\xfd\\x00\\x01' + os.urandom(random.randint(8, 1400)), gw)\n"
+        "        time.sleep(0.001)\n"  # a burst would only overflow the socket's buffer
+        "    if src == sys.argv[2]:\n"
+        "        time.sleep(0.2); s.sendto(hello, gw)\n"
     )
+    udp_before = gateway_udp(dbed)[0]
     try:
-        r = dbed.in_client(sys.executable, "-c", sender, other, sid.hex(), client_hello(sid).hex(), timeout=30)
+        r = dbed.in_client(sys.executable, "-c", sender, GW_IP, other, client_hello(sid).hex(), timeout=30)
         assert r.returncode == 0, r.stderr
     finally:
         sh("ip", "-n", dbed.ns_client, "addr", "del", f"{other}/24", "dev", f"{dbed.tag}cg", check=False)
-    assert any(e.get("reason") == "wrong source" for e in gateway_events(dbed, "gateway.dtls_refused"))
+    assert gateway_udp(dbed)[0] - udp_before > 1000, "the datagrams did not reach the gateway"
+    assert wait_until(
+        lambda: any(e.get("reason") == "wrong source" for e in gateway_events(dbed, "gateway.dtls_refused")), 5
+    )
     assert dbed.gateway_alive()
     udp_in, _ = gateway_udp(dbed)
     assert dbed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP).returncode == 0  # still up, still over DTLS

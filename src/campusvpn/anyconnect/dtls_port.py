@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from OpenSSL import SSL
@@ -42,8 +42,7 @@ class Offer:
     mtu: int
     quiet_limit: float  # without a packet over DTLS for this long, the hub goes back to CSTP
     from_client: Callable[[Tunnel, memoryview], None]
-    channel: DtlsChannel | None = None
-    on_up: list[Callable[[DtlsChannel], None]] = field(default_factory=list)
+    channel: DtlsChannel | None = None  # the established one
 
 
 class DtlsChannel:
@@ -88,7 +87,7 @@ class DtlsChannel:
         if self.up and not self.closed:
             with contextlib.suppress(SSL.Error):
                 self.port.sendto(self.peer.seal(dtls_records.disconnect(reason)), self.addr)
-        self.drop()
+        self.port.forget_channel(self, "closed", keep_session=False)  # the tunnel is over
 
     def drop(self) -> None:
         self.port.forget_channel(self, "closed")
@@ -115,6 +114,8 @@ class DtlsChannel:
                 return
             self.up = True
             self.port.channel_up(self)
+            if self.closed:
+                return
         if not records:
             return
         self.last_rx = now = time.monotonic()
@@ -152,8 +153,8 @@ class DtlsPort(asyncio.DatagramProtocol):
     def withdraw(self, session_id: bytes) -> None:
         """The tunnel's CSTP connection ended: so does its DTLS."""
         offer = self.offers.pop(session_id, None)
-        if offer is not None and offer.channel is not None:
-            self.forget_channel(offer.channel, "tunnel ended", keep_session=False)  # nobody resumes it now
+        for ch in [c for c in self.peers.values() if c.offer is offer]:
+            self.forget_channel(ch, "tunnel ended", keep_session=False)  # nobody resumes it now
 
     # --- asyncio --------------------------------------------------------------------------------
 
@@ -175,10 +176,9 @@ class DtlsPort(asyncio.DatagramProtocol):
             self.drop_datagram("wrong source")
             logs.event("gateway.dtls_refused", session=offer.tunnel.session_id, source=addr[0], reason="wrong source")
             return
-        if offer.channel is not None:  # the client starts DTLS again (new socket): the new one wins
-            offer.channel.drop()
+        # A client starting DTLS again (new socket) gets a new channel; the one it had stays until
+        # the new one is up, so a hello that fails cannot take a working channel down.
         ch = DtlsChannel(self, offer, addr)
-        offer.channel = ch
         self.peers[addr] = ch
         loop = asyncio.get_running_loop()
         loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline, ch)
@@ -202,6 +202,13 @@ class DtlsPort(asyncio.DatagramProtocol):
     # --- channels -------------------------------------------------------------------------------
 
     def channel_up(self, ch: DtlsChannel) -> None:
+        if self.offers.get(ch.offer.session_id) is not ch.offer:  # the tunnel ended meanwhile
+            self.forget_channel(ch, "tunnel ended", keep_session=False)
+            return
+        old = ch.offer.channel
+        if old is not None:
+            self.forget_channel(old, "replaced by a new DTLS connection")
+        ch.offer.channel = ch
         t = ch.offer.tunnel
         t.extra_channels.append(ch)
         metrics.DTLS_CHANNELS.inc()

@@ -32,7 +32,6 @@ _SUITES = ":".join(
 )
 _READ = 16384
 _PRIMING_MTU = 16000  # in memory: no datagram limit
-_RECORD = 4096  # one data record: at most the MTU and the overhead
 
 
 class DtlsError(Exception):
@@ -120,13 +119,23 @@ def _done(conn: SSL.Connection) -> bool:
 
 
 class Peer:
-    """One client's DTLS connection: datagrams in, plaintext records and datagrams out."""
+    """One client's DTLS connection: datagrams in, plaintext records and datagrams out.
+
+    The handshake goes through pyOpenSSL's API; once established, records go through the OpenSSL
+    calls directly into buffers kept for the connection: pyOpenSSL's per-call buffers and the
+    exception that ends each read cost more than the crypto (bench/dtls_cost.py).
+    """
 
     def __init__(self, keys: Keys, mtu: int) -> None:
         self.conn = SSL.Connection(keys.ctx, None)
         self.conn.set_accept_state()
         self.conn.set_ciphertext_mtu(mtu)
         self.established = False
+        self._ssl = self.conn._ssl  # the hot path calls OpenSSL itself
+        self._rbio = self.conn._into_ssl
+        self._wbio = self.conn._from_ssl
+        self._in = ffi.new("char[]", _READ)
+        self._out = ffi.new("char[]", _READ)
 
     def receive(self, datagram: bytes) -> tuple[list[bytes], bytes]:
         """The records `datagram` held, decrypted, and what to send back (handshake flights).
@@ -134,25 +143,31 @@ class Peer:
         Records that fail authentication are dropped by OpenSSL (DTLS never closes for them).
         Raises SSL.Error when the handshake fails.
         """
-        conn = self.conn
-        conn.bio_write(datagram)
-        records: list[bytes] = []
         if not self.established:
+            conn = self.conn
+            conn.bio_write(datagram)
             try:
                 conn.do_handshake()
             except SSL.WantReadError:
-                return records, _drain(conn)
+                return [], _drain(conn)
             self.established = True
+        else:
+            lib.BIO_write(self._rbio, datagram, len(datagram))
+        records: list[bytes] = []
+        ssl, buf, buffer = self._ssl, self._in, ffi.buffer
         while True:
-            try:
-                records.append(conn.recv(_READ))
-            except (SSL.WantReadError, SSL.ZeroReturnError):
+            n = lib.SSL_read(ssl, buf, _READ)
+            if n <= 0:
+                if lib.SSL_get_error(ssl, n) != lib.SSL_ERROR_WANT_READ:
+                    lib.ERR_clear_error()  # a close_notify or an alert: nothing to keep of it
                 break
-        return records, _drain(conn)
+            records.append(buffer(buf, n)[:])
+        n = lib.BIO_read(self._wbio, self._out, _READ)  # a flight the client asked again for
+        return records, buffer(self._out, n)[:] if n > 0 else b""
 
     @property
     def resumed(self) -> bool:
-        return bool(lib.SSL_session_reused(self.conn._ssl))
+        return bool(lib.SSL_session_reused(self._ssl))
 
     def release(self, *, keep_session: bool) -> None:
         """Before the connection is let go: `keep_session` leaves the session resumable (the
@@ -162,8 +177,10 @@ class Peer:
 
     def seal(self, plaintext: bytes) -> bytes:
         """One record (one datagram) carrying `plaintext`."""
-        self.conn.send(plaintext)
-        return self.conn.bio_read(_RECORD)
+        if lib.SSL_write(self._ssl, plaintext, len(plaintext)) <= 0:
+            self.conn.send(plaintext)  # not expected once established: let pyOpenSSL raise its error
+        n = lib.BIO_read(self._wbio, self._out, _READ)
+        return ffi.buffer(self._out, n)[:] if n > 0 else b""
 
     def retransmit(self) -> bytes:
         """A lost handshake flight, again, once its timer ran out."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,6 +134,25 @@ class DtlsChannel:
                 return
             elif type(ev) is ProtocolError:
                 self.port.drop_datagram("bad packet type")
+
+
+SOCKET_BUFFER = 4 * 1024 * 1024  # bytes: bursts of a fast TCP stream inside the tunnel, without loss
+
+
+def udp_socket(host: str, port: int) -> socket.socket:
+    """The bound UDP socket, with buffers for bursts (forced while we may: start-up runs as root)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER)
+        except OSError:  # not root: as much as net.core.[rw]mem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux; not in Python's socket module
 
 
 class DtlsPort(asyncio.DatagramProtocol):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campusvpn.anyconnect.dtls_crypto import Keys
-from campusvpn.anyconnect.dtls_port import DtlsPort
+from campusvpn.anyconnect.dtls_port import DtlsPort, udp_socket
 from campusvpn.anyconnect.site import AnyConnectSite
 from campusvpn.fortinet.site import FortinetSite
 from campusvpn.frontdoor.budget import Budget
@@ -56,7 +56,8 @@ class Gateway:
         dtls = self.dtls
         if dtls is not None:
             dtls.port = dtls.port or port
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: dtls, local_addr=(host, dtls.port))
+            sock = udp_socket(host, dtls.port)
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: dtls, sock=sock)
             logs.event("gateway.dtls_listening", listen=f"{host}:{dtls.port}")
         self.hub.start()
         logs.event("gateway.listening", listen=f"{host}:{port}", node=self.hub.node)

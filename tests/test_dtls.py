@@ -240,3 +240,49 @@ def test_a_client_without_the_master_secret_cannot_finish(keys: dtls_crypto.Keys
     with contextlib.suppress(SSL.Error):  # DTLS may just drop the records it cannot authenticate
         handshake(client, peer)
     assert not peer.established  # its Finished cannot be right: the channel never comes up
+
+
+# --- CONNECT through the site: DTLS on and off ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dtls_on", [True, False])
+def test_connect_offers_dtls_only_when_on_and_tls_only_keeps_the_larger_mtu(tmp_path: Path, dtls_on: bool) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    import h11
+    from tests.test_gateway_housekeeping import _staff_with_phone
+
+    from campusvpn.anyconnect.dtls_port import DtlsPort
+    from campusvpn.anyconnect.site import AnyConnectSite
+    from campusvpn.cli.setup import write_self_signed
+    from campusvpn.frontdoor.http import Peer, Request, Upgrade
+    from campusvpn.service import sessions
+    from campusvpn.tunnels.hub import Hub
+
+    ctx, clock = _staff_with_phone(tmp_path, trained=True)
+    clock.advance(timedelta(minutes=41))
+    cert, key = ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem")
+    write_self_signed(cert, key, "localhost")
+    with ctx.tx() as s:
+        opened = sessions.open_session(
+            ctx, s, ctx.user(s, "1234567890"), profile=None, pool="172.31.0.0/16", source="192.0.2.1", client="t"
+        )
+
+    async def run() -> bytes:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        port = DtlsPort(dtls_crypto.Keys(str(cert), str(key)), 443) if dtls_on else None
+        site = AnyConnectSite(ctx, hub, claim_everything=False, dtls=port)
+        headers = [("Host", "x"), ("Cookie", f"webvpn={opened.token}"), *OPENCONNECT_HEADERS.items()]
+        raw = h11.Request(method="CONNECT", target="/CSCOSSLC/tunnel", headers=headers)
+        answer = await site.respond(Request.of(raw), b"", h11.Connection(h11.SERVER), Peer("192.0.2.1", None, None))
+        assert isinstance(answer, Upgrade)
+        return answer.response
+
+    lines = asyncio.run(run()).decode().split("\r\n")
+    dtls_lines = [ln for ln in lines if ln.startswith(("X-DTLS-", "X-DTLS12-"))]
+    if dtls_on:
+        assert "X-DTLS-Port: 443" in lines and "X-DTLS-MTU: 1434" in lines and "X-CSTP-MTU: 1434" in lines
+        assert any(ln.startswith("X-DTLS-Session-ID: ") and len(ln) == 19 + 64 for ln in lines)
+    else:
+        assert dtls_lines == [] and "X-CSTP-MTU: 1472" in lines  # as before DTLS, with ocserv's TLS-only MTU

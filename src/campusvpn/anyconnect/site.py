@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -22,7 +22,6 @@ from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.channel import CstpChannel
 from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
 from campusvpn.anyconnect.dtls_offer import ClientOffer, answer_headers, base_mtu, dtls_mtu, read_offer
-from campusvpn.anyconnect.dtls_port import DtlsPort, Offer
 from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
 from campusvpn.platform import logs, metrics
@@ -31,6 +30,9 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
+
+if TYPE_CHECKING:  # pyOpenSSL costs ~9 MB of memory: imported only when DTLS is on
+    from campusvpn.anyconnect.dtls_port import DtlsPort
 
 VPN_USER_AGENTS = ("anyconnect", "openconnect", "cisco", "secure client")
 FIRST_KEEPALIVES = (0.01, 0.1)  # seconds after the CONNECT answer
@@ -215,6 +217,8 @@ class AnyConnectSite:
         channel = CstpChannel(transport)
         t = self.hub.attach(session, channel)
         if dtls is not None and self.dtls is not None:
+            from campusvpn.anyconnect.dtls_port import Offer
+
             g = self.cfg.gateway
             # Quiet over DTLS for longer than two of the client's keepalives (it sends one each
             # interval over DTLS): its UDP is gone, packets go over TLS until DTLS is heard again.

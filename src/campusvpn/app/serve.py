@@ -12,9 +12,8 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from campusvpn.anyconnect.dtls_crypto import Keys
-from campusvpn.anyconnect.dtls_port import DtlsPort, udp_socket
 from campusvpn.anyconnect.site import AnyConnectSite
 from campusvpn.fortinet.site import FortinetSite
 from campusvpn.frontdoor.budget import Budget
@@ -25,6 +24,9 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.enforcement import Enforcer
 from campusvpn.tunnels.hub import Hub
+
+if TYPE_CHECKING:
+    from campusvpn.anyconnect.dtls_port import DtlsPort
 
 
 def prepare_tun(ctx: Context) -> int:
@@ -56,6 +58,8 @@ class Gateway:
         dtls = self.dtls
         if dtls is not None:
             dtls.port = dtls.port or port
+            from campusvpn.anyconnect.dtls_port import udp_socket
+
             sock = udp_socket(host, dtls.port)
             await asyncio.get_running_loop().create_datagram_endpoint(lambda: dtls, sock=sock)
             logs.event("gateway.dtls_listening", listen=f"{host}:{dtls.port}")
@@ -82,7 +86,10 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
         portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
     dtls = None
-    if cfg.vpn.dtls:
+    if cfg.vpn.dtls:  # pyOpenSSL (~9 MB) is imported only then
+        from campusvpn.anyconnect.dtls_crypto import Keys
+        from campusvpn.anyconnect.dtls_port import DtlsPort
+
         keys = Keys(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
         dtls = DtlsPort(keys, cfg.vpn.dtls_port or 0)  # 0: the TLS port, known at start
     anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at, dtls=dtls)

@@ -115,7 +115,8 @@ def test_connect_response_spells_headers_exactly_and_pushes_every_setting() -> N
     assert ("X-CSTP-Split-Include", "10.0.0.0/255.0.0.0") in h
     assert [v for k, v in h if k == "X-CSTP-Split-Exclude"] == ["0.0.0.0/255.255.255.255", "10.9.0.0/255.255.0.0"]
     assert d["X-CSTP-Banner"] == "Hello%0Aworld %C3%A4"
-    assert d["X-CSTP-MTU"] == "1400" and d["X-CSTP-DPD"] == "30"
+    assert d["X-CSTP-MTU"] == "1472" and d["X-CSTP-DPD"] == "30"  # TLS only: the larger MTU
+    assert not [k for k, _ in h if k.startswith("X-DTLS")]
 
 
 def test_full_tunnel_has_no_split_include_and_local_lan_can_be_off() -> None:

@@ -58,7 +58,7 @@ def test_password_totp_ping_and_pushed_settings(bed: Testbed) -> None:
         "10.201.0.128",
         "25",
     )
-    assert env["INTERNAL_IP4_MTU"] == "1400"
+    assert env["INTERNAL_IP4_MTU"] == "1472"
     assert "default" not in bed.in_client("ip", "route").stdout  # split tunnel: no default route
 
     ping = bed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP)

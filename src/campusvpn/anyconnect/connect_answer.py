@@ -7,6 +7,7 @@ the protocol spells them, never through an HTTP library that might re-case them.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -36,7 +37,16 @@ def _banner(text: str) -> str:
     return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
-def connected_response(settings: VpnSettings, address: str, timers: Timers, *, server_name: str = "") -> bytes:
+def connected_response(
+    settings: VpnSettings,
+    address: str,
+    timers: Timers,
+    *,
+    server_name: str = "",
+    mtu: int | None = None,
+    dtls: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """`mtu` overrides the configured tunnel MTU (a DTLS tunnel's is smaller); `dtls` are the X-DTLS-* headers."""
     h: list[tuple[str, str]] = [
         ("X-CSTP-Version", "1"),
         ("X-CSTP-Server-Name", server_name or f"campusvpn {__version__}"),
@@ -73,8 +83,11 @@ def connected_response(settings: VpnSettings, address: str, timers: Timers, *, s
         ("X-CSTP-Smartcard-Removal-Disconnect", "true"),
         ("X-CSTP-Routing-Filtering-Ignore", "false"),
         ("X-CSTP-Client-Bypass-Protocol", "false" if settings.full_tunnel else "true"),
+    ]
+    h += dtls
+    h += [
         ("X-CSTP-Base-MTU", "1500"),
-        ("X-CSTP-MTU", str(settings.mtu)),
+        ("X-CSTP-MTU", str(mtu or settings.mtu)),
     ]
     lines = ["HTTP/1.1 200 CONNECTED"] + [f"{k}: {_clean(v)}" for k, v in h]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

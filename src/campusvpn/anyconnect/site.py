@@ -12,14 +12,16 @@ import hashlib
 import logging
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.channel import CstpChannel
 from campusvpn.anyconnect.connect_answer import Timers, connected_response, refused_response
+from campusvpn.anyconnect.dtls_offer import ClientOffer, answer_headers, base_mtu, dtls_mtu, read_offer
 from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
 from campusvpn.platform import logs, metrics
@@ -28,6 +30,9 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
+
+if TYPE_CHECKING:  # pyOpenSSL costs ~9 MB of memory: imported only when DTLS is on
+    from campusvpn.anyconnect.dtls_port import DtlsPort
 
 VPN_USER_AGENTS = ("anyconnect", "openconnect", "cisco", "secure client")
 FIRST_KEEPALIVES = (0.01, 0.1)  # seconds after the CONNECT answer
@@ -58,6 +63,7 @@ class AnyConnectSite:
         *,
         claim_everything: bool,
         on_review: Callable[[datetime | None], None] = lambda _when: None,
+        dtls: DtlsPort | None = None,
     ) -> None:
         self.ctx = ctx
         self.cfg = ctx.config
@@ -66,6 +72,7 @@ class AnyConnectSite:
         self.on_review = on_review  # a connected session's eligibility may change at this time
         self.logins: dict[str, GatewayLogin] = {}
         self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
+        self.dtls = dtls  # None: TLS only
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
         metrics.declare_protocol(PROTOCOL)
 
@@ -184,15 +191,39 @@ class AnyConnectSite:
         session = SessionInfo(
             outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at, PROTOCOL
         )
+        offer = read_offer(request.headers) if self.dtls is not None else None
+        dtls_headers: list[tuple[str, str]] = []
+        mtu: int | None = None
+        dtls_session = b""
+        if offer is not None and self.dtls is not None and peer.source:
+            mtu = dtls_mtu(base_mtu(request.headers), settings.mtu)
+            dtls_session = self.dtls.keys.prime(offer.master_secret, offer.suite.cipher_id)
+            dtls_headers = answer_headers(
+                dtls_session, offer.suite, port=self.dtls.port, mtu=mtu, dpd=timers.dpd, keepalive=timers.keepalive
+            )
 
         async def run(transport: Any, leftover: bytes) -> None:
-            await self._run_tunnel(transport, session, leftover)
+            dtls = None
+            if dtls_session and offer is not None and mtu is not None and peer.source:
+                dtls = _DtlsPlan(dtls_session, offer, mtu, peer.source)
+            await self._run_tunnel(transport, session, leftover, dtls)
 
-        return Upgrade(connected_response(settings, outcome.address, timers), run)
+        answer = connected_response(settings, outcome.address, timers, mtu=mtu, dtls=dtls_headers)
+        return Upgrade(answer, run)
 
-    async def _run_tunnel(self, transport: asyncio.Transport, session: SessionInfo, leftover: bytes) -> None:
+    async def _run_tunnel(
+        self, transport: asyncio.Transport, session: SessionInfo, leftover: bytes, dtls: _DtlsPlan | None = None
+    ) -> None:
         channel = CstpChannel(transport)
         t = self.hub.attach(session, channel)
+        if dtls is not None and self.dtls is not None:
+            from campusvpn.anyconnect.dtls_port import Offer
+
+            g = self.cfg.gateway
+            # Quiet over DTLS for longer than two of the client's keepalives (it sends one each
+            # interval over DTLS): its UDP is gone, packets go over TLS until DTLS is heard again.
+            quiet = 2 * max(g.keepalive.total_seconds(), 1.0) + 1.0
+            self.dtls.offer(Offer(dtls.session_id, t, dtls.source, dtls.mtu, quiet, self.hub.from_client))
         channel.bind(t, self.hub.from_client)
         transport.set_protocol(channel)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
@@ -204,7 +235,22 @@ class AnyConnectSite:
         # that wait (a client that is quicker reads it before sleeping, at no cost).
         for delay in FIRST_KEEPALIVES:
             asyncio.get_running_loop().call_later(delay, self.hub.send_keepalive, t)
-        self.hub.connection_ended(t, await channel.ended, error_kind="cstp")
+        try:
+            ending = await channel.ended
+        finally:
+            if dtls is not None and self.dtls is not None:
+                self.dtls.withdraw(dtls.session_id)  # the DTLS channel ends with its stream
+        self.hub.connection_ended(t, ending, error_kind="cstp")
+
+
+@dataclass(frozen=True)
+class _DtlsPlan:
+    """A CONNECT answer's DTLS offer, for the tunnel to register once it is attached."""
+
+    session_id: bytes
+    offer: ClientOffer
+    mtu: int
+    source: str
 
 
 def _device_token(target: str, group_access: str | None, cookie_header: str) -> str | None:

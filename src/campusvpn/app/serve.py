@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from campusvpn.anyconnect.site import AnyConnectSite
 from campusvpn.fortinet.site import FortinetSite
@@ -23,6 +24,9 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.enforcement import Enforcer
 from campusvpn.tunnels.hub import Hub
+
+if TYPE_CHECKING:
+    from campusvpn.anyconnect.dtls_port import DtlsPort
 
 
 def prepare_tun(ctx: Context) -> int:
@@ -43,6 +47,7 @@ class Gateway:
     enforcer: Enforcer
     anyconnect: AnyConnectSite
     front: FrontDoor
+    dtls: DtlsPort | None = None  # AnyConnect's UDP port, when [vpn] dtls is on
 
     async def start(self, host: str, port: int) -> None:
         ctx = self.hub.ctx
@@ -50,11 +55,21 @@ class Gateway:
         if detached:
             logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
         await self.front.start(host, port)
+        dtls = self.dtls
+        if dtls is not None:
+            dtls.port = dtls.port or port
+            from campusvpn.anyconnect.dtls_port import udp_socket
+
+            sock = udp_socket(host, dtls.port)
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: dtls, sock=sock)
+            logs.event("gateway.dtls_listening", listen=f"{host}:{dtls.port}")
         self.hub.start()
         logs.event("gateway.listening", listen=f"{host}:{port}", node=self.hub.node)
 
     async def stop(self) -> None:
         self.front.stop()
+        if self.dtls is not None:
+            self.dtls.close()
         self.hub.stop()
 
 
@@ -69,8 +84,15 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
         from campusvpn.portal.app import create_app
 
         portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
-    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at)
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
+    dtls = None
+    if cfg.vpn.dtls:  # pyOpenSSL (~9 MB) is imported only then
+        from campusvpn.anyconnect.dtls_crypto import Keys
+        from campusvpn.anyconnect.dtls_port import DtlsPort
+
+        keys = Keys(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
+        dtls = DtlsPort(keys, cfg.vpn.dtls_port or 0)  # 0: the TLS port, known at start
+    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at, dtls=dtls)
     front = FrontDoor(
         tls,
         [FortinetSite(ctx, hub, on_review=enforcer.review_at), anyconnect],
@@ -83,7 +105,7 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
             min_rate=g.min_receive_rate,
         ),
     )
-    return Gateway(hub, enforcer, anyconnect, front)
+    return Gateway(hub, enforcer, anyconnect, front, dtls)
 
 
 async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:

@@ -467,7 +467,13 @@ class VpnSettings(Section):
     proxy_pac: str = Field("", description="Proxy auto-configuration (PAC) URL pushed to clients.")
     allow_local_lan: bool = Field(True, description="Let clients keep reaching their local LAN while connected.")
     banner: str = Field("", description="Text shown by the client after connecting.")
-    mtu: int = Field(1400, ge=576, le=9000, description="Tunnel MTU.")
+    mtu: int = Field(
+        1472,
+        ge=576,
+        le=9000,
+        description="Tunnel MTU of a TLS-only tunnel and of the TUN device; a DTLS tunnel gets the largest MTU "
+        "that fits one datagram on the client's link, at most this.",
+    )
 
     @field_validator("dns", "wins")
     @classmethod
@@ -492,17 +498,24 @@ class VpnProfile(Section):
     )
 
 
+_SECTION_ONLY = {"profiles", "dtls", "dtls_port"}  # [vpn] keys that are the gateway's, not a profile's
+
+
 class VpnSection(VpnSettings):
+    dtls: bool = Field(
+        True, description="Offer AnyConnect clients DTLS (UDP) for their packets; TLS stays the fallback."
+    )
+    dtls_port: int = Field(0, ge=0, le=65535, description="UDP port for DTLS (0: the port of [gateway] listen).")
     profiles: list[VpnProfile] = Field(
         default_factory=list,
         description="Groups with their own settings; a group list is shown when there are two or more.",
     )
 
     def base(self) -> VpnSettings:
-        return VpnSettings.model_validate(self.model_dump(exclude={"profiles"}))
+        return VpnSettings.model_validate(self.model_dump(exclude=_SECTION_ONLY))
 
     def settings_for(self, profile: VpnProfile | None) -> VpnSettings:
-        base = self.model_dump(exclude={"profiles"})
+        base = self.model_dump(exclude=_SECTION_ONLY)
         return VpnSettings.model_validate({**base, **(profile.settings if profile else {})})
 
     @model_validator(mode="after")

@@ -15,6 +15,12 @@ PACKETS_OUT = Counter("campusvpn_packets_out_total", "Packets sent to clients")
 PACKETS_DROPPED = Counter(
     "campusvpn_packets_dropped_total", "Packets for clients dropped because the client's queue was full"
 )
+DTLS_CHANNELS = Gauge("campusvpn_dtls_channels", "Tunnels whose packets may go over DTLS (UDP) besides TLS")
+DTLS_DROPPED = Counter(
+    "campusvpn_dtls_dropped_total",
+    "UDP datagrams the DTLS port dropped, by reason (unknown peer, bad record...)",
+    ["reason"],
+)
 PROTOCOL_ERRORS = Counter("campusvpn_protocol_errors_total", "Connections closed for protocol errors", ["kind"])
 
 

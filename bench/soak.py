@@ -285,7 +285,10 @@ def load(args: argparse.Namespace) -> None:
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 300, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, text=True, capture_output=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+    r = subprocess.run(argv, check=False, text=True, capture_output=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+    if check and r.returncode != 0:
+        raise SystemExit(f"soak: {' '.join(argv[:6])}... failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+    return r
 
 
 def pg_bin(name: str) -> str:

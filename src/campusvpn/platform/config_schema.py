@@ -467,6 +467,13 @@ class VpnSettings(Section):
     allow_local_lan: bool = Field(True, description="Let clients keep reaching their local LAN while connected.")
     banner: str = Field("", description="Text shown by the client after connecting.")
     mtu: int = Field(1400, ge=576, le=9000, description="Tunnel MTU.")
+    login: Literal["form", "browser"] = Field(
+        "form",
+        description=(
+            "How VPN clients sign in: form (user name, password and code in the client's own fields) or "
+            "browser (the client opens the portal's sign-in page: passkeys, trusted-device cookie)."
+        ),
+    )
 
     @field_validator("dns", "wins")
     @classmethod

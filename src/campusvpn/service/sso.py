@@ -24,7 +24,24 @@ from campusvpn.store.models import SsoAttempt
 
 TOKEN_LIFETIME = timedelta(minutes=2)  # from the browser's last step to the client's POST
 KEEP_FOR = timedelta(days=1)  # ended attempts, for the browser's last page; then deleted
-REFUSED_TOKEN = "This sign-in token is not valid (used already, expired, or from another sign-in). Start again."
+START_PATH, DONE_PATH = "/sso/start", "/sso/done"  # the portal pages of this sign-in
+TOKEN_COOKIE, ERROR_COOKIE = "acSamlv2Token", "acSamlv2Error"  # the names Cisco's gateways use
+REFUSED_TOKEN = "This sign-in token is not valid (used already, expired, or from another sign-in). Start again."  # noqa: S105 - a message
+
+
+def base_url(ctx: Context) -> str:
+    """The gateway's address as people's browsers reach it (its name: passkeys need one)."""
+    port = ctx.config.gateway.listen.rpartition(":")[2]
+    host = ctx.config.gateway.hostname
+    return f"https://{host}" if port == "443" else f"https://{host}:{port}"
+
+
+def start_url(ctx: Context, handle: str) -> str:
+    return f"{base_url(ctx)}{START_PATH}?h={handle}"
+
+
+def done_url(ctx: Context) -> str:
+    return base_url(ctx) + DONE_PATH
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signin.submit": ("Sign in", "サインイン"),
     "signin.passkey": ("Sign in with a passkey", "パスキーでサインイン"),
     "code.title": ("Verify it's you", "本人確認"),
+    "sso.lead": (
+        "Your VPN client is waiting: sign in here to connect.",
+        "VPN クライアントが待機しています。ここでサインインすると接続されます。",
+    ),
+    "sso.title": ("VPN sign-in", "VPN へのサインイン"),
+    "sso.done": (
+        "You are signed in. Your VPN client is connecting; you can close this window.",
+        "サインインしました。VPN クライアントが接続しています。このウィンドウは閉じてかまいません。",
+    ),
+    "sso.refused": ("The VPN cannot be used now:", "現在 VPN は利用できません："),
+    "sso.expired": (
+        "This VPN sign-in has ended or expired. Start again from your VPN client.",
+        "この VPN サインインは終了したか期限が切れました。VPN クライアントからやり直してください。",
+    ),
     "code.totp": (
         "Enter the 6-digit code from your authenticator app, or a recovery code.",
         "認証アプリに表示される 6 桁のコード、またはリカバリーコードを入力してください。",

@@ -1,0 +1,137 @@
+"""VPN sign-in through the browser: the AnyConnect single sign-on dialogue and its one-time tokens
+(service.sso in a real SQLite database), and the external-browser seal."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from defusedxml import ElementTree as SafeET
+from tests.conftest import add_user, make_config
+from tests.helpers import enrol_totp
+
+from campusvpn.anyconnect import xmlauth
+from campusvpn.anyconnect.login import SSO, SSO_EXTERNAL, GatewayLogin
+from campusvpn.core import sso_handoff
+from campusvpn.platform.clock import FixedClock
+from campusvpn.service import sessions, sso
+from campusvpn.service.context import Context, open_context
+
+BROWSER = '\n[vpn]\nlogin = "browser"\n'
+SOURCE = "192.0.2.7"
+OK = {"ok": True, "message": "Welcome. You are connected."}
+
+
+def key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, base64.b64encode(der).decode()
+
+
+def browser_ctx(tmp_path: Path, clock: FixedClock) -> Context:
+    ctx = open_context(make_config(tmp_path, BROWSER), clock)
+    add_user(ctx)
+    enrol_totp(ctx, clock)
+    return ctx
+
+
+def login(ctx: Context, key: str | None = None, source: str = SOURCE, handle: str | None = None) -> GatewayLogin:
+    lg = GatewayLogin(
+        ctx, source=source, user_agent="Open AnyConnect VPN Agent v9.01-3", cert_sha1="AB", client_key=key
+    )
+    if handle:
+        lg.handle = handle
+    return lg
+
+
+def init(*caps: str) -> xmlauth.AuthRequest:
+    return xmlauth.AuthRequest(kind="init", capabilities=caps)
+
+
+def token_reply(handle: str, token: str) -> xmlauth.AuthRequest:
+    return xmlauth.AuthRequest(kind="auth-reply", handle=handle, fields={"sso-token": token})
+
+
+def error(body: bytes) -> str:
+    e = SafeET.fromstring(body).find("auth/error")
+    return str(e.get("param1")) if e is not None else ""
+
+
+def test_the_client_is_sent_to_the_portal_and_its_token_works_once(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = browser_ctx(tmp_path, clock)
+    _, key = key_pair()
+    lg = login(ctx, key)
+    first = SafeET.fromstring(lg.handle_request(init(SSO, SSO_EXTERNAL)).body)
+    assert first.find("auth/sso-v2-login").text == f"https://vpn.example.ac.jp/sso/start?h={lg.handle}"
+    assert first.find("auth/sso-v2-login-final").text == "https://vpn.example.ac.jp/sso/done"
+    assert first.find("auth/sso-v2-token-cookie-name").text == "acSamlv2Token"
+    assert first.find("auth/sso-v2-browser-mode").text == "external"
+    assert [i.get("name") for i in first.findall("auth/form/input")] == ["sso-token"]
+    token = sso.conclude(ctx, lg.handle, username="1234567890", outcome=OK)
+    assert token is not None and token.isalnum()
+    assert sso.conclude(ctx, lg.handle, username="1234567890", outcome=OK) is None  # concluded once
+
+    # Another client's attempt cannot use this token.
+    other = login(ctx, key)
+    other.handle_request(init(SSO, SSO_EXTERNAL))
+    foreign = other.handle_request(token_reply(other.handle, token))
+    assert foreign.finished and foreign.token is None and "not valid" in error(foreign.body)
+
+    done = login(ctx, handle=lg.handle).handle_request(token_reply(lg.handle, token))  # any process may redeem
+    assert done.token and SafeET.fromstring(done.body).get("type") == "complete"
+    assert [s["user"] for s in sessions.listing(ctx)] == ["1234567890"]
+    reused = login(ctx, handle=lg.handle).handle_request(token_reply(lg.handle, token))
+    assert reused.token is None and "not valid" in error(reused.body)
+
+
+def test_expired_tokens_and_other_addresses_are_refused(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = browser_ctx(tmp_path, clock)
+    lg = login(ctx)
+    body = SafeET.fromstring(lg.handle_request(init(SSO)).body)
+    assert body.find("auth/sso-v2-browser-mode") is None  # no external browser advertised: embedded
+    token = sso.conclude(ctx, lg.handle, username="1234567890", outcome=OK)
+    assert token is not None
+    elsewhere = login(ctx, source="198.51.100.9", handle=lg.handle).handle_request(token_reply(lg.handle, token))
+    assert elsewhere.token is None
+    clock.advance(sso.TOKEN_LIFETIME + timedelta(seconds=1))
+    late = login(ctx, handle=lg.handle).handle_request(token_reply(lg.handle, token))
+    assert late.token is None and "not valid" in error(late.body)
+
+
+def test_a_refusal_in_the_browser_reaches_the_client_as_its_error(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = browser_ctx(tmp_path, clock)
+    lg = login(ctx)
+    lg.handle_request(init(SSO))
+    refusal = {"ok": False, "code": "refused", "message": "Your VPN training for this year is missing."}
+    token = sso.conclude(ctx, lg.handle, username="1234567890", outcome=refusal)
+    assert token is not None
+    out = lg.handle_request(token_reply(lg.handle, token))
+    assert out.finished and out.token is None and error(out.body) == refusal["message"]
+
+
+def test_a_client_that_cannot_open_a_browser_is_told_so(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = browser_ctx(tmp_path, clock)
+    out = login(ctx).handle_request(init())
+    assert out.finished and "browser" in error(out.body)
+
+
+def test_the_seal_opens_only_with_the_clients_key() -> None:
+    private, header = key_pair()
+    token = sso_handoff.new_token()
+    sealed = sso_handoff.seal(header, token)
+    assert sso_handoff.open_sealed(private, sealed) == token
+    stranger, _ = key_pair()
+    with pytest.raises(InvalidTag):
+        sso_handoff.open_sealed(stranger, sealed)
+    url = sso_handoff.listener_url(sealed, "https://vpn.example.ac.jp/sso/done")
+    assert url.startswith("http://localhost:29786/api/sso/") and "?return=https%3A%2F%2Fvpn" in url
+
+
+def test_a_form_encoded_post_reads_like_the_xml_reply() -> None:
+    req = xmlauth.parse_form(b"username=1234567890&password=a+b%26c&group_list=staff")
+    assert req.kind == "auth-reply" and req.fields["password"] == "a b&c" and req.group_select == "staff"

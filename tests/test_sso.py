@@ -4,21 +4,26 @@
 from __future__ import annotations
 
 import base64
+import re
+from urllib.parse import unquote
 from datetime import timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from defusedxml import ElementTree as SafeET
-from tests.conftest import add_user, make_config
+from starlette.testclient import TestClient
+from tests.conftest import PASSWORD, add_user, make_config
 from tests.helpers import enrol_totp
 
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.login import SSO, SSO_EXTERNAL, GatewayLogin
 from campusvpn.core import sso_handoff
 from campusvpn.platform.clock import FixedClock
+from campusvpn.portal.app import create_app
 from campusvpn.service import sessions, sso
 from campusvpn.service.context import Context, open_context
 
@@ -33,11 +38,18 @@ def key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:
     return private, base64.b64encode(der).decode()
 
 
+SECRETS: dict[int, str] = {}
+
+
 def browser_ctx(tmp_path: Path, clock: FixedClock) -> Context:
     ctx = open_context(make_config(tmp_path, BROWSER), clock)
     add_user(ctx)
-    enrol_totp(ctx, clock)
+    SECRETS[id(ctx)], _ = enrol_totp(ctx, clock)
     return ctx
+
+
+def authenticator_secret(ctx: Context) -> str:
+    return SECRETS[id(ctx)]
 
 
 def login(ctx: Context, key: str | None = None, source: str = SOURCE, handle: str | None = None) -> GatewayLogin:
@@ -135,3 +147,48 @@ def test_the_seal_opens_only_with_the_clients_key() -> None:
 def test_a_form_encoded_post_reads_like_the_xml_reply() -> None:
     req = xmlauth.parse_form(b"username=1234567890&password=a+b%26c&group_list=staff")
     assert req.kind == "auth-reply" and req.fields["password"] == "a b&c" and req.group_select == "staff"
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def test_the_portal_sign_in_concludes_the_attempt_embedded(tmp_path: Path, clock: FixedClock) -> None:
+    """Embedded browser (no client key): the token in the cookie the client watches, at the final URL."""
+    ctx = browser_ctx(tmp_path, clock)
+    secret = authenticator_secret(ctx)
+    lg = login(ctx)
+    lg.handle_request(init(SSO))
+    c = TestClient(create_app(ctx), base_url="https://testserver", follow_redirects=False)
+    assert c.get(f"/sso/start?h={lg.handle}").headers["location"] == "/signin"
+    page = c.get("/signin").text
+    assert 'id="vpn-signin"' in page
+    r = c.post("/signin", data={"csrf": _csrf(page), "username": "1234567890", "password": PASSWORD})
+    assert r.headers["location"] == "/signin/code"
+    page = c.get("/signin/code").text
+    r = c.post("/signin/code", data={"csrf": _csrf(page), "code": pyotp.TOTP(secret).at(clock.now())})
+    assert r.status_code == 303 and r.headers["location"] == "/sso/done", r.text[:300]
+    token = r.cookies.get(sso.TOKEN_COOKIE)
+    assert token
+    assert "You are signed in" in c.get("/sso/done?lang=en").text
+    done = lg.handle_request(token_reply(lg.handle, token))
+    assert done.token
+
+
+def test_the_portal_sign_in_sends_the_sealed_token_to_the_clients_listener(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = browser_ctx(tmp_path, clock)
+    private, key = key_pair()
+    lg = login(ctx, key)
+    lg.handle_request(init(SSO, SSO_EXTERNAL))
+    c = TestClient(create_app(ctx), base_url="https://testserver", follow_redirects=False)
+    c.get(f"/sso/start?h={lg.handle}")
+    page = c.get("/signin").text
+    c.post("/signin", data={"csrf": _csrf(page), "username": "1234567890", "password": PASSWORD})
+    page = c.get("/signin/code").text
+    r = c.post("/signin/code", data={"csrf": _csrf(page), "code": pyotp.TOTP(authenticator_secret(ctx)).at(clock.now())})
+    where = r.headers["location"]
+    assert where.startswith("http://localhost:29786/api/sso/"), where
+    sealed = unquote(where.removeprefix("http://localhost:29786/api/sso/").split("?")[0])
+    assert lg.handle_request(token_reply(lg.handle, sso_handoff.open_sealed(private, sealed))).token

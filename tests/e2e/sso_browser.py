@@ -67,6 +67,10 @@ def main(plan_path: str, url: str) -> None:
         try:
             page = ctx.new_page()
             page.set_default_timeout(20000)
+            failed: list[str] = []
+            result["failed_requests"] = failed
+            page.on("requestfailed", lambda r: failed.append(f"{r.url[:120]}: {r.failure}"))
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url[:100]} {r.headers.get('location', '')[:60]}"))
             if plan.get("passkey"):
                 cdp = ctx.new_cdp_session(page)
                 cdp.send("WebAuthn.enable")
@@ -107,7 +111,9 @@ def main(plan_path: str, url: str) -> None:
             result["text"] = outcome.inner_text()
         except Exception:  # the test reads what went wrong from the result file
             result["error"] = traceback.format_exc()
-            result["url"] = page.url if "page" in locals() else None
+            if "page" in locals():
+                result["url"] = page.url
+                result["page"] = page.locator("body").inner_text()[:2000]
         finally:
             ctx.close()  # writes the cookies to the profile directory
     Path(plan["result"]).write_text(json.dumps(result))

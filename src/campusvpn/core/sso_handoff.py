@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-LISTENER = "http://localhost:29786/api/sso/"  # where openconnect 9 listens for the browser
+LISTENER_ORIGIN = "http://localhost:29786"  # where openconnect 9 listens for the browser
+LISTENER = LISTENER_ORIGIN + "/api/sso/"
 TAG_BYTES = 12
 IV_BYTES = 12
 _KEY, _TAG, _CIPHERTEXT, _IV = 1, 2, 3, 4

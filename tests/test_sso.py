@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 import re
-from urllib.parse import unquote
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyotp
 import pytest
@@ -187,7 +187,9 @@ def test_the_portal_sign_in_sends_the_sealed_token_to_the_clients_listener(tmp_p
     page = c.get("/signin").text
     c.post("/signin", data={"csrf": _csrf(page), "username": "1234567890", "password": PASSWORD})
     page = c.get("/signin/code").text
-    r = c.post("/signin/code", data={"csrf": _csrf(page), "code": pyotp.TOTP(authenticator_secret(ctx)).at(clock.now())})
+    r = c.post(
+        "/signin/code", data={"csrf": _csrf(page), "code": pyotp.TOTP(authenticator_secret(ctx)).at(clock.now())}
+    )
     where = r.headers["location"]
     assert where.startswith("http://localhost:29786/api/sso/"), where
     sealed = unquote(where.removeprefix("http://localhost:29786/api/sso/").split("?")[0])

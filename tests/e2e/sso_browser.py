@@ -37,6 +37,20 @@ def code_page_or_done(page: Page) -> str:
     raise AssertionError(f"neither the code page nor the end: {page.url}")
 
 
+def enter_code(page: Page, plan: dict[str, Any]) -> None:
+    """Type the app's current code; a code this account used a moment ago is refused as replayed,
+    so then wait for the next one, as a person would."""
+    for _ in range(2):
+        page.fill("input[name=code]", pyotp.TOTP(plan["secret"]).now())
+        if plan.get("trust"):
+            page.check("input[name=trust]")
+        page.click("form button[type=submit]:not([name=send])")
+        page.wait_for_load_state()
+        if "already used" not in page.locator("body").inner_text():
+            return
+        page.wait_for_timeout(1000 * (31 - time.time() % 30))
+
+
 def register_passkey(page: Page, plan: dict[str, Any]) -> None:
     """Sign in to the portal (password + code) and register a passkey, then sign out."""
     portal = plan["portal"]
@@ -70,7 +84,9 @@ def main(plan_path: str, url: str) -> None:
             failed: list[str] = []
             result["failed_requests"] = failed
             page.on("requestfailed", lambda r: failed.append(f"{r.url[:120]}: {r.failure}"))
-            page.on("response", lambda r: failed.append(f"{r.status} {r.url[:100]} {r.headers.get('location', '')[:60]}"))
+            page.on(
+                "response", lambda r: failed.append(f"{r.status} {r.url[:100]} {r.headers.get('location', '')[:60]}")
+            )
             if plan.get("passkey"):
                 cdp = ctx.new_cdp_session(page)
                 cdp.send("WebAuthn.enable")
@@ -101,10 +117,7 @@ def main(plan_path: str, url: str) -> None:
                 step = code_page_or_done(page)
                 result["asked_code"] = step == "code"
                 if step == "code":
-                    page.fill("input[name=code]", pyotp.TOTP(plan["secret"]).now())
-                    if plan.get("trust"):
-                        page.check("input[name=trust]")
-                    page.click("form button[type=submit]:not([name=send])")
+                    enter_code(page, plan)
             page.wait_for_url("**/sso/done", timeout=30000)
             outcome = page.locator("#sso-outcome")
             result["outcome"] = outcome.get_attribute("data-outcome")

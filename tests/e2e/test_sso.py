@@ -188,4 +188,3 @@ def test_no_xmlpost_clients_get_the_form_as_xml(bed: Testbed) -> None:
     r = authenticate(bed, "1100000005", PASSWORD + "\n", *totp_args(u["secret"]), "--no-xmlpost")
     assert r.returncode == 0 and "COOKIE=" in r.stdout, r.stdout + r.stderr
     assert 'no "auth" node' not in r.stderr
-

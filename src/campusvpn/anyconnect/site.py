@@ -89,7 +89,8 @@ class AnyConnectSite:
             return await self._connect(request, peer)
         if request.method == "POST":
             return Answer(await self._sign_in_step(request, body, conn, peer))
-        if request.method == "GET" and request.path in ("/", "/index.html") and _is_vpn_client(request.headers):
+        entry = request.path in ("/", "/index.html") or request.path.startswith("/d/")
+        if request.method == "GET" and entry and _is_vpn_client(request.headers):
             # Clients that do not post XML (openconnect --no-xmlpost) start with a GET: the form, as XML.
             init = xmlauth.AuthRequest(kind="init", group_access=request.target)
             return Answer(await self._sign_in_step(request, b"", conn, peer, parsed=init))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from datetime import timedelta
@@ -194,3 +195,51 @@ def test_the_portal_sign_in_sends_the_sealed_token_to_the_clients_listener(tmp_p
     assert where.startswith("http://localhost:29786/api/sso/"), where
     sealed = unquote(where.removeprefix("http://localhost:29786/api/sso/").split("?")[0])
     assert lg.handle_request(token_reply(lg.handle, sso_handoff.open_sealed(private, sealed))).token
+
+
+def test_fortinet_clients_sign_in_through_the_browser(tmp_path: Path, clock: FixedClock) -> None:
+    """openfortivpn --saml-login: /remote/saml/start, the portal's sign-in, the id to the client's
+    listener, /remote/saml/auth_id gives the SVPNCOOKIE once."""
+    from tests.test_fortinet_site import connect
+
+    from campusvpn.app.serve import build
+    from campusvpn.cli.setup import write_self_signed
+
+    ctx = browser_ctx(tmp_path, clock)
+    write_self_signed(ctx.config.path("tls/cert.pem"), ctx.config.path("tls/key.pem"), "localhost")
+    portal = TestClient(create_app(ctx), base_url="https://testserver", follow_redirects=False)
+
+    def browser(start: str) -> str:
+        assert portal.get(start).headers["location"] == "/signin"
+        page = portal.get("/signin").text
+        portal.post("/signin", data={"csrf": _csrf(page), "username": "1234567890", "password": PASSWORD})
+        page = portal.get("/signin/code").text
+        code = pyotp.TOTP(authenticator_secret(ctx)).at(clock.now())
+        r = portal.post("/signin/code", data={"csrf": _csrf(page), "code": code})
+        return str(r.headers["location"])
+
+    async def run() -> None:
+        gw = build(ctx, tun_fd=None)
+        await gw.start("127.0.0.1", 0)
+        assert gw.front.server is not None
+        port = gw.front.server.sockets[0].getsockname()[1]
+        try:
+            c = await connect(port)
+            status, headers, _ = await c.request("GET", "/remote/saml/start?redirect=1")
+            assert status == b"HTTP/1.1 302 Found"
+            start = headers["location"][0]
+            assert start.startswith("https://vpn.example.ac.jp/sso/start?h="), start
+            listener = await asyncio.to_thread(browser, start.removeprefix("https://vpn.example.ac.jp"))
+            assert listener.startswith("http://127.0.0.1:8020/?id="), listener
+            token = listener.rpartition("=")[2]
+            status, headers, _ = await c.request("GET", f"/remote/saml/auth_id?id={token}")
+            assert status == b"HTTP/1.1 200 OK" and headers["set-cookie"][0].startswith("SVPNCOOKIE=")
+            status, _, body = await c.request("GET", f"/remote/saml/auth_id?id={token}")
+            assert status == b"HTTP/1.1 403 Forbidden" and b"not valid" in body
+            c.writer.close()
+        finally:
+            await gw.stop()
+
+    asyncio.run(run())
+    [live] = sessions.listing(ctx)
+    assert live["protocol"] == "fortinet" and live["user"] == "1234567890"

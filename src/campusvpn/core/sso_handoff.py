@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 LISTENER_ORIGIN = "http://localhost:29786"  # where openconnect 9 listens for the browser
 LISTENER = LISTENER_ORIGIN + "/api/sso/"
+FORTINET_LISTENER_ORIGIN = "http://127.0.0.1:8020"  # openfortivpn --saml-login's default listener
 TAG_BYTES = 12
 IV_BYTES = 12
 _KEY, _TAG, _CIPHERTEXT, _IV = 1, 2, 3, 4
@@ -94,6 +95,11 @@ def open_sealed(private: ec.EllipticCurvePrivateKey, sealed: str) -> str:
         algorithms.AES256(_aes_key(private, peer)), modes.GCM(fields[_IV], fields[_TAG], min_tag_length=TAG_BYTES)
     ).decryptor()
     return (dec.update(fields[_CIPHERTEXT]) + dec.finalize()).decode()
+
+
+def fortinet_listener_url(token: str) -> str:
+    """openfortivpn --saml-login: the listener takes the id and fetches `/remote/saml/auth_id?id=` itself."""
+    return f"{FORTINET_LISTENER_ORIGIN}/?id={token}"
 
 
 def listener_url(sealed: str, final_url: str) -> str:

@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campusvpn.core.sso_handoff import LISTENER_ORIGIN
+from campusvpn.core.sso_handoff import FORTINET_LISTENER_ORIGIN, LISTENER_ORIGIN
 from campusvpn.portal import admin, mfa_pages, passkeys, security_pages, signin_pages, sso_pages, vpn_pages
 from campusvpn.portal.api import create_api
 from campusvpn.portal.i18n import Translator, pick_language
@@ -43,7 +43,12 @@ SECURITY_HEADERS = [
 
 
 SSO_SECURITY_HEADERS = [
-    (k, v.replace(b"form-action 'self'", b"form-action 'self' " + LISTENER_ORIGIN.encode()) if k == CSP else v)
+    (
+        k,
+        v.replace(b"form-action 'self'", f"form-action 'self' {LISTENER_ORIGIN} {FORTINET_LISTENER_ORIGIN}".encode())
+        if k == CSP
+        else v,
+    )
     for k, v in SECURITY_HEADERS
 ]
 

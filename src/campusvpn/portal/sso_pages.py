@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from campusvpn.core.policy import Reason
-from campusvpn.core.sso_handoff import listener_url, seal
+from campusvpn.core.sso_handoff import fortinet_listener_url, listener_url, seal
 from campusvpn.portal.web import Req, page
 from campusvpn.service import sso
 from campusvpn.signin import Finished
@@ -47,7 +47,9 @@ def hand_off(req: Req, out: Finished, *, json: bool = False) -> Response:
     if attempt is None or token is None:
         return req.error(req.t("sso.expired"), 410)
     cookies: list[tuple[str, str]] = []
-    if attempt.external and attempt.client_key:
+    if attempt.protocol == "fortinet":  # openfortivpn --saml-login's listener
+        target = fortinet_listener_url(token)
+    elif attempt.external and attempt.client_key:
         target = listener_url(seal(attempt.client_key, token), sso.done_url(req.ctx))
     else:
         target = sso.DONE_PATH

@@ -123,10 +123,13 @@ def conclude(ctx: Context, handle: str, *, username: str | None, outcome: dict[s
 
 
 def redeem(ctx: Context, handle: str | None, token: str, source: str | None) -> Redeemed:
-    """The client hands the token back: once, before it expires, for its own attempt and address."""
+    """The client hands the token back: once, before it expires, for its own attempt (its handle, if
+    it has one) and from the address that began the attempt."""
     now = ctx.clock.now()
     with ctx.tx() as s:
-        row = s.scalars(select(SsoAttempt).where(SsoAttempt.handle == (handle or ""))).one_or_none()
+        # A client that kept no handle (openfortivpn holds only the id) is found by its token.
+        which = SsoAttempt.handle == handle if handle else SsoAttempt.token_digest == token_digest(token)
+        row = s.scalars(select(SsoAttempt).where(which)).first()
         good = (
             row is not None
             and row.token_digest is not None

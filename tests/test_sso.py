@@ -243,3 +243,27 @@ def test_fortinet_clients_sign_in_through_the_browser(tmp_path: Path, clock: Fix
     asyncio.run(run())
     [live] = sessions.listing(ctx)
     assert live["protocol"] == "fortinet" and live["user"] == "1234567890"
+
+
+@pytest.mark.parametrize(
+    ("english", "japanese"),
+    [
+        ("Too many failed attempts. Wait 2 seconds and try again.", "2 秒待って"),
+        (
+            "Too many failed attempts. Wait 8 minutes (until 2026-10-01 09:08 JST) and try again.",
+            "（2026-10-01 09:08 JST）",
+        ),
+        (
+            "Too many failed attempts: sign-in is locked until 2026-10-01 09:30 JST. If this was not you, contact desk.",
+            "2026-10-01 09:30 JST までサインインがロック",
+        ),
+    ],
+)
+def test_too_many_attempts_is_said_in_japanese_with_its_time(english: str, japanese: str) -> None:
+    """A refusal on the browser page (and the portal's sign-in) in the person's language."""
+    from zoneinfo import ZoneInfo
+
+    from campusvpn.portal.i18n import Translator
+
+    assert japanese in Translator("ja", ZoneInfo("Asia/Tokyo")).engine(english, "throttled")
+    assert Translator("en", ZoneInfo("Asia/Tokyo")).engine(english, "throttled") == english

@@ -3,6 +3,7 @@ so a page can never show up in one language only (a test checks every key has bo
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -400,6 +401,26 @@ ENGINE_JA: dict[str, str] = {
 }
 
 
+# Throttling and lock-outs: the engine's English, with its wait or time, said in Japanese.
+ENGINE_JA_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"Too many failed attempts\. Wait (?P<n>\d+) seconds? and try again\."),
+        "失敗が続いたため、{n} 秒待ってからもう一度お試しください。",
+    ),
+    (
+        re.compile(r"Too many failed attempts\. Wait (?P<n>\d+) minutes \(until (?P<at>[^)]+)\) and try again\."),
+        "失敗が続いたため、{n} 分後（{at}）以降にもう一度お試しください。",
+    ),
+    (
+        re.compile(
+            r"Too many failed attempts: sign-in is locked until (?P<at>.+?)\. "
+            r"If this was not you, contact (?P<helpdesk>.+)\."
+        ),
+        "失敗が続いたため、{at} までサインインがロックされています。心当たりがない場合は {helpdesk} に連絡してください。",
+    ),
+]
+
+
 def pick_language(cookie: str | None, accept_language: str | None, default: str) -> str:
     """The user's choice (cookie) first, then the browser's order of preference."""
     if cookie in LANGUAGES:
@@ -449,4 +470,8 @@ class Translator:
             return ""
         if self.lang != "ja":
             return text
+        for pattern, ja in ENGINE_JA_PATTERNS:  # messages that carry a time or a count
+            m = pattern.fullmatch(text)
+            if m:
+                return ja.format(**m.groupdict())
         return ENGINE_JA.get(code or "", ENGINE_JA.get(text, text))

@@ -176,6 +176,11 @@ def test_the_portal_sign_in_concludes_the_attempt_embedded(tmp_path: Path, clock
     assert "You are signed in" in c.get("/sso/done?lang=en").text
     done = lg.handle_request(token_reply(lg.handle, token))
     assert done.token
+    # A concluded attempt's login URL, or one the gateway never gave, starts nothing.
+    assert c.get(f"/sso/start?h={lg.handle}").status_code == 410
+    assert c.get("/sso/start?h=made-up").status_code == 410
+    fresh_browser = TestClient(create_app(ctx), base_url="https://testserver")
+    assert 'data-outcome="unknown"' in fresh_browser.get("/sso/done").text  # no attempt of its own: no outcome
 
 
 def test_the_portal_sign_in_sends_the_sealed_token_to_the_clients_listener(tmp_path: Path, clock: FixedClock) -> None:

@@ -31,8 +31,6 @@ from campusvpn.tunnels.tunnel import Ending, Tunnel
 BUFFER_SIZE = 256 * 1024
 _SCRATCH = bytearray(BUFFER_SIZE)
 _SCRATCH_VIEW = memoryview(_SCRATCH)
-
-
 class CstpChannel(asyncio.BufferedProtocol):
     """Frames from one client: packets to `on_packet`, DPD answered, DISCONNECT ends the tunnel.
 

@@ -5,6 +5,9 @@ The forms follow what unmodified clients fill in by themselves: `username` + `pa
 openconnect fills with `--token-mode=totp`. In that field the user may also type a recovery
 code, `sms` or `call` to have a code sent, and may add ` trust` after a code to skip codes on
 this device. Every refusal comes back as the client's own error text.
+
+With `login = "browser"` the client is sent to the portal's sign-in page instead (AnyConnect single
+sign-on; `service.sso` keeps the attempt and its one-time token) and hands the token back here.
 """
 
 from __future__ import annotations
@@ -15,17 +18,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from campusvpn.anyconnect import xmlauth
-from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input
+from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input, SsoLinks
 from campusvpn.core.calendar import format_local
+from campusvpn.core.sso_handoff import BadClientKey, client_key
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
-from campusvpn.service import live_sessions
+from campusvpn.service import live_sessions, sso
 from campusvpn.service.context import Context
-from campusvpn.service.errors import ServiceError, Unavailable
+from campusvpn.service.errors import Forbidden, ServiceError, Unavailable
 from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
 
 PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
+SSO = "single-sign-on-v2"  # capabilities a client advertises in its init
+SSO_EXTERNAL = "single-sign-on-external-browser"
+NO_BROWSER = (
+    "This VPN signs in through your web browser, which this VPN client cannot open. "
+    "Use Cisco Secure Client, or openconnect 9 or later."
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,14 @@ class GatewayLogin:
     user_agent: str | None
     cert_sha1: str
     device_token: str | None = None
+    client_key: str | None = None  # X-AnyConnect-STRAP-DH-Pubkey: the browser's token is sealed to it
     handle: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    capabilities: tuple[str, ...] = ()
+    browser: bool = False  # the client was sent to the browser
     created: datetime | None = None
     profile: VpnProfile | None = None
     _engine: SignIn | None = None
+    _sso_user: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- entry ------------------------------------------------------------------------------
@@ -65,8 +79,12 @@ class GatewayLogin:
     def _handle(self, req: AuthRequest) -> LoginReply:
         if self.created is None:
             self.created = self.ctx.clock.now()
-        if req.kind == "init" or self._engine is None:
+        if req.kind != "init" and "sso-token" in req.fields:
+            return self._on_sso_token(req.fields["sso-token"])
+        if req.kind == "init" or (self._engine is None and not self.browser):
             return self._on_init(req)
+        if self.browser or self._engine is None:
+            return self._fail("Finish signing in in the browser window, or start again.")
         if self._engine.step is Step.PASSWORD:
             return self._on_password(req)
         if self._engine.step is Step.SECOND_FACTOR:
@@ -76,14 +94,66 @@ class GatewayLogin:
     # --- steps ------------------------------------------------------------------------------
 
     def _on_init(self, req: AuthRequest) -> LoginReply:
+        self.capabilities = req.capabilities
         self._engine = start_signin(self.ctx, Purpose.VPN, source=self.source)
         self.profile = self._pick_profile(req.group_select)
+        if self.settings.login == "browser":
+            return self._to_browser()
         return self._password_form(None, message=self._engine.start().message)
+
+    def _to_browser(self) -> LoginReply:
+        """Send the client to the portal's sign-in page; it comes back with a one-time token."""
+        if SSO not in self.capabilities:
+            return self._fail(NO_BROWSER)
+        key = self.client_key if SSO_EXTERNAL in self.capabilities else None
+        if key is not None:
+            try:
+                client_key(key)
+            except BadClientKey:
+                key = None  # the embedded browser still works: the token then travels in a cookie
+        sso.begin(
+            self.ctx,
+            self.handle,
+            protocol=PROTOCOL,
+            profile=self.profile.name if self.profile else None,
+            source=self.source,
+            client_key=key,
+        )
+        self.browser = True
+        links = SsoLinks(
+            login=sso.start_url(self.ctx, self.handle),
+            final=sso.done_url(self.ctx),
+            token_cookie=sso.TOKEN_COOKIE,
+            error_cookie=sso.ERROR_COOKIE,
+            external=key is not None,
+        )
+        body = xmlauth.sso_form(
+            handle=self.handle,
+            title=self._title(),
+            message=f"Sign in to {self._title()} in the browser window that opens.",
+            links=links,
+        )
+        return LoginReply(body)
+
+    def _on_sso_token(self, token: str) -> LoginReply:
+        """The token the browser's sign-in gave the client: once, for this attempt, from its address."""
+        try:
+            got = sso.redeem(self.ctx, self.handle, token, self.source)
+        except Forbidden as exc:
+            return self._fail(str(exc))
+        self.profile = next((p for p in self.ctx.config.vpn.profiles if p.name == got.profile), self.profile)
+        message = str(got.outcome.get("message") or "")
+        if not got.outcome.get("ok") or not got.username:
+            return self._fail(message or "The sign-in was refused.")
+        self._sso_user = got.username
+        return self._open(Finished(True, "ok", message, username=got.username, factors=2))
 
     def _on_password(self, req: AuthRequest) -> LoginReply:
         assert self._engine is not None
         if req.group_select:
             self.profile = self._pick_profile(req.group_select)
+            if self.settings.login == "browser":  # a group chosen in the form may sign in in the browser
+                return self._to_browser()
         username = req.fields.get("username", "")
         password = req.fields.get("password", "")
         if not username or not password:
@@ -157,7 +227,7 @@ class GatewayLogin:
     @property
     def username(self) -> str | None:
         """Who is signing in, once the password step named an account."""
-        return self._engine.username if self._engine else None
+        return (self._engine.username if self._engine else None) or self._sso_user
 
     # --- forms ------------------------------------------------------------------------------
 

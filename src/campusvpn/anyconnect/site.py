@@ -96,6 +96,11 @@ class AnyConnectSite:
             return await self._connect(request, peer)
         if request.method == "POST":
             return Answer(await self._sign_in_step(request, body, conn, peer))
+        entry = request.path in ("/", "/index.html") or request.path.startswith("/d/")
+        if request.method == "GET" and entry and _is_vpn_client(request.headers):
+            # Clients that do not post XML (openconnect --no-xmlpost) start with a GET: the form, as XML.
+            init = xmlauth.AuthRequest(kind="init", group_access=request.target)
+            return Answer(await self._sign_in_step(request, b"", conn, peer, parsed=init))
         if request.method == "GET" and request.path in ("/", "/index.html"):
             return Answer(
                 plain(
@@ -109,9 +114,12 @@ class AnyConnectSite:
 
     # --- sign-in -----------------------------------------------------------------------------
 
-    async def _sign_in_step(self, request: Request, body: bytes, conn: h11.Connection, peer: Peer) -> bytes:
+    async def _sign_in_step(
+        self, request: Request, body: bytes, conn: h11.Connection, peer: Peer, parsed: xmlauth.AuthRequest | None = None
+    ) -> bytes:
+        form_post = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
         try:
-            req = xmlauth.parse(body)
+            req = parsed or (xmlauth.parse_form(body) if form_post else xmlauth.parse(body))
         except xmlauth.XmlAuthError as exc:
             metrics.PROTOCOL_ERRORS.labels("xml").inc()
             logs.event("gateway.bad_xml", logging.WARNING, protocol=PROTOCOL, source=peer.source, error=str(exc))
@@ -136,14 +144,18 @@ class AnyConnectSite:
         # A sign-in continues only from the address that began it.
         if req.kind != "init" and known is not None and known.source == peer.source:
             login = known
-        if login is None or req.kind == "init":
+        if login is None or req.kind == "init" or (known is None and handle and "sso-token" in req.fields):
             login = GatewayLogin(
                 self.ctx,
                 source=peer.source,
                 user_agent=request.headers.get("user-agent"),
                 cert_sha1=self.cert_sha1,
                 device_token=_device_token(request.target, req.group_access, request.headers.get("cookie", "")),
+                client_key=request.headers.get("x-anyconnect-strap-dh-pubkey"),
             )
+            if req.kind != "init" and handle and "sso-token" in req.fields:
+                # The browser's token names its attempt, which lives in the database: any process can take it.
+                login.handle = handle
             self.logins[login.handle] = login
         reply = await asyncio.to_thread(login.handle_request, req)
         cookies = [("Set-Cookie", f"webvpncontext={login.handle}; Secure; HttpOnly; Max-Age=300")]
@@ -251,6 +263,13 @@ class _DtlsPlan:
     offer: ClientOffer
     mtu: int
     source: str
+
+
+def _is_vpn_client(headers: dict[str, str]) -> bool:
+    if "x-transcend-version" in headers or "x-aggregate-auth" in headers:
+        return True
+    ua = headers.get("user-agent", "").lower()
+    return any(word in ua for word in VPN_USER_AGENTS)
 
 
 def _device_token(target: str, group_access: str | None, cookie_header: str) -> str | None:

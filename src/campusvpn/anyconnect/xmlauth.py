@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -26,6 +27,25 @@ class AuthRequest:
     session_token: str | None = None  # logout
     device_id: str | None = None
     version: str | None = None
+    # What the client can do, from <capabilities><auth-method>: single-sign-on-v2, ...-external-browser.
+    capabilities: tuple[str, ...] = ()
+
+
+def parse_form(body: bytes) -> AuthRequest:
+    """A form posted as `application/x-www-form-urlencoded` (openconnect --no-xmlpost, older clients):
+    the fields of the form we sent, the auth handle in the `webvpncontext` cookie."""
+    if len(body) > MAX_BODY:
+        raise XmlAuthError(f"request body over {MAX_BODY} bytes")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise XmlAuthError(f"not a readable form: {exc}") from exc
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if len(value) > MAX_FIELD or len(name) > 64:
+            raise XmlAuthError(f"form field {name[:64]!r} too long")
+        fields.setdefault(name, value.strip())
+    return AuthRequest(kind="auth-reply", fields=fields, group_select=fields.get("group_list") or None)
 
 
 def parse(body: bytes) -> AuthRequest:
@@ -65,6 +85,7 @@ def parse(body: bytes) -> AuthRequest:
         session_token=text(root.find("session-token")),
         device_id=text(root.find("device-id")),
         version=text(root.find("version")),
+        capabilities=tuple(t for el in root.findall("capabilities/auth-method") if (t := text(el))),
     )
 
 
@@ -132,6 +153,36 @@ def auth_form(
                     select, "option", {"value": g.value, **({"selected": "true"} if g.selected else {})}
                 )
                 opt.text = g.label
+    return _bytes(root)
+
+
+@dataclass(frozen=True)
+class SsoLinks:
+    login: str  # the page the client opens in a browser
+    final: str  # where the browser ends up when done
+    token_cookie: str
+    error_cookie: str
+    external: bool  # the client's own listener receives the token (it advertised the capability)
+
+
+def sso_form(*, handle: str, title: str, message: str, links: SsoLinks, error: str | None = None) -> bytes:
+    """An `auth-request` that sends the client to the browser (aggregate-auth single sign-on v2)."""
+    root = _doc("auth-request")
+    opaque = ET.SubElement(root, "opaque", {"is-for": "sg"})
+    ET.SubElement(opaque, "auth-handle").text = handle
+    auth = ET.SubElement(root, "auth", {"id": "main"})
+    ET.SubElement(auth, "title").text = title
+    ET.SubElement(auth, "message").text = message
+    if error:
+        ET.SubElement(auth, "error", {"id": "88", "param1": error, "param2": ""}).text = "Login failed: %s"
+    ET.SubElement(auth, "sso-v2-login").text = links.login
+    ET.SubElement(auth, "sso-v2-login-final").text = links.final
+    ET.SubElement(auth, "sso-v2-token-cookie-name").text = links.token_cookie
+    ET.SubElement(auth, "sso-v2-error-cookie-name").text = links.error_cookie
+    if links.external:
+        ET.SubElement(auth, "sso-v2-browser-mode").text = "external"
+    form = ET.SubElement(auth, "form", {"method": "post", "action": "/"})
+    ET.SubElement(form, "input", {"type": "sso", "name": "sso-token"})
     return _bytes(root)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,8 +27,9 @@ from campusvpn.fortinet.tunnel_config import Timeouts, tunnel_xml
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie
 from campusvpn.platform import logs, metrics
 from campusvpn.platform.config_schema import VpnProfile
-from campusvpn.service import live_sessions
+from campusvpn.service import live_sessions, sso
 from campusvpn.service.context import Context
+from campusvpn.service.errors import Forbidden, ServiceError
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
@@ -111,6 +113,10 @@ class FortinetSite:
             return Answer(await self._logincheck(request, body, conn, peer))
         if request.method != "GET":
             return Answer(respond(conn, 405, "Method not allowed\n", "text/plain"))
+        if path == "/remote/saml/start":
+            return Answer(await self._saml_start(request, conn, peer))
+        if path == "/remote/saml/auth_id":
+            return Answer(await self._saml_auth_id(request, conn, peer))
         if path in ("/", "/remote/login"):
             return Answer(respond(conn, 200, self._login_page(request), "text/html; charset=utf-8"))
         if path == "/remote/sslvpn-tunnel":
@@ -133,6 +139,52 @@ class FortinetSite:
                 respond(conn, 302, "", "text/html", [("Location", f"/remote/login?realm={quote(profile.name)}")])
             )
         return Answer(respond(conn, 404, "Not found\n", "text/plain"))
+
+    # --- sign-in through the browser (openfortivpn --saml-login) ------------------------------
+
+    async def _saml_start(self, request: Request, conn: h11.Connection, peer: Peer) -> bytes:
+        """The browser starts here: it signs in on the portal's page, then goes to the client's listener."""
+        realm = (parse_qs(request.target.partition("?")[2]).get("realm") or [""])[0]
+        profile = self._realm(realm) if realm else self._default_profile()
+        if self.cfg.vpn.settings_for(profile).login != "browser":
+            return respond(conn, 404, "This VPN signs in with user name and password in the client.\n", "text/plain")
+        handle = secrets.token_urlsafe(16)
+        await asyncio.to_thread(
+            sso.begin,
+            self.ctx,
+            handle,
+            protocol=PROTOCOL,
+            profile=profile.name if profile else None,
+            source=peer.source,
+            client_key=None,
+        )
+        return respond(conn, 302, "", "text/html", [("Location", sso.start_url(self.ctx, handle))])
+
+    async def _saml_auth_id(self, request: Request, conn: h11.Connection, peer: Peer) -> bytes:
+        """The client hands back the id the browser brought it: once, from the address that began it."""
+        token = (parse_qs(request.target.partition("?")[2]).get("id") or [""])[0][:200]
+        try:
+            got = await asyncio.to_thread(sso.redeem, self.ctx, None, token, peer.source)
+            if not got.outcome.get("ok") or not got.username:
+                raise Forbidden(str(got.outcome.get("message") or "The sign-in was refused."))
+            profile = next((p for p in self.cfg.vpn.profiles if p.name == got.profile), None)
+            opened = await asyncio.to_thread(
+                live_sessions.open_for_vpn,
+                self.ctx,
+                got.username,
+                profile,
+                pool=self.cfg.vpn.settings_for(profile).pool,
+                source=peer.source,
+                client=request.headers.get("user-agent"),
+                protocol=PROTOCOL,
+            )
+        except ServiceError as exc:
+            metrics.LOGINS.labels(PROTOCOL, "refused").inc()
+            return respond(conn, 403, f"{exc}\n", "text/plain")
+        metrics.LOGINS.labels(PROTOCOL, "ok").inc()
+        logs.event("gateway.login", protocol=PROTOCOL, source=peer.source, outcome="ok", user=got.username)
+        set_cookie = f"{COOKIE}={opened.token}; path=/; secure; httponly"
+        return respond(conn, 200, "", "text/html", [("Set-Cookie", set_cookie)])
 
     # --- sign-in -----------------------------------------------------------------------------
 

@@ -474,6 +474,13 @@ class VpnSettings(Section):
         description="Tunnel MTU of a TLS-only tunnel and of the TUN device; a DTLS tunnel gets the largest MTU "
         "that fits one datagram on the client's link, at most this.",
     )
+    login: Literal["form", "browser"] = Field(
+        "form",
+        description=(
+            "How VPN clients sign in: form (user name, password and code in the client's own fields) or "
+            "browser (the client opens the portal's sign-in page: passkeys, trusted-device cookie)."
+        ),
+    )
 
     @field_validator("dns", "wins")
     @classmethod

@@ -13,19 +13,31 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campusvpn.portal import admin, mfa_pages, oidc_pages, passkeys, security_pages, signin_pages, vpn_pages
+from campusvpn.core.sso_handoff import FORTINET_LISTENER_ORIGIN, LISTENER_ORIGIN
+from campusvpn.portal import (
+    admin,
+    mfa_pages,
+    oidc_pages,
+    passkeys,
+    security_pages,
+    signin_pages,
+    sso_pages,
+    vpn_pages,
+)
 from campusvpn.portal.api import create_api
 from campusvpn.portal.i18n import Translator, pick_language
+from campusvpn.portal.sso_pages import SSO_COOKIE
 from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 
 log = logging.getLogger("campusvpn.portal")
 
+CSP = b"content-security-policy"
 SECURITY_HEADERS = [
     # Scripts and styles only from us; no framing (clickjacking); no referrer leaks of paths.
     (
-        b"content-security-policy",
+        CSP,
         b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
         b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
@@ -36,6 +48,17 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+
+
+SSO_SECURITY_HEADERS = [
+    (
+        k,
+        v.replace(b"form-action 'self'", f"form-action 'self' {LISTENER_ORIGIN} {FORTINET_LISTENER_ORIGIN}".encode())
+        if k == CSP
+        else v,
+    )
+    for k, v in SECURITY_HEADERS
 ]
 
 
@@ -50,10 +73,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        cookies = b"".join(v for k, v in scope.get("headers", []) if k == b"cookie")
+        # A browser signing in for a VPN client posts forms whose answer sends it on to the client's
+        # own listener (external-browser single sign-on): the policy must let that redirect through.
+        headers = SSO_SECURITY_HEADERS if SSO_COOKIE.encode() + b"=" in cookies else SECURITY_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                extra = [(k, v) for k, v in headers if k not in names]
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
@@ -109,6 +137,7 @@ def create_app(ctx: Context) -> ASGIApp:
             *security_pages.ROUTES,
             *admin.ROUTES,
             *passkeys.ROUTES,
+            *sso_pages.ROUTES,
             Mount("/api", app=create_api(ctx)),
             Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         ],

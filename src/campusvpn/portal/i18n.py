@@ -3,6 +3,7 @@ so a page can never show up in one language only (a test checks every key has bo
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "サインインは一時的に利用できません（認証基盤が応答しません）。数分後にもう一度お試しください。",
     ),
     "code.title": ("Verify it's you", "本人確認"),
+    "sso.lead": (
+        "Your VPN client is waiting: sign in here to connect.",
+        "VPN クライアントが待機しています。ここでサインインすると接続されます。",
+    ),
+    "sso.title": ("VPN sign-in", "VPN へのサインイン"),
+    "sso.done": (
+        "You are signed in. Your VPN client is connecting; you can close this window.",
+        "サインインしました。VPN クライアントが接続しています。このウィンドウは閉じてかまいません。",
+    ),
+    "sso.refused": ("The VPN cannot be used now:", "現在 VPN は利用できません："),
+    "sso.expired": (
+        "This VPN sign-in has ended or expired. Start again from your VPN client.",
+        "この VPN サインインは終了したか期限が切れました。VPN クライアントからやり直してください。",
+    ),
     "code.totp": (
         "Enter the 6-digit code from your authenticator app, or a recovery code.",
         "認証アプリに表示される 6 桁のコード、またはリカバリーコードを入力してください。",
@@ -396,6 +411,26 @@ ENGINE_JA: dict[str, str] = {
 }
 
 
+# Throttling and lock-outs: the engine's English, with its wait or time, said in Japanese.
+ENGINE_JA_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"Too many failed attempts\. Wait (?P<n>\d+) seconds? and try again\."),
+        "失敗が続いたため、{n} 秒待ってからもう一度お試しください。",
+    ),
+    (
+        re.compile(r"Too many failed attempts\. Wait (?P<n>\d+) minutes \(until (?P<at>[^)]+)\) and try again\."),
+        "失敗が続いたため、{n} 分後（{at}）以降にもう一度お試しください。",
+    ),
+    (
+        re.compile(
+            r"Too many failed attempts: sign-in is locked until (?P<at>.+?)\. "
+            r"If this was not you, contact (?P<helpdesk>.+)\."
+        ),
+        "失敗が続いたため、{at} までサインインがロックされています。心当たりがない場合は {helpdesk} に連絡してください。",
+    ),
+]
+
+
 def pick_language(cookie: str | None, accept_language: str | None, default: str) -> str:
     """The user's choice (cookie) first, then the browser's order of preference."""
     if cookie in LANGUAGES:
@@ -445,4 +480,8 @@ class Translator:
             return ""
         if self.lang != "ja":
             return UNAVAILABLE_EN if code == "unavailable" else text  # the engine says it in both languages
+        for pattern, ja in ENGINE_JA_PATTERNS:  # messages that carry a time or a count
+            m = pattern.fullmatch(text)
+            if m:
+                return ja.format(**m.groupdict())
         return ENGINE_JA.get(code or "", ENGINE_JA.get(text, text))

@@ -14,12 +14,12 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.signin_flow import DEVICE_COOKIE, after
+from campusvpn.portal.signin_flow import DEVICE_COOKIE, after, signin_purpose
 from campusvpn.portal.web import Req, page, rotated
 from campusvpn.service import oidc
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
 from campusvpn.service.signin_ports import start_signin
-from campusvpn.signin import Federated, Prompt, Purpose, Step
+from campusvpn.signin import Federated, Prompt, Step
 
 log = logging.getLogger("campusvpn.portal")
 CALLBACK = "/signin/oidc/callback"
@@ -77,7 +77,8 @@ def oidc_callback(req: Req) -> Response:
     except OidcRefused as exc:
         log.warning("oidc: refused from %s: %s", req.source, exc)
         return _refused(req, "signin.idp_failed", 401)
-    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+    # A browser signing in for a waiting VPN client signs in under the VPN's policy; `after` hands it over.
+    engine = start_signin(req.ctx, signin_purpose(req), req.source)
     out = engine.handle(Federated(verified.username, verified.idp_mfa, req.request.cookies.get(DEVICE_COOKIE)))
     if isinstance(out, Prompt) and out.step is not Step.PASSWORD:
         req.session.signin = engine.snapshot()

@@ -2,7 +2,7 @@
 
 A passkey with user verification is phishing-resistant multi-factor on its own (the device
 and its PIN or biometric), so it signs a member into the portal without password or code.
-It does not replace the VPN's password and code (AnyConnect clients cannot do WebAuthn).
+For the VPN it works through the browser sign-in (`[vpn] login = "browser"`, portal.sso_pages).
 The keys and the WebAuthn checks are in service.passkeys; a sign-in goes through the sign-in
 engine like any other. The browser side is progressive enhancement (static/passkey.js); pages
 work without it."""
@@ -15,7 +15,8 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from campusvpn.portal.signin_flow import device_label, finish_signin, fresh
+from campusvpn.portal.signin_flow import device_label, finish_signin, fresh, signin_purpose
+from campusvpn.portal.sso_pages import hand_off
 from campusvpn.portal.web import Req, page, rotated
 from campusvpn.service import passkeys
 from campusvpn.service.errors import Conflict, Invalid
@@ -101,8 +102,10 @@ def signin(req: Req) -> Response:
     credential = _body(req).get("credential", {})
     if challenge is None or not isinstance(credential, dict):
         return refused
-    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+    engine = start_signin(req.ctx, signin_purpose(req), req.source)
     out = engine.handle(Passkey(PasskeyAssertion(credential, challenge, _rp_id(req), _origin(req))))
+    if engine.purpose is Purpose.VPN and isinstance(out, Finished) and out.username:
+        return hand_off(req, out, json=True)  # a VPN client waits for this outcome, allowed or refused
     if not (isinstance(out, Finished) and out.ok and out.username):
         return refused
     finish_signin(req, out.username, second_factor=out.factors == 2)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from campusvpn.portal.sso_pages import hand_off, vpn_attempt
 from campusvpn.portal.web import Req, rotated
 from campusvpn.service.signin_ports import resume_signin
-from campusvpn.signin import Finished, Prompt, SendCode, SignIn, Step
+from campusvpn.signin import Finished, Prompt, Purpose, SendCode, SignIn, Step
 
 DEVICE_COOKIE = "campusvpn-device"  # the same cookie the gateway reads: one trust per browser
 
@@ -57,6 +58,21 @@ def finish_signin(req: Req, username: str, *, second_factor: bool, note: str | N
     return rotated(req.redirect(safe_next(req.request.query_params.get("next"))))
 
 
+def signin_purpose(req: Req) -> Purpose:
+    """A browser signing in for a waiting VPN client signs in under the VPN's policy (every way in:
+    password, passkey, identity provider), and its outcome goes to the client (`after`)."""
+    return Purpose.VPN if vpn_attempt(req) is not None else Purpose.PORTAL
+
+
+def set_device_cookie(req: Req, resp: Response, out: Finished) -> None:
+    """ "Skip the code on this device": the browser's own cookie, read by the portal and the gateway."""
+    if out.device_token:
+        days = req.ctx.config.trusted_devices.lifetime.days
+        resp.set_cookie(
+            DEVICE_COOKIE, out.device_token, max_age=days * 86400, path="/", secure=True, httponly=True, samesite="lax"
+        )
+
+
 def fresh(req: Req) -> bool:
     """A second factor given recently enough for a sensitive change (step-up)."""
     at = req.session.second_factor_at
@@ -83,6 +99,11 @@ def send_request(req: Req) -> SendCode | None:
 def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str) -> Response:
     """Route the engine's answer to the right page."""
     if isinstance(out, Finished):
+        if engine.purpose is Purpose.VPN and (out.ok or out.code != "bad_credentials"):
+            # A VPN client's sign-in: the client gets the outcome; a wrong password may be retyped here.
+            resp = hand_off(req, out)
+            set_device_cookie(req, resp, out)
+            return resp
         if out.ok and out.username:
             resp = finish_signin(
                 req,
@@ -90,17 +111,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
                 second_factor=out.factors == 2 and not out.trusted_device,
                 note=out.message if out.trusted_device or out.recovery_left is not None else None,
             )
-            if out.device_token:
-                days = req.ctx.config.trusted_devices.lifetime.days
-                resp.set_cookie(
-                    DEVICE_COOKIE,
-                    out.device_token,
-                    max_age=days * 86400,
-                    path="/",
-                    secure=True,
-                    httponly=True,
-                    samesite="lax",
-                )
+            set_device_cookie(req, resp, out)
             return resp
         if out.code == "needs_helpdesk" and out.username:
             req.session.signin = {"pass_only": True, "username": out.username}
@@ -111,6 +122,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
             status=503 if out.code == "unavailable" else 401,
             error=req.t.engine(out.message, out.code),
             typed=_typed_username(req),
+            vpn=engine.purpose is Purpose.VPN,
         )
     req.session.signin = engine.snapshot()
     if out.error:
@@ -131,7 +143,12 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
         )
     if prompt.step is Step.REGISTRATION:
         return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))
-    return req.render("signin.html", error=req.t.engine(prompt.error), typed=_typed_username(req))
+    return req.render(
+        "signin.html",
+        error=req.t.engine(prompt.error),
+        typed=_typed_username(req),
+        vpn=vpn_attempt(req) is not None,
+    )
 
 
 def _typed_username(req: Req) -> str:

@@ -13,6 +13,7 @@ from campusvpn.portal.signin_flow import (
     render_step,
     safe_next,
     send_request,
+    signin_purpose,
 )
 from campusvpn.portal.web import Req, ended, page, rotated
 from campusvpn.service import mfa, recovery_pass
@@ -22,13 +23,14 @@ from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, Recovery
 
 @page("/signin", ("GET", "POST"), auth="none")
 def signin(req: Req) -> Response:
-    if req.session.signed_in:
+    purpose = signin_purpose(req)
+    if req.session.signed_in and purpose is Purpose.PORTAL:
         return req.redirect("/")
     if req.request.method == "GET":
         why = req.request.query_params.get("out")  # why the user was signed out, if they were
         said = {"emptied": "signout.emptied"}.get(why or "", "signout.done")
-        return req.render("signin.html", info=req.t(said) if why else None)
-    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+        return req.render("signin.html", info=req.t(said) if why else None, vpn=purpose is Purpose.VPN)
+    engine = start_signin(req.ctx, purpose, req.source)
     out = engine.handle(
         Password(
             req.field("username", 200), req.form.get("password", "")[:1024], req.request.cookies.get(DEVICE_COOKIE)

@@ -288,3 +288,25 @@ class MailMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     sent_at: Mapped[datetime | None]
+
+
+class SsoAttempt(Base):
+    """A VPN client's sign-in through the browser (AnyConnect single sign-on): begun by the client,
+    completed or refused in the browser, redeemed once by the same client. In the database so any
+    worker process can take each step. Only a digest of the one-time token is stored."""
+
+    __tablename__ = "sso_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    handle: Mapped[str] = mapped_column(String(64), unique=True)  # the client's auth handle
+    protocol: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64))  # the VPN client's address
+    client_key: Mapped[str | None] = mapped_column(String(400))  # external browser: the token is sealed to it
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    # The browser's outcome: None while pending, then {"ok": true, ...} or the refusal and its reasons.
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    token_digest: Mapped[str | None] = mapped_column(String(64))
+    token_expires_at: Mapped[datetime | None]
+    redeemed_at: Mapped[datetime | None]

@@ -10,8 +10,10 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from campusvpn.anyconnect.site import AnyConnectSite
 from campusvpn.fortinet.site import FortinetSite
@@ -23,6 +25,10 @@ from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.enforcement import Enforcer
 from campusvpn.tunnels.hub import Hub
+from campusvpn.tunnels.tunnel import Channel, SessionInfo, Tunnel
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def prepare_tun(ctx: Context) -> int:
@@ -44,12 +50,12 @@ class Gateway:
     anyconnect: AnyConnectSite
     front: FrontDoor
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         ctx = self.hub.ctx
         detached = await asyncio.to_thread(live_sessions.detach_node, ctx, self.hub.node)
         if detached:
             logs.event("gateway.sessions_detached", count=detached, note="left connected by an earlier run")
-        await self.front.start(host, port)
+        await self.front.start(host, port, sock)
         self.hub.start()
         logs.event("gateway.listening", listen=f"{host}:{port}", node=self.hub.node)
 
@@ -58,10 +64,28 @@ class Gateway:
         self.hub.stop()
 
 
-def build(ctx: Context, *, tun_fd: int | None, node: str = "") -> Gateway:
+class RoutedHub(Hub):
+    """A worker's hub when several share the port: each tunnel's address is routed to this worker's
+    TUN device as the tunnel attaches (the parent sets the route), so its return traffic comes here."""
+
+    def __init__(self, ctx: Context, *, tun_fd: int | None, node: str, router: Callable[[str], None]) -> None:
+        super().__init__(ctx, tun_fd=tun_fd, node=node)
+        self.router = router
+
+    def attach(self, session: SessionInfo, channel: Channel) -> Tunnel:
+        self.router(session.address)  # before its first packet
+        return super().attach(session, channel)
+
+
+def build(ctx: Context, *, tun_fd: int | None, node: str = "", router: Callable[[str], None] | None = None) -> Gateway:
     cfg = ctx.config
     g = cfg.gateway
-    hub = Hub(ctx, tun_fd=tun_fd, node=node or os.uname().nodename)
+    node = node or os.uname().nodename
+    hub = (
+        Hub(ctx, tun_fd=tun_fd, node=node)
+        if router is None
+        else RoutedHub(ctx, tun_fd=tun_fd, node=node, router=router)
+    )
     enforcer = Enforcer(ctx, hub)
     portal: Site | None = None
     if cfg.portal.enabled:
@@ -108,26 +132,63 @@ async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:
         await asyncio.sleep(mail_every)
 
 
-async def serve(ctx: Context, tun_fd: int | None, after_bind: Callable[[], None] | None = None) -> None:
-    """Run the gateway until SIGTERM or SIGINT; `after_bind` runs once every port is bound."""
+@dataclass(frozen=True)
+class WorkerPlace:
+    """What a worker of several gets from the parent: its number, the shared listening socket and its
+    channel for route requests."""
+
+    index: int
+    sock: socket.socket
+    router: Callable[[str], None]
+
+
+async def serve(
+    ctx: Context,
+    tun_fd: int | None,
+    after_bind: Callable[[], None] | None = None,
+    worker: WorkerPlace | None = None,
+) -> None:
+    """Run the gateway (or one worker of several) until SIGTERM or SIGINT; `after_bind` runs once every
+    port is bound."""
     from prometheus_client import start_http_server
 
     g = ctx.config.gateway
-    mhost, _, mport = g.metrics_listen.rpartition(":")
-    start_http_server(int(mport), addr=mhost.strip("[]"))
-    gw = build(ctx, tun_fd=tun_fd)
+    if worker is None or worker.index == 0:  # one process serves the metrics, summed over the workers
+        mhost, _, mport = g.metrics_listen.rpartition(":")
+        start_http_server(int(mport), addr=mhost.strip("[]"), registry=metrics_registry())
+    node = os.uname().nodename if worker is None else f"{os.uname().nodename}/{worker.index}"
+    gw = build(ctx, tun_fd=tun_fd, node=node, router=worker.router if worker else None)
+    if g.hash_processes:
+        from campusvpn.service.hash_pool import PooledHasher
+
+        ctx.hasher = PooledHasher(ctx.hasher.params, g.hash_processes)
     loop = asyncio.get_running_loop()
     host, _, port = g.listen.rpartition(":")
-    await gw.start(host.strip("[]"), int(port))
+    await gw.start(host.strip("[]"), int(port), worker.sock if worker else None)
     if after_bind is not None:
         after_bind()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     keeper = asyncio.create_task(gw.enforcer.run())
-    chores = asyncio.create_task(lifecycle_and_mail(ctx))
+    # The lifecycle job and the mail queue run in one process, not once per worker.
+    chores = asyncio.create_task(lifecycle_and_mail(ctx)) if worker is None or worker.index == 0 else None
     await stop.wait()
     keeper.cancel()
-    chores.cancel()
+    if chores is not None:
+        chores.cancel()
     await gw.stop()
     logs.event("gateway.stopped")
+
+
+def metrics_registry() -> CollectorRegistry:
+    """The default registry; with several workers (PROMETHEUS_MULTIPROC_DIR set by the parent) one that
+    sums what every worker wrote."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry

@@ -17,6 +17,7 @@ class Argon2Params:
 
 class Hasher:
     def __init__(self, params: Argon2Params) -> None:
+        self.params = params
         self._ph = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_kib,

@@ -8,6 +8,7 @@ in docs/ are all generated from them. Reading the file is platform/config.py's j
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import zoneinfo
 from datetime import date, timedelta
@@ -418,6 +419,32 @@ class GatewaySection(Section):
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."
     )
     metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+    workers: Literal["auto"] | int = Field(
+        "auto",
+        description='Gateway processes sharing the port: "auto" (one per core) or a number (1: a single process). '
+        "Each serves its own share of tunnels through its own TUN device; metrics are summed over them.",
+    )
+    hash_processes: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Processes per gateway worker that check passwords and recovery codes (Argon2id), so a wave "
+        "of sign-ins does not hold up packets; 0 checks them in the worker's own threads.",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_in_range(cls, v: str | int) -> str | int:
+        if isinstance(v, int) and not 1 <= v <= 256:
+            raise ValueError('workers must be "auto" or a number from 1 to 256')
+        return v
+
+    def worker_count(self) -> int:
+        """How many gateway processes to run: "auto" is one per core this process may use."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.workers
+
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
         description="Event loop of the gateway: uvloop (libuv; less time per wake-up, so lower latency "

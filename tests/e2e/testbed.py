@@ -49,8 +49,8 @@ def sh(*args: str, check: bool = True, timeout: float = 30, **kw: object) -> sub
 class Testbed:
     __test__ = False  # a helper, not a test class
 
-    def __init__(self, workdir: Path) -> None:
-        self.tag = "cv" + secrets.token_hex(3)
+    def __init__(self, workdir: Path, tag: str | None = None) -> None:
+        self.tag = tag or "cv" + secrets.token_hex(3)
         self.ns_client, self.ns_gw, self.ns_campus = f"{self.tag}-c", f"{self.tag}-g", f"{self.tag}-h"
         self.dir = workdir
         self.site = workdir / "site"

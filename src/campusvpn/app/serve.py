@@ -13,6 +13,7 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from campusvpn.anyconnect.site import AnyConnectSite
@@ -21,6 +22,7 @@ from campusvpn.frontdoor.budget import Budget
 from campusvpn.frontdoor.http import Site
 from campusvpn.frontdoor.server import FrontDoor, Limits, ssl_context
 from campusvpn.platform import logs
+from campusvpn.platform.local_share import LocalShare
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.tunnels.enforcement import Enforcer
@@ -77,7 +79,14 @@ class RoutedHub(Hub):
         return super().attach(session, channel)
 
 
-def build(ctx: Context, *, tun_fd: int | None, node: str = "", router: Callable[[str], None] | None = None) -> Gateway:
+def build(
+    ctx: Context,
+    *,
+    tun_fd: int | None,
+    node: str = "",
+    router: Callable[[str], None] | None = None,
+    share: Path | None = None,
+) -> Gateway:
     cfg = ctx.config
     g = cfg.gateway
     node = node or os.uname().nodename
@@ -93,11 +102,12 @@ def build(ctx: Context, *, tun_fd: int | None, node: str = "", router: Callable[
         from campusvpn.portal.app import create_app
 
         portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
-    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at)
+    shared = LocalShare(share, g.auth_timeout.total_seconds()) if share is not None else None
+    anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at, share=shared)
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))
     front = FrontDoor(
         tls,
-        [FortinetSite(ctx, hub, on_review=enforcer.review_at), anyconnect],
+        [FortinetSite(ctx, hub, on_review=enforcer.review_at, share=shared), anyconnect],
         portal or anyconnect,
         budget=Budget(g.max_pending, g.pending_reserved, g.max_pending_per_address),
         limits=Limits(
@@ -139,7 +149,8 @@ class WorkerPlace:
 
     index: int
     sock: socket.socket
-    router: Callable[[str], None]
+    router: Callable[[str], None]  # asks the parent to route an address to this worker's TUN device
+    share: Path  # the folder of values every worker sees (platform.local_share)
 
 
 async def serve(
@@ -157,7 +168,9 @@ async def serve(
         mhost, _, mport = g.metrics_listen.rpartition(":")
         start_http_server(int(mport), addr=mhost.strip("[]"), registry=metrics_registry())
     node = os.uname().nodename if worker is None else f"{os.uname().nodename}/{worker.index}"
-    gw = build(ctx, tun_fd=tun_fd, node=node, router=worker.router if worker else None)
+    gw = build(
+        ctx, tun_fd=tun_fd, node=node, router=worker.router if worker else None, share=worker.share if worker else None
+    )
     if g.hash_processes:
         from campusvpn.service.hash_pool import PooledHasher
 

@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from campusvpn.platform import logs
@@ -262,13 +263,16 @@ def make_workers(count: int, tun_fds: list[int | None], tun_names: list[str]) ->
 FATAL = 3  # a worker's exit status when it cannot start at all (privileges, state): restarting will not help
 
 
-def metrics_dir() -> str:
-    """A fresh folder for the workers' metric files, set as PROMETHEUS_MULTIPROC_DIR before anything
-    imports prometheus_client (which reads it when a metric is created)."""
+def run_dir() -> str:
+    """A fresh folder for this run, shared by the workers: `metrics` (their metric files, set as
+    PROMETHEUS_MULTIPROC_DIR before anything imports prometheus_client, which reads it when a metric
+    is created) and `share` (sign-ins between requests, see platform.local_share)."""
     import tempfile
 
-    path = tempfile.mkdtemp(prefix="campusvpn-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    path = tempfile.mkdtemp(prefix="campusvpn-run-")
+    for sub in ("metrics", "share"):
+        os.mkdir(os.path.join(path, sub), 0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(path, "metrics")
     return path
 
 
@@ -291,7 +295,7 @@ def serve_workers(
     no_tun: bool,
     drop: Callable[[], None],
     owner: tuple[int, int] | None,
-    metrics_path: str,
+    run_path: str,
 ) -> int:
     """The parent: prepare the TUN devices and the port as root, then run `count` workers until stopped."""
     g = ctx.config.gateway
@@ -307,7 +311,9 @@ def serve_workers(
             tun.configure(name, [], ctx.config.vpn.mtu)  # reached through each tunnel's /32 route
     sock = listening_socket(g.listen)
     if owner is not None:
-        os.chown(metrics_path, *owner)
+        for sub in ("", "metrics", "share"):
+            os.chown(os.path.join(run_path, sub), *owner)
+    metrics_path, share_path = os.path.join(run_path, "metrics"), os.path.join(run_path, "share")
     workers = make_workers(count, fds, names)
     ctx.engine.dispose()  # no connection opened as root is carried into a worker
 
@@ -316,7 +322,7 @@ def serve_workers(
         from campusvpn.platform.privileges import PrivilegeError
 
         logs.worker = str(w.index)
-        place = WorkerPlace(w.index, sock, RouteClient(w.child_end).route)
+        place = WorkerPlace(w.index, sock, RouteClient(w.child_end).route, Path(share_path))
         try:
             if g.event_loop == "uvloop":
                 import uvloop
@@ -343,4 +349,4 @@ def serve_workers(
     finally:
         import shutil
 
-        shutil.rmtree(metrics_path, ignore_errors=True)
+        shutil.rmtree(run_path, ignore_errors=True)

@@ -159,11 +159,11 @@ def serve(env: Env, no_tun: bool) -> None:
 
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
     count = env.cfg.gateway.worker_count()
-    metrics_path = None
+    run_path = None
     if count > 1:
-        from campusvpn.app.workers import metrics_dir
+        from campusvpn.app.workers import run_dir
 
-        metrics_path = metrics_dir()  # before prometheus_client is imported
+        run_path = run_dir()  # before prometheus_client is imported
 
     from campusvpn.app.serve import prepare_tun
     from campusvpn.app.serve import serve as run_gateway
@@ -189,11 +189,11 @@ def serve(env: Env, no_tun: bool) -> None:
     ctx = env.ctx  # opening the context upgrades the schema
     drop = service_user.after_bind(ctx, state_files.of(ctx.config, env.config_path), account)
     try:
-        if metrics_path is not None:
+        if run_path is not None:
             from campusvpn.app.workers import serve_workers
 
             owner = (account.pw_uid, account.pw_gid) if account is not None else None
-            status = serve_workers(ctx, count, no_tun=no_tun, drop=drop, owner=owner, metrics_path=metrics_path)
+            status = serve_workers(ctx, count, no_tun=no_tun, drop=drop, owner=owner, run_path=run_path)
             if status:
                 raise click.ClickException("a gateway worker could not start (see the log above)")
             return

@@ -31,6 +31,7 @@ from campusvpn.tunnels.tunnel import Channel, SessionInfo, Tunnel
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def prepare_tun(ctx: Context) -> int:
@@ -66,6 +67,31 @@ class Gateway:
         self.hub.stop()
 
 
+class LazyPortal:
+    """The portal's ASGI app, built when the first browser comes: a gateway worker that carries only
+    tunnels never loads FastAPI, the templates and WebAuthn (start-up memory). The import runs in a
+    thread, so tunnels keep passing packets meanwhile."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._app: ASGIApp | None = None
+        self._building: asyncio.Lock | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._building = self._building or asyncio.Lock()
+            async with self._building:
+                if self._app is None:
+                    self._app = await asyncio.to_thread(_portal_app, self.ctx)
+        await self._app(scope, receive, send)
+
+
+def _portal_app(ctx: Context) -> ASGIApp:
+    from campusvpn.portal.app import create_app
+
+    return create_app(ctx)
+
+
 class RoutedHub(Hub):
     """A worker's hub when several share the port: each tunnel's address is routed to this worker's
     TUN device as the tunnel attaches (the parent sets the route), so its return traffic comes here."""
@@ -99,9 +125,8 @@ def build(
     portal: Site | None = None
     if cfg.portal.enabled:
         from campusvpn.frontdoor.asgi import AsgiSite
-        from campusvpn.portal.app import create_app
 
-        portal = AsgiSite(create_app(ctx), cfg.portal.max_upload)
+        portal = AsgiSite(LazyPortal(ctx), cfg.portal.max_upload)
     shared = LocalShare(share, g.auth_timeout.total_seconds()) if share is not None else None
     anyconnect = AnyConnectSite(ctx, hub, claim_everything=portal is None, on_review=enforcer.review_at, share=shared)
     tls = ssl_context(str(cfg.path(cfg.tls.certificate)), str(cfg.path(cfg.tls.key)))

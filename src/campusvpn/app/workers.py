@@ -1,9 +1,10 @@
 """Several gateway processes on one port: a root parent that prepares and supervises, and workers.
 
-The parent (still root) opens one TUN device per worker, binds the listening socket and forks the
-workers, which inherit both, drop privileges like a single gateway does, and accept on the shared
-socket. A worker's tunnels are routed to its own TUN device: when a tunnel attaches, the worker
-asks the parent for a /32 route to its device (only the parent may change routes). Addresses come
+The parent (still root) opens one TUN device per worker, binds the listening socket and starts the
+workers (`campusvpn.cli.worker`, a fresh interpreter each), which inherit both, drop privileges like
+a single gateway does, and accept on the shared socket. A worker's tunnels are routed to its own TUN
+device: when a tunnel attaches, the worker asks the parent for a /32 route to its device (only the
+parent may change routes). Addresses come
 from the database, so a session keeps its address on whichever worker its reconnect reaches, and
 two workers never hand out the same one.
 
@@ -21,6 +22,8 @@ import os
 import selectors
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -99,12 +102,12 @@ class Supervisor:
         self,
         workers: list[Worker],
         pools: list[str],
-        run_worker: Callable[[Worker], int],
+        start_worker: Callable[[Worker], int],
         on_worker_exit: Callable[[int], None] = lambda _pid: None,
     ) -> None:
         self.workers = workers
         self.pools = pools
-        self.run_worker = run_worker  # in the child; returns its exit status
+        self.start_worker = start_worker  # starts a worker process, returns its pid
         self.on_worker_exit = on_worker_exit
         self.stopping = False
         self.failed = False  # a worker could not start: the run ends with an error
@@ -115,29 +118,8 @@ class Supervisor:
     # --- children --------------------------------------------------------------------------
 
     def spawn(self, w: Worker) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            status = 1
-            try:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
-                self._sel.close()
-                self._wake_r.close()
-                self._wake_w.close()
-                for other in self.workers:
-                    other.parent_end.close()
-                    if other is not w:
-                        other.child_end.close()
-                        if other.tun_fd is not None:
-                            os.close(other.tun_fd)
-                status = self.run_worker(w)
-            except BaseException:
-                logging.getLogger("campusvpn.gateway").exception("worker %d failed", w.index)
-            finally:
-                os._exit(status)
-        w.pid, w.started, w.restart_at = pid, time.monotonic(), None
-        logs.event("gateway.worker_started", index=w.index, pid=pid, tun=w.tun_name)
+        w.pid, w.started, w.restart_at = self.start_worker(w), time.monotonic(), None
+        logs.event("gateway.worker_started", index=w.index, pid=w.pid, tun=w.tun_name)
 
     # --- the parent's loop -----------------------------------------------------------------
 
@@ -293,9 +275,9 @@ def serve_workers(
     count: int,
     *,
     no_tun: bool,
-    drop: Callable[[], None],
     owner: tuple[int, int] | None,
     run_path: str,
+    config_path: Path,
 ) -> int:
     """The parent: prepare the TUN devices and the port as root, then run `count` workers until stopped."""
     g = ctx.config.gateway
@@ -313,31 +295,25 @@ def serve_workers(
     if owner is not None:
         for sub in ("", "metrics", "share"):
             os.chown(os.path.join(run_path, sub), *owner)
-    metrics_path, share_path = os.path.join(run_path, "metrics"), os.path.join(run_path, "share")
+    metrics_path = os.path.join(run_path, "metrics")
     workers = make_workers(count, fds, names)
-    ctx.engine.dispose()  # no connection opened as root is carried into a worker
+    ctx.engine.dispose()
 
-    def run_worker(w: Worker) -> int:
-        from campusvpn.app.serve import WorkerPlace, serve
-        from campusvpn.platform.privileges import PrivilegeError
+    procs: dict[int, subprocess.Popen[bytes]] = {}
 
-        logs.worker = str(w.index)
-        place = WorkerPlace(w.index, sock, RouteClient(w.child_end).route, Path(share_path))
-        try:
-            if g.event_loop == "uvloop":
-                import uvloop
-
-                uvloop.run(serve(ctx, w.tun_fd, after_bind=drop, worker=place))
-            else:
-                import asyncio
-
-                asyncio.run(serve(ctx, w.tun_fd, after_bind=drop, worker=place))
-        except PrivilegeError as exc:
-            logs.event("gateway.worker_refused", logging.CRITICAL, error=str(exc))
-            return FATAL
-        return 0
+    def start_worker(w: Worker) -> int:
+        # A fresh interpreter, not a fork: it imports only what serving needs (start-up memory).
+        tun = -1 if w.tun_fd is None else w.tun_fd
+        fds = [sock.fileno(), w.child_end.fileno(), *([tun] if tun >= 0 else [])]
+        args = [str(config_path), str(w.index), str(sock.fileno()), str(tun), str(w.child_end.fileno()), run_path]
+        p = subprocess.Popen([sys.executable, "-m", "campusvpn.cli.worker", *args], pass_fds=fds)  # noqa: S603
+        procs[p.pid] = p
+        return p.pid
 
     def worker_exited(pid: int) -> None:
+        p = procs.pop(pid, None)
+        if p is not None:
+            p.returncode = -1  # reaped by the supervisor already
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid, metrics_path)  # type: ignore[no-untyped-call]
@@ -345,7 +321,7 @@ def serve_workers(
     logs.worker = "main"
     logs.event("gateway.workers", count=count, listen=g.listen, tun=names if not no_tun else None)
     try:
-        return Supervisor(workers, pools, run_worker, worker_exited).run()
+        return Supervisor(workers, pools, start_worker, worker_exited).run()
     finally:
         import shutil
 

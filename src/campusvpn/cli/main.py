@@ -193,7 +193,9 @@ def serve(env: Env, no_tun: bool) -> None:
             from campusvpn.app.workers import serve_workers
 
             owner = (account.pw_uid, account.pw_gid) if account is not None else None
-            status = serve_workers(ctx, count, no_tun=no_tun, drop=drop, owner=owner, run_path=run_path)
+            status = serve_workers(
+                ctx, count, no_tun=no_tun, owner=owner, run_path=run_path, config_path=env.config_path
+            )
             if status:
                 raise click.ClickException("a gateway worker could not start (see the log above)")
             return

@@ -107,6 +107,7 @@ def test_resumes_on_the_other_worker_after_the_tcp_connection_drops(bed2: Testbe
     assert wait_until(lambda: bed2.in_client("ping", "-c", "1", "-W", "1", CAMPUS_IP).returncode == 0, 15) is not None
     [listed] = json.loads(bed2.cli(None, "session", "list", "--user", "2000000010", "--json").stdout)
     assert listed["connected"] and listed["id"] == sid
+    assert str(listed["node"]).endswith(f"/{tunnel_workers(bed2, sid)[-1]}")  # the worker holding it now
 
 
 def test_revoke_reaches_tunnels_on_every_worker_within_5_seconds(bed2: Testbed) -> None:

@@ -274,6 +274,7 @@ def listing(ctx: Context, *, live_only: bool = True, username: str | None = None
                 "start": r.started_at.isoformat(),
                 "expires": r.expires_at.isoformat(),
                 "connected": r.connected,
+                "node": r.node,  # the gateway (HOST, or HOST/N for worker N) holding or last holding its tunnel
                 "bytes_in": r.bytes_in,
                 "bytes_out": r.bytes_out,
                 "ended": r.ended_at.isoformat() if r.ended_at else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -20,7 +21,7 @@ from campusvpn.fortinet.login import FortiLogin
 from campusvpn.platform.clock import FixedClock
 from campusvpn.platform.config_schema import GatewaySection
 from campusvpn.platform.local_share import LocalShare
-from campusvpn.service import sessions
+from campusvpn.service import live_sessions, sessions
 from campusvpn.service.context import Context
 from campusvpn.service.hash_pool import PooledHasher
 
@@ -124,3 +125,24 @@ def test_auto_is_one_worker_per_usable_core_and_numbers_are_bounded() -> None:
     for bad in (0, 257, "many"):
         with pytest.raises(ValueError):
             GatewaySection(workers=bad)
+
+
+def test_a_session_taken_over_by_another_worker_is_that_workers_alone(ctx: Context, clock: FixedClock) -> None:
+    add_user(ctx)
+    enrol_totp(ctx, clock)  # the policy lets only MFA users connect
+    opened = live_sessions.open_for_vpn(
+        ctx, "1234567890", None, pool="172.31.0.0/16", source="192.0.2.7", client="oc", protocol="anyconnect"
+    )
+    since = clock.now()
+    assert isinstance(live_sessions.attach(ctx, opened.token, "gw/0"), live_sessions.Attached)
+    assert live_sessions.taken_over(ctx, since, frozenset({opened.session_id}), "gw/0") == []
+    clock.advance(timedelta(seconds=3))
+    since = clock.now()
+    assert isinstance(live_sessions.attach(ctx, opened.token, "gw/1"), live_sessions.Attached)  # the reconnect
+    among = frozenset({opened.session_id})
+    assert live_sessions.taken_over(ctx, since, among, "gw/0") == [opened.session_id]
+    assert live_sessions.taken_over(ctx, since, among, "gw/1") == []
+    # Worker 0's late "disconnected" does not undo worker 1's tunnel.
+    sessions.mark(ctx, opened.session_id, connected=False, node="gw/0")
+    [row] = sessions.listing(ctx)
+    assert row["connected"] and row["node"] == "gw/1"

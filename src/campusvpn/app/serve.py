@@ -205,6 +205,7 @@ async def serve(
     await gw.start(host.strip("[]"), int(port), worker.sock if worker else None)
     if after_bind is not None:
         after_bind()
+    warming = asyncio.create_task(asyncio.to_thread(ctx.hasher.warm))  # in the pool when there is one
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -215,6 +216,7 @@ async def serve(
     keeper.cancel()
     if chores is not None:
         chores.cancel()
+    warming.cancel()
     await gw.stop()
     logs.event("gateway.stopped")
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
+from tests.cli_run import run_campusvpn
 from tests.conftest import PASSWORD, add_user
 from tests.helpers import enrol_totp
 from tests.test_gateway_login import init, inputs, new_login, reply
@@ -146,3 +149,26 @@ def test_a_session_taken_over_by_another_worker_is_that_workers_alone(ctx: Conte
     sessions.mark(ctx, opened.session_id, connected=False, node="gw/0")
     [row] = sessions.listing(ctx)
     assert row["connected"] and row["node"] == "gw/1"
+
+
+def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
+    """Start-up memory: what a gateway worker loads before its first sign-in leaves out the portal,
+    migrations, passkeys, QR codes, the command line and the crypto library."""
+    r = run_campusvpn(None, "init", "--dir", str(tmp_path / "site"), "--service-user", "")
+    assert r.returncode == 0, r.stderr
+    probe = (
+        "import sys, pathlib\n"
+        "from campusvpn.cli import worker\n"
+        "from campusvpn.app.serve import build\n"
+        "from campusvpn.platform.config import load_config\n"
+        "from campusvpn.service.context import open_context\n"
+        "ctx = open_context(load_config(pathlib.Path(sys.argv[1])), migrate=False)\n"
+        "build(ctx, tun_fd=None)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    config = str(tmp_path / "site" / "campusvpn.toml")
+    r = subprocess.run([sys.executable, "-c", probe, config], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert {"sqlalchemy", "h11", "pydantic"} <= loaded  # the probe did load the serving path
+    assert not loaded & {"alembic", "fastapi", "jinja2", "webauthn", "segno", "click", "cryptography", "pyroute2"}

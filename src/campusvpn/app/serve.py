@@ -25,6 +25,7 @@ from campusvpn.platform import logs
 from campusvpn.platform.local_share import LocalShare
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
+from campusvpn.service.hash_pool import PooledHasher
 from campusvpn.tunnels.enforcement import Enforcer
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import Channel, SessionInfo, Tunnel
@@ -175,6 +176,7 @@ class WorkerPlace:
     index: int
     sock: socket.socket
     router: Callable[[str], None]  # asks the parent to route an address to this worker's TUN device
+    channel: socket.socket  # to the parent; reads end-of-file once the parent is gone
     share: Path  # the folder of values every worker sees (platform.local_share)
 
 
@@ -197,8 +199,6 @@ async def serve(
         ctx, tun_fd=tun_fd, node=node, router=worker.router if worker else None, share=worker.share if worker else None
     )
     if g.hash_processes:
-        from campusvpn.service.hash_pool import PooledHasher
-
         ctx.hasher = PooledHasher(ctx.hasher.params, g.hash_processes)
     loop = asyncio.get_running_loop()
     host, _, port = g.listen.rpartition(":")
@@ -209,6 +209,9 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if worker is not None:  # the parent gone (even killed): its channel reads end-of-file; stop too
+        worker.channel.setblocking(False)
+        loop.add_reader(worker.channel.fileno(), _parent_gone, worker.channel, stop)
     keeper = asyncio.create_task(gw.enforcer.run())
     # The lifecycle job and the mail queue run in one process, not once per worker.
     chores = asyncio.create_task(lifecycle_and_mail(ctx)) if worker is None or worker.index == 0 else None
@@ -218,7 +221,22 @@ async def serve(
         chores.cancel()
     warming.cancel()
     await gw.stop()
+    if isinstance(ctx.hasher, PooledHasher):
+        ctx.hasher.close()
     logs.event("gateway.stopped")
+
+
+def _parent_gone(channel: socket.socket, stop: asyncio.Event) -> None:
+    try:
+        if channel.recv(64) != b"":
+            return  # the parent sends nothing today; ignore anything
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        pass
+    asyncio.get_running_loop().remove_reader(channel.fileno())
+    logs.event("gateway.parent_gone", logging.WARNING, note="stopping this worker")
+    stop.set()
 
 
 def metrics_registry() -> CollectorRegistry:

@@ -33,10 +33,12 @@ def main(argv: list[str]) -> int:
         account = privileges.service_account(name) if name and os.geteuid() == 0 else None
         ctx = open_context(cfg, migrate=False)  # the parent upgraded the schema
         drop = service_user.after_bind(ctx, state_files.of(cfg, Path(config_path)), account)
+        channel = socket.socket(fileno=int(route_fd))
         place = WorkerPlace(
             int(index),
             socket.socket(fileno=int(listen_fd)),
-            RouteClient(socket.socket(fileno=int(route_fd))).route,
+            RouteClient(channel).route,
+            channel,
             Path(run_dir) / "share",
         )
         tun = None if int(tun_fd) < 0 else int(tun_fd)

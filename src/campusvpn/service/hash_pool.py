@@ -10,6 +10,9 @@ of the worker's memory.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 
@@ -19,6 +22,18 @@ from campusvpn.core.hashing import Argon2Params, Hasher
 @lru_cache(maxsize=4)
 def _hasher(params: Argon2Params) -> Hasher:
     return Hasher(params)
+
+
+def _follow(parent: int) -> None:
+    """In each pool process: end when the worker that started it is gone (killed, or stopped without
+    shutting the pool down), instead of living on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _verify(params: Argon2Params, stored: str, secret: str) -> bool:
@@ -32,7 +47,12 @@ def _hash(params: Argon2Params, secret: str) -> str:
 class PooledHasher(Hasher):
     def __init__(self, params: Argon2Params, processes: int) -> None:
         super().__init__(params)
-        self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_follow,
+            initargs=(os.getpid(),),
+        )
 
     def verify(self, stored: str | None, secret: str) -> bool:
         # The decoy is checked in the pool too: "no such user" costs what "wrong password" costs.

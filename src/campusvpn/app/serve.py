@@ -198,13 +198,13 @@ async def serve(
     gw = build(
         ctx, tun_fd=tun_fd, node=node, router=worker.router if worker else None, share=worker.share if worker else None
     )
-    if g.hash_processes:
-        ctx.hasher = PooledHasher(ctx.hasher.params, g.hash_processes)
     loop = asyncio.get_running_loop()
     host, _, port = g.listen.rpartition(":")
     await gw.start(host.strip("[]"), int(port), worker.sock if worker else None)
     if after_bind is not None:
         after_bind()
+    if g.hash_processes:  # after the drop: the pool's queues and semaphores belong to the service user
+        ctx.hasher = PooledHasher(ctx.hasher.params, g.hash_processes)
     warming = asyncio.create_task(asyncio.to_thread(ctx.hasher.warm))  # in the pool when there is one
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -85,7 +85,10 @@ def site() -> Iterator[Site]:
         bed.init_site()
         text = bed.config.read_text()
         assert 'user = ""' in text
-        bed.config.write_text(text.replace('user = ""', f'user = "{user}"'))
+        # One process, as the tests below read the serving process's credentials from the gateway's
+        # pid; test_workers_run_as_the_service_user covers several workers.
+        text = text.replace('user = ""', f'user = "{user}"').replace('workers = "auto"', "workers = 1")
+        bed.config.write_text(text)
         yield s
     finally:
         bed.destroy()
@@ -147,6 +150,40 @@ def test_serve_runs_as_the_service_user_without_capabilities_and_still_tunnels(s
         st = f.stat()
         assert (st.st_uid, st.st_mode & 0o077) == (main.uids[0], 0), f
     assert (bed.site / "campusvpn.db-wal").exists()
+
+
+def test_workers_run_as_the_service_user_and_tunnel(site: Site) -> None:
+    """With several workers the parent stays root (TUN devices, routes, restarts) and reads nothing from
+    the network; every worker, which does, has dropped root like a single gateway."""
+    bed = site.bed
+    bed.config.write_text(bed.config.read_text().replace("workers = 1", "workers = 2"))
+    u = bed.add_user("1000000005")
+    start_gateway(site)
+    dropped = wait_until(lambda: bed.gw_log.read_text().count("gateway.privileges_dropped") >= 2, 60)
+    assert dropped is not None, _tail(bed.gw_log)
+    workers = [
+        int(e["pid"])
+        for e in (json.loads(x) for x in bed.gw_log.read_text().splitlines() if x.startswith("{"))
+        if e["event"] == "gateway.worker_started"
+    ]
+    assert len(workers) == 2
+    service_uid = int(sh("id", "-u", site.user).stdout)
+    for pid in workers:
+        assert parse_status(Path(f"/proc/{pid}/status").read_text()).uids[0] == service_uid
+        for tid, text in status(pid).items():
+            assert parse_status(text).leftovers() == [], (pid, tid, text)
+    oc = bed.connect_background(
+        "1000000005",
+        PASSWORD + "\n",
+        script="/usr/share/vpnc-scripts/vpnc-script",
+        extra=("--token-mode=totp", f"--token-secret=base32:{u['secret']}"),
+        log=bed.dir / "oc5.log",
+    )
+    assert oc.returncode == 0, (bed.dir / "oc5.log").read_text()
+    routed = wait_until(lambda: "10.201.0.0/24" in bed.in_client("ip", "route").stdout, 15)
+    assert routed is not None, bed.in_client("ip", "route").stdout
+    ping = bed.in_client("ping", "-c", "3", "-W", "2", CAMPUS_IP)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
 
 
 def test_after_root_cli_commands_the_gateway_still_writes(site: Site) -> None:

@@ -152,14 +152,15 @@ class Testbed:
             stderr=log,
             env=env,
         )
-        deadline = time.monotonic() + 20
+        # Each worker is a fresh interpreter: on a loaded machine start-up takes a while.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if "gateway.listening" in self.gw_log.read_text(errors="replace"):
                 return
             if self.gw_proc.poll() is not None:
                 raise AssertionError(f"gateway exited: {self.gw_log.read_text()}")
             time.sleep(0.1)
-        raise AssertionError("gateway did not start in 20 s")
+        raise AssertionError("gateway did not start in 60 s")
 
     def stop_gateway(self) -> None:
         if self.gw_proc is not None and self.gw_proc.poll() is None:

@@ -16,6 +16,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input, SsoLinks
@@ -25,7 +26,7 @@ from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions, sso
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, ServiceError, Unavailable
-from campusvpn.service.signin_ports import start_signin
+from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
 
@@ -65,6 +66,42 @@ class GatewayLogin:
     _engine: SignIn | None = None
     _sso_user: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # --- between requests ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What continues this sign-in in another worker (its next request may arrive there)."""
+        return {
+            "handle": self.handle,
+            "source": self.source,
+            "user_agent": self.user_agent,
+            "device_token": self.device_token,
+            "client_key": self.client_key,
+            "capabilities": list(self.capabilities),
+            "browser": self.browser,
+            "created": self.created.isoformat() if self.created else None,
+            "profile": self.profile.name if self.profile else None,
+            "engine": self._engine.snapshot() if self._engine else None,
+        }
+
+    @classmethod
+    def restore(cls, ctx: Context, cert_sha1: str, data: dict[str, Any]) -> GatewayLogin:
+        login = cls(
+            ctx,
+            source=data["source"],
+            user_agent=data["user_agent"],
+            cert_sha1=cert_sha1,
+            device_token=data["device_token"],
+            client_key=data.get("client_key"),
+            capabilities=tuple(data.get("capabilities") or ()),
+            browser=bool(data.get("browser")),
+            handle=data["handle"],
+            created=datetime.fromisoformat(data["created"]) if data["created"] else None,
+            profile=next((p for p in ctx.config.vpn.profiles if p.name == data["profile"]), None),
+        )
+        if data["engine"] is not None:
+            login._engine = resume_signin(ctx, data["engine"], login.source)
+        return login
 
     # --- entry ------------------------------------------------------------------------------
 

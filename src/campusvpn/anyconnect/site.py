@@ -25,6 +25,7 @@ from campusvpn.anyconnect.dtls_offer import ClientOffer, answer_headers, base_mt
 from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
 from campusvpn.platform import logs, metrics
+from campusvpn.platform.local_share import LocalShare
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
@@ -64,6 +65,7 @@ class AnyConnectSite:
         claim_everything: bool,
         on_review: Callable[[datetime | None], None] = lambda _when: None,
         dtls: DtlsPort | None = None,
+        share: LocalShare | None = None,
     ) -> None:
         self.ctx = ctx
         self.cfg = ctx.config
@@ -71,8 +73,9 @@ class AnyConnectSite:
         self.claim_everything = claim_everything  # no portal: browsers get the gateway's own answers
         self.on_review = on_review  # a connected session's eligibility may change at this time
         self.logins: dict[str, GatewayLogin] = {}
-        self.notices: dict[str, str] = {}  # session id -> text for its first connect banner
         self.dtls = dtls  # None: TLS only
+        # Sign-ins between requests and first-connect notices, seen by every worker of this host.
+        self.share = share or LocalShare(None, self.cfg.gateway.auth_timeout.total_seconds())
         self.cert_sha1 = cert_sha1(str(self.cfg.path(self.cfg.tls.certificate)))
         metrics.declare_protocol(PROTOCOL)
 
@@ -141,6 +144,9 @@ class AnyConnectSite:
         login: GatewayLogin | None = peer.state.get("anyconnect.login")
         handle = req.handle or cookie(request.headers.get("cookie", ""), "webvpncontext")
         known = self.logins.get(handle or "")
+        if self.share.folder is not None and handle and req.kind != "init":  # its last step may have been elsewhere
+            shared = self.share.get("login", handle)
+            known = GatewayLogin.restore(self.ctx, self.cert_sha1, shared) if shared else None
         # A sign-in continues only from the address that began it.
         if req.kind != "init" and known is not None and known.source == peer.source:
             login = known
@@ -161,14 +167,17 @@ class AnyConnectSite:
         cookies = [("Set-Cookie", f"webvpncontext={login.handle}; Secure; HttpOnly; Max-Age=300")]
         if reply.finished:
             self.logins.pop(login.handle, None)
+            self.share.pop("login", login.handle)
             outcome = "ok" if reply.token else "refused"
             metrics.LOGINS.labels(PROTOCOL, outcome).inc()
             logs.event("gateway.login", protocol=PROTOCOL, source=peer.source, outcome=outcome, user=login.username)
         peer.state["anyconnect.login"] = None if reply.finished else login
+        if not reply.finished:
+            self.share.put("login", login.handle, login.snapshot())
         if reply.token:
             cookies.append(("Set-Cookie", f"webvpn={reply.token}; Secure; HttpOnly"))
             if reply.notice and reply.session_id:
-                self.notices[reply.session_id] = reply.notice
+                self.share.put("notice", reply.session_id, reply.notice)
         if reply.device_token:
             days = self.cfg.trusted_devices.lifetime.days
             cookies.append(
@@ -189,7 +198,7 @@ class AnyConnectSite:
         self.on_review(outcome.next_review)
         profile = next((p for p in self.cfg.vpn.profiles if p.name == outcome.profile), None)
         settings = self.cfg.vpn.settings_for(profile)
-        notice = self.notices.pop(outcome.session_id, None)
+        notice = self.share.pop("notice", outcome.session_id)
         if notice:
             settings = settings.model_copy(update={"banner": "\n".join(x for x in (settings.banner, notice) if x)})
         g = self.cfg.gateway

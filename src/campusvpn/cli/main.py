@@ -155,15 +155,24 @@ def serve(env: Env, no_tun: bool) -> None:
     """Run the VPN gateway (TLS on [gateway] listen) until stopped with SIGTERM or Ctrl-C."""
     import asyncio
 
+    from campusvpn.platform import logs
+
+    logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
+    count = env.cfg.gateway.worker_count()
+    run_path = None
+    if count > 1:
+        from campusvpn.app.workers import run_dir
+
+        run_path = run_dir()  # before prometheus_client is imported
+
     from campusvpn.app.serve import prepare_tun
     from campusvpn.app.serve import serve as run_gateway
     from campusvpn.cli import service_user
-    from campusvpn.platform import logs, state_files
+    from campusvpn.platform import state_files
     from campusvpn.platform.privileges import PrivilegeError
     from campusvpn.service.database import not_initialised
     from campusvpn.tunnels.tun import TunError
 
-    logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
     # A mistyped path must not start the gateway on a new, empty database (everyone would then
     # "have a wrong password"): serve only a database `init` made.
     problem = not_initialised(env.cfg)
@@ -180,6 +189,16 @@ def serve(env: Env, no_tun: bool) -> None:
     ctx = env.ctx  # opening the context upgrades the schema
     drop = service_user.after_bind(ctx, state_files.of(ctx.config, env.config_path), account)
     try:
+        if run_path is not None:
+            from campusvpn.app.workers import serve_workers
+
+            owner = (account.pw_uid, account.pw_gid) if account is not None else None
+            status = serve_workers(
+                ctx, count, no_tun=no_tun, owner=owner, run_path=run_path, config_path=env.config_path
+            )
+            if status:
+                raise click.ClickException("a gateway worker could not start (see the log above)")
+            return
         tun_fd = None if no_tun else prepare_tun(ctx)
         if ctx.config.gateway.event_loop == "uvloop":
             import uvloop
@@ -187,7 +206,7 @@ def serve(env: Env, no_tun: bool) -> None:
             uvloop.run(run_gateway(ctx, tun_fd, after_bind=drop))
         else:
             asyncio.run(run_gateway(ctx, tun_fd, after_bind=drop))
-    except PrivilegeError as exc:
+    except (PrivilegeError, ValueError) as exc:
         raise click.ClickException(f"refusing to serve: {exc}") from exc
     except TunError as exc:
         raise click.ClickException(str(exc)) from exc

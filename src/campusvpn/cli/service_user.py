@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import click
-
 import campusvpn
 from campusvpn.platform import privileges, state_files
 from campusvpn.platform.config import Config
@@ -105,6 +103,6 @@ def act_as_service_user(cfg: Config) -> None:
         return
     problem = reach_problem(pw, cfg.base_dir, *program_dirs())
     if problem:
-        click.echo(f"warning: running as root, not as {name}: it {problem}", err=True)
+        print(f"warning: running as root, not as {name}: it {problem}", file=sys.stderr)
         return
     privileges.drop_to(name)

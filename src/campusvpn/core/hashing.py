@@ -17,15 +17,27 @@ class Argon2Params:
 
 class Hasher:
     def __init__(self, params: Argon2Params) -> None:
+        self.params = params
         self._ph = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_kib,
             parallelism=params.parallelism,
             type=Type.ID,
         )
-        # A real hash to compare against when the user does not exist, so "no such user"
-        # costs the same time as "wrong password" (no user enumeration by timing).
-        self._decoy = self._ph.hash("campusvpn decoy password")
+        self._decoy_hash: str | None = None
+
+    @property
+    def _decoy(self) -> str:
+        """A real hash to compare against when the user does not exist, so "no such user" costs the
+        same time as "wrong password" (no user enumeration by timing). Made at the first need: a
+        process that never checks a password never allocates Argon2id's memory."""
+        if self._decoy_hash is None:
+            self._decoy_hash = self.hash("campusvpn decoy password")
+        return self._decoy_hash
+
+    def warm(self) -> None:
+        """Make the decoy now (start-up), so the first unknown user costs what the others cost."""
+        self._decoy  # noqa: B018 - computing it is the point
 
     def hash(self, secret: str) -> str:
         return self._ph.hash(secret)

@@ -22,6 +22,7 @@ TICK = 1.0  # seconds between timer checks
 # openconnect take it for a drop); if it does not, we do after this long.
 CLIENT_CLOSE_GRACE = 3.0
 
+
 class PppChannel(StreamChannel):
     def __init__(self, transport: asyncio.Transport, conn: PppConnection) -> None:
         super().__init__()

@@ -17,12 +17,13 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
-from campusvpn.service.signin_ports import start_signin
+from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import typed_answer
 
@@ -66,6 +67,39 @@ class FortiLogin:
     refused: str | None = None  # set once the sign-in was refused: any answer gets this
     _engine: SignIn | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # --- between requests ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What continues this sign-in in another worker (its code may arrive there)."""
+        return {
+            "source": self.source,
+            "user_agent": self.user_agent,
+            "profile": self.profile.name if self.profile else None,
+            "device_token": self.device_token,
+            "magic": self.magic,
+            "reqid": self.reqid,
+            "created": self.created.isoformat() if self.created else None,
+            "refused": self.refused,
+            "engine": self._engine.snapshot() if self._engine else None,
+        }
+
+    @classmethod
+    def restore(cls, ctx: Context, data: dict[str, Any]) -> FortiLogin:
+        login = cls(
+            ctx,
+            source=data["source"],
+            user_agent=data["user_agent"],
+            profile=next((p for p in ctx.config.vpn.profiles if p.name == data["profile"]), None),
+            device_token=data["device_token"],
+            magic=data["magic"],
+            reqid=data["reqid"],
+            created=datetime.fromisoformat(data["created"]) if data["created"] else None,
+            refused=data["refused"],
+        )
+        if data["engine"] is not None:
+            login._engine = resume_signin(ctx, data["engine"], login.source)
+        return login
 
     # --- entry ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from campusvpn.fortinet.tunnel_config import Timeouts, tunnel_xml
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie
 from campusvpn.platform import logs, metrics
 from campusvpn.platform.config_schema import VpnProfile
+from campusvpn.platform.local_share import LocalShare
 from campusvpn.service import live_sessions, sso
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, ServiceError
@@ -77,13 +78,19 @@ class FortinetSite:
     too_large = "Request body too large"
 
     def __init__(
-        self, ctx: Context, hub: Hub, *, on_review: Callable[[datetime | None], None] = lambda _when: None
+        self,
+        ctx: Context,
+        hub: Hub,
+        *,
+        on_review: Callable[[datetime | None], None] = lambda _when: None,
+        share: LocalShare | None = None,
     ) -> None:
         self.ctx = ctx
         self.cfg = ctx.config
         self.hub = hub
         self.on_review = on_review
         self.logins: dict[str, FortiLogin] = {}  # by the challenge's magic
+        self.share = share  # with several workers: sign-ins between requests, seen by every worker
         metrics.declare_protocol(PROTOCOL)
 
     # --- the front door's questions ----------------------------------------------------------
@@ -195,6 +202,9 @@ class FortinetSite:
             del self.logins[stale]
         if "magic" in form or "code" in form or "ftmpush" in form:
             login = self.logins.get(form.get("magic", ""))
+            if self.share is not None:  # its challenge may have been sent by another worker
+                shared = self.share.get("forti", form.get("magic", ""))
+                login = FortiLogin.restore(self.ctx, shared) if shared else None
             if login is None or login.source != peer.source:  # a sign-in continues only where it began
                 return respond(conn, 405, DENIED, "text/plain", [("Set-Cookie", CLEAR_COOKIE)])
             answer = await asyncio.to_thread(login.code, form.get("code", ""))
@@ -219,8 +229,12 @@ class FortinetSite:
             )
         if answer.finished:
             self.logins.pop(login.magic, None)
+            if self.share is not None:
+                self.share.pop("forti", login.magic)
         else:  # a challenge, or a refusal that answers any code with its reason until it expires
             self.logins[login.magic] = login
+            if self.share is not None:
+                self.share.put("forti", login.magic, login.snapshot())
         headers: list[tuple[str, str]] = []
         if answer.token:
             headers.append(("Set-Cookie", f"{COOKIE}={answer.token}; path=/; secure; httponly"))

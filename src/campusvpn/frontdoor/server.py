@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -65,16 +66,20 @@ class FrontDoor:
         metrics.PENDING.set_function(lambda: budget.pending)
         self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on host:port, or accept on `sock`, a listening socket bound already (shared by workers)."""
+
         def http_phase() -> asyncio.BaseProtocol:
             return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=READ_SIZE), self._client)
 
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: TlsServerProtocol(self.tls, http_phase, self.limits.handshake, self._admit),
-            host,
-            port,
-            backlog=1024,
-        )
+        def protocol() -> asyncio.BaseProtocol:
+            return TlsServerProtocol(self.tls, http_phase, self.limits.handshake, self._admit)
+
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            self.server = await loop.create_server(protocol, sock=sock, backlog=1024)
+        else:
+            self.server = await loop.create_server(protocol, host, port, backlog=1024)
 
     def stop(self) -> None:
         if self.server is not None:

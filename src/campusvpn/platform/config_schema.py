@@ -419,6 +419,32 @@ class GatewaySection(Section):
         timedelta(seconds=60), description="How often live sessions are checked against the access policy."
     )
     metrics_listen: Listen = Field("127.0.0.1:9180", description="Where Prometheus metrics are served (keep it local).")
+    workers: Literal["auto"] | int = Field(
+        "auto",
+        description='Gateway processes sharing the port: "auto" (one per core) or a number (1: a single process). '
+        "Each serves its own share of tunnels through its own TUN device; metrics are summed over them.",
+    )
+    hash_processes: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Processes per gateway worker that check passwords and recovery codes (Argon2id), so a wave "
+        "of sign-ins does not hold up packets; 0 checks them in the worker's own threads.",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_in_range(cls, v: str | int) -> str | int:
+        if isinstance(v, int) and not 1 <= v <= 256:
+            raise ValueError('workers must be "auto" or a number from 1 to 256')
+        return v
+
+    def worker_count(self) -> int:
+        """How many gateway processes to run: "auto" is one per core this process may use."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.workers
+
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
         description="Event loop of the gateway: uvloop (libuv; less time per wake-up, so lower latency "
@@ -512,7 +538,13 @@ class VpnSection(VpnSettings):
     dtls: bool = Field(
         True, description="Offer AnyConnect clients DTLS (UDP) for their packets; TLS stays the fallback."
     )
-    dtls_port: int = Field(0, ge=0, le=65535, description="UDP port for DTLS (0: the port of [gateway] listen).")
+    dtls_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="UDP port for DTLS (0: the port of [gateway] listen). With several [gateway] workers, "
+        "each has its own: this port, the next one up, and so on (open them all in the firewall).",
+    )
     profiles: list[VpnProfile] = Field(
         default_factory=list,
         description="Groups with their own settings; a group list is shown when there are two or more.",

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("campusvpn.gateway")
+# Set in each process of a gateway run with several workers ("0", "1", … or "main"): every line says which.
+worker: str | None = None
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,6 +20,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        if worker is not None:
+            out["worker"] = worker
         out.update(getattr(record, "fields", {}))
         return json.dumps(out, ensure_ascii=False, default=str)
 

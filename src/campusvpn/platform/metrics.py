@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-PENDING = Gauge("campusvpn_pending_connections", "Connections held by the front door that are not tunnels yet")
+# With several gateway workers, gauges are summed over the live ones ("livesum") and counters over all.
+PENDING = Gauge(
+    "campusvpn_pending_connections",
+    "Connections held by the front door that are not tunnels yet",
+    multiprocess_mode="livesum",
+)
 # `protocol` is the VPN protocol's package name: "anyconnect", "fortinet".
-SESSIONS = Gauge("campusvpn_tunnels", "Live tunnels (connected sessions) by protocol", ["protocol"])
+SESSIONS = Gauge(
+    "campusvpn_tunnels", "Live tunnels (connected sessions) by protocol", ["protocol"], multiprocess_mode="livesum"
+)
 LOGINS = Counter("campusvpn_logins_total", "Completed sign-ins by protocol and outcome", ["protocol", "outcome"])
 BYTES_IN = Counter("campusvpn_bytes_in_total", "Bytes received from clients through tunnels")
 BYTES_OUT = Counter("campusvpn_bytes_out_total", "Bytes sent to clients through tunnels")

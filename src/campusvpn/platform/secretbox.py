@@ -13,9 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 _VERSION = b"\x01"
 _NONCE = 12
 
@@ -40,13 +37,19 @@ class SecretBox:
     def current_key_id(self) -> str:
         return self._current
 
+    # cryptography (7 MB) is imported at the first seal or open: an idle gateway worker has none to do.
     def seal(self, plaintext: bytes, context: str) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         key_id = self._current.encode()
         nonce = os.urandom(_NONCE)
         sealed = AESGCM(self._keys[self._current]).encrypt(nonce, plaintext, _aad(key_id, context))
         return _VERSION + bytes([len(key_id)]) + key_id + nonce + sealed
 
     def open(self, blob: bytes, context: str) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if len(blob) < 2 or blob[:1] != _VERSION:
             raise SecretBoxError("unknown ciphertext format")
         n = blob[1]

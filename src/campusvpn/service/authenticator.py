@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import segno
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -27,12 +26,17 @@ class TotpEnrolment:
     secret: str
     uri: str
 
+    # segno (8 MB) is imported where a QR code is drawn, not by a gateway that only checks codes.
     def qr_terminal(self) -> str:
+        import segno
+
         out = io.StringIO()
         segno.make(self.uri, error="m").terminal(out=out, compact=True)
         return out.getvalue()
 
     def qr_png(self, scale: int = 5) -> bytes:
+        import segno
+
         out = io.BytesIO()
         segno.make(self.uri, error="m").save(out, kind="png", scale=scale)
         return out.getvalue()

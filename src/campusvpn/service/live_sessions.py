@@ -135,6 +135,21 @@ def ended_since(ctx: Context, since: datetime, among: frozenset[str]) -> list[tu
     return [(sid, reason or "Session ended") for sid, reason in ended if sid in among]
 
 
+def taken_over(ctx: Context, since: datetime, among: frozenset[str], node: str) -> list[str]:
+    """Sessions among `among` (this node's tunnels) whose client connected again to another node (or
+    another worker) since `since`: the newer connection wins, as it does within one process."""
+    with ctx.tx() as s:
+        rows = s.execute(
+            select(VpnSession.public_id).where(
+                VpnSession.last_seen_at >= since - timedelta(seconds=2),
+                VpnSession.connected.is_(True),
+                VpnSession.node != node,
+                VpnSession.ended_at.is_(None),
+            )
+        ).all()
+    return [sid for (sid,) in rows if sid in among]
+
+
 def expire_stale(ctx: Context) -> int:
     with ctx.tx() as s:
         return sessions.expire_stale(ctx, s)

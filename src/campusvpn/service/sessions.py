@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -253,6 +253,8 @@ def mark_many(ctx: Context, marks: list[Mark], *, node: str | None) -> None:
             q = update(VpnSession).where(VpnSession.public_id == m.public_id, VpnSession.ended_at.is_(None))
             if m.unless_seen_after is not None:
                 q = q.where(VpnSession.last_seen_at <= m.unless_seen_after)
+            if node is not None:  # a session another gateway (worker) took over is that one's to mark
+                q = q.where(or_(VpnSession.node.is_(None), VpnSession.node == node))
             s.execute(q.values(connected=m.connected, node=node, last_seen_at=now))
 
 
@@ -274,6 +276,7 @@ def listing(ctx: Context, *, live_only: bool = True, username: str | None = None
                 "start": r.started_at.isoformat(),
                 "expires": r.expires_at.isoformat(),
                 "connected": r.connected,
+                "node": r.node,  # the gateway (HOST, or HOST/N for worker N) holding or last holding its tunnel
                 "bytes_in": r.bytes_in,
                 "bytes_out": r.bytes_out,
                 "ended": r.ended_at.isoformat() if r.ended_at else None,

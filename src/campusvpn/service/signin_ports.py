@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from campusvpn.core.phones import CHANNELS, PhoneKind
 from campusvpn.core.policy import Decision
-from campusvpn.service import audit, first_factor, mfa, passkeys, throttling, trusted
+from campusvpn.service import audit, first_factor, mfa, throttling, trusted
 from campusvpn.service.context import Context
 from campusvpn.service.eligibility import decision_for
 from campusvpn.service.errors import ServiceError
@@ -135,6 +135,8 @@ class StoredSignIn:
 
     def check_passkey(self, assertion: PasskeyAssertion, *, source: str | None) -> PasskeyOutcome:
         with self._tx() as s:
+            from campusvpn.service import passkeys  # WebAuthn (7 MB) only for the portal's passkey sign-ins
+
             return passkeys.check(self.ctx, s, assertion, source)
 
     # --- second factors -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ FLUSH_EVERY = 10.0  # seconds between traffic writes of busy tunnels
 @dataclass
 class RoundResult:
     ended: list[tuple[str, str]] = field(default_factory=list)  # (session id, reason) to close here
+    taken_over: list[str] = field(default_factory=list)  # sessions whose client connected to another worker
     swept_at: datetime | None = None  # set when the policy re-check ran and succeeded
     next_review: datetime | None = None
 
@@ -69,6 +70,7 @@ class Enforcer:
         """In a worker thread: what the database says about the snapshot's sessions and users."""
         now = self.ctx.clock.now()
         result = RoundResult(live_sessions.ended_since(self.ctx, self.last_end_check, session_ids))
+        result.taken_over = live_sessions.taken_over(self.ctx, self.last_end_check, session_ids, self.hub.node)
         self.last_end_check = now
         if time.monotonic() - self._last_expiry >= EXPIRY_EVERY:
             self._last_expiry = time.monotonic()
@@ -81,6 +83,10 @@ class Enforcer:
     def apply(self, result: RoundResult) -> None:
         """On the loop: close what ended, and schedule the next policy re-check."""
         self.hub.close_sessions(result.ended)
+        for sid in result.taken_over:
+            t = self.hub.tunnels.get(sid)
+            if t is not None:
+                self.hub.close(t, "session re-used by a new connection", end=False)
         if result.swept_at is not None:
             self.next_policy_at = result.swept_at + self.ctx.config.gateway.policy_recheck
             self.review_at(result.next_review)

@@ -153,9 +153,14 @@ def test_a_session_taken_over_by_another_worker_is_that_workers_alone(ctx: Conte
 
 def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Start-up memory: what a gateway worker loads before its first sign-in leaves out the portal,
-    migrations, passkeys, QR codes, the command line and the crypto library."""
+    migrations, passkeys, QR codes, the command line and, without DTLS, the crypto library (DTLS
+    reaches OpenSSL through pyOpenSSL's bindings, which live in `cryptography`)."""
     r = run_campusvpn(None, "init", "--dir", str(tmp_path / "site"), "--service-user", "")
     assert r.returncode == 0, r.stderr
+    config_file = tmp_path / "site" / "campusvpn.toml"
+    text = config_file.read_text()
+    assert "\ndtls = true\n" in text
+    config_file.write_text(text.replace("\ndtls = true\n", "\ndtls = false\n"))
     probe = (
         "import sys, pathlib\n"
         "from campusvpn.cli import worker\n"

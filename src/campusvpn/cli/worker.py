@@ -4,7 +4,8 @@
 
 It inherits the bound listening socket, its TUN device (-1: none), its channel to the parent and,
 with DTLS, its own bound UDP socket and port; it opens the database the parent has upgraded,
-becomes the service user like a single gateway, and serves until SIGTERM. Its imports are only what serving needs; see docs/architecture.md.
+becomes the service user like a single gateway, and serves until SIGTERM. Its imports are only
+what serving needs; see docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -14,12 +14,11 @@ import binascii
 import os
 import secrets
 import struct
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:  # the library is imported at the first browser sign-in: a gateway worker starts without it
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 LISTENER_ORIGIN = "http://localhost:29786"  # where openconnect 9 listens for the browser
 LISTENER = LISTENER_ORIGIN + "/api/sso/"
@@ -39,6 +38,9 @@ def new_token() -> str:
 
 
 def client_key(header: str) -> ec.EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_der_public_key(base64.b64decode(header.strip(), validate=True))
     except (ValueError, binascii.Error, TypeError) as exc:
@@ -49,6 +51,10 @@ def client_key(header: str) -> ec.EllipticCurvePublicKey:
 
 
 def _aes_key(private: ec.EllipticCurvePrivateKey, public: ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     shared = private.exchange(ec.ECDH(), public)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"AC_ECIES").derive(shared)
 
@@ -59,6 +65,10 @@ def _field(kind: int, value: bytes) -> bytes:
 
 def seal(client_key_header: str, token: str) -> str:
     """The token sealed to the client's key, base64 (as the listener URL carries it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     public = client_key(client_key_header)
     ephemeral = ec.generate_private_key(ec.SECP256R1())
     iv = os.urandom(IV_BYTES)
@@ -79,6 +89,10 @@ def seal(client_key_header: str, token: str) -> str:
 
 def open_sealed(private: ec.EllipticCurvePrivateKey, sealed: str) -> str:
     """What the client does (tests check `seal` against it; real clients are tested end to end)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     blob = base64.b64decode(sealed)
     if blob[:2] != b"\x00\x01":
         raise ValueError("unknown version")

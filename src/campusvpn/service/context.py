@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy import exc as sa_exc
@@ -21,11 +22,13 @@ from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service.errors import NotFound, Unavailable
-from campusvpn.service.ldap_directory import LdapDirectory
-from campusvpn.service.oidc_client import OidcClient
 from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
+
+if TYPE_CHECKING:  # imported only when configured: a gateway worker starts without ldap3 or authlib
+    from campusvpn.service.ldap_directory import LdapDirectory
+    from campusvpn.service.oidc_client import OidcClient
 
 log = logging.getLogger("campusvpn.storage")
 # Errors of the storage itself (disk full, read-only, I/O, server down, corrupt file), not of a
@@ -117,6 +120,22 @@ def open_context(
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
         source_throttle=throttle.source_rule(rule(t.source_lock_after)),
-        directory=LdapDirectory(config.ldap, config.base_dir) if config.identity.first_factor == "ldap" else None,
-        oidc=OidcClient(config.oidc, config.base_dir) if config.oidc.enabled else None,
+        directory=_directory(config),
+        oidc=_oidc(config),
     )
+
+
+def _directory(config: Config) -> LdapDirectory | None:
+    if config.identity.first_factor != "ldap":
+        return None
+    from campusvpn.service.ldap_directory import LdapDirectory
+
+    return LdapDirectory(config.ldap, config.base_dir)
+
+
+def _oidc(config: Config) -> OidcClient | None:
+    if not config.oidc.enabled:
+        return None
+    from campusvpn.service.oidc_client import OidcClient
+
+    return OidcClient(config.oidc, config.base_dir)

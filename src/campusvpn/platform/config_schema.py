@@ -258,9 +258,47 @@ class TrainingSection(Section):
 
 
 class SenderSection(Section):
-    kind: Literal["outbox"] = Field(
+    kind: Literal["outbox", "twilio", "webhook"] = Field(
         "outbox",
-        description="How SMS and voice codes go out; `outbox` writes them to a file for development.",
+        description="How SMS and voice messages go out: `outbox` writes them to a file (development), `twilio` "
+        "uses Twilio's REST API (Messages for SMS, Calls with TwiML for voice), `webhook` posts JSON to "
+        "`webhook_url` (a local provider).",
+    )
+    twilio_account_sid: str = Field("", description="Twilio account SID (AC…); with kind = `twilio`.")
+    twilio_auth_token: str = Field("", description="Twilio auth token (prefer twilio_auth_token_env).")
+    twilio_auth_token_env: str = Field(
+        "", description="Name of an environment variable holding the Twilio auth token (used when it is set)."
+    )
+    twilio_from: str = Field("", description="Sending number (E.164) for SMS and calls.")
+    twilio_api_base: str = Field(
+        "https://api.twilio.com", description="Base URL of Twilio's REST API (change only for a regional edge)."
+    )
+    webhook_url: str = Field("", description="HTTPS URL the `webhook` provider posts each message to.")
+    webhook_auth_header: str = Field(
+        "Authorization", description="Header carrying the webhook's credential; empty: none is sent."
+    )
+    webhook_auth_value: str = Field("", description="Value of that header, e.g. `Bearer …` (prefer _env).")
+    webhook_auth_value_env: str = Field(
+        "", description="Name of an environment variable holding the header's value (used when it is set)."
+    )
+    webhook_template: dict[str, str] = Field(
+        default_factory=lambda: {
+            "to": "{to}",
+            "channel": "{channel}",
+            "text": "{text}",
+            "extension": "{extension}",
+            "language": "{language}",
+        },
+        description="JSON object posted for each message; in each value {to}, {channel} (sms or voice), {text}, "
+        "{extension}, {language} (en or ja) and {username} are replaced.",
+    )
+    provider_ca_file: str = Field("", description="CA certificates to check the provider with; empty: the system's.")
+    provider_timeout: Duration = Field(timedelta(seconds=10), description="Time limit of one request to the provider.")
+    provider_tries: int = Field(
+        2, ge=1, le=5, description="Tries of a code's SMS or call while the user waits (timeouts and 5xx only)."
+    )
+    sms_notices: bool = Field(
+        False, description="Also send lifecycle notices by SMS to the user's mobile phone (queued, retried)."
     )
     outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
     smtp_host: str = Field(
@@ -285,6 +323,35 @@ class SenderSection(Section):
         timedelta(minutes=1), description="Wait before the first retry of a failed e-mail; doubled each failure."
     )
     mail_retry_max: Duration = Field(timedelta(hours=1), description="Longest wait between two tries of an e-mail.")
+
+    @model_validator(mode="after")
+    def _provider(self) -> SenderSection:
+        if self.kind == "twilio":
+            if not self.twilio_account_sid or not self.twilio_from:
+                raise ValueError("kind = twilio needs twilio_account_sid and twilio_from")
+            _https_or_loopback("twilio_api_base", self.twilio_api_base)
+        if self.kind == "webhook":
+            if not self.webhook_url:
+                raise ValueError("kind = webhook needs webhook_url")
+            _https_or_loopback("webhook_url", self.webhook_url)
+        for key, value in self.webhook_template.items():
+            try:
+                value.format(to="", channel="", text="", extension="", language="", username="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"webhook_template {key!r}: {exc!r} is an unknown placeholder or malformed") from exc
+        return self
+
+
+def _https_or_loopback(key: str, url: str) -> None:
+    """Codes travel in these requests: HTTPS, or plain HTTP only to this host (a local relay, tests)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return
+    raise ValueError(f"{key} must be an https:// URL (http:// only to 127.0.0.1 or localhost)")
 
 
 def _default_checklist_en() -> list[str]:

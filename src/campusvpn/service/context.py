@@ -21,7 +21,8 @@ from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service.errors import NotFound, Unavailable
-from campusvpn.service.sender import OutboxSender, Sender
+from campusvpn.service.sender import Sender
+from campusvpn.service.sms_providers import make_sender
 from campusvpn.store import db
 from campusvpn.store.models import User
 
@@ -99,7 +100,7 @@ def open_context(
             )
         ),
         box=load_key_file(config.path(config.storage.key_file)),
-        sender=sender or OutboxSender(config.path(config.sender.outbox)),
+        sender=sender or make_sender(config),
         usernames=UsernameRule(
             config.service.username_pattern, tuple(config.service.realms), config.service.username_hint
         ),

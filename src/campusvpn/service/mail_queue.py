@@ -12,22 +12,36 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campusvpn.service.context import Context
-from campusvpn.service.sender import Message
+from campusvpn.service.sender import Message, OutboxSender
 from campusvpn.store.models import MailMessage
 
 LEASE = timedelta(minutes=5)  # a claimed message is not taken by another sender for this long
 
 
-def enqueue(ctx: Context, s: Session, *, key: str, to: str, username: str | None, subject: str, body: str) -> bool:
-    """Queue one e-mail unless one with this key was queued before. True if queued now.
+def enqueue(
+    ctx: Context,
+    s: Session,
+    *,
+    key: str,
+    to: str,
+    username: str | None,
+    subject: str,
+    body: str,
+    channel: str = "email",
+) -> bool:
+    """Queue one e-mail (or, with channel="sms", one text message to a phone number) unless one
+    with this key was queued before. True if queued now.
 
-    Without an SMTP server configured the message goes to the outbox file at once (development),
-    and is recorded as sent."""
+    Without an SMTP server configured an e-mail goes to the outbox file at once (development), and
+    is recorded as sent; so does an SMS with the outbox sender."""
     if s.scalars(select(MailMessage.id).where(MailMessage.key == key)).first() is not None:
         return False
     now = ctx.clock.now()
-    row = MailMessage(key=key[:200], username=username, to=to, subject=subject[:300], body=body, created_at=now)
-    if ctx.config.sender.smtp_host:
+    row = MailMessage(
+        key=key[:200], channel=channel, username=username, to=to, subject=subject[:300], body=body, created_at=now
+    )
+    queued = ctx.config.sender.smtp_host if channel == "email" else ctx.config.sender.kind != "outbox"
+    if queued:
         row.next_attempt_at = now
     else:
         row.sent_at = now
@@ -36,18 +50,25 @@ def enqueue(ctx: Context, s: Session, *, key: str, to: str, username: str | None
             s.add(row)
     except sa_exc.IntegrityError:
         return False
-    if not ctx.config.sender.smtp_host:
-        ctx.sender.send(Message(to=to, channel="email", text=f"{subject}\n\n{body}", at=now, username=username or ""))
+    if not queued:
+        text = f"{subject}\n\n{body}" if channel == "email" else body
+        OutboxSender(ctx.config.path(ctx.config.sender.outbox)).send(
+            Message(to=to, channel=channel, text=text, at=now, username=username or "")
+        )
     return True
 
 
-def claim(ctx: Context, limit: int = 50) -> list[MailMessage]:
+def claim(ctx: Context, limit: int = 50, channel: str = "email") -> list[MailMessage]:
     """Messages due now, leased to this sender (detached copies to send outside the transaction)."""
     now = ctx.clock.now()
     with ctx.tx() as s:
         rows = s.scalars(
             select(MailMessage)
-            .where(MailMessage.next_attempt_at.is_not(None), MailMessage.next_attempt_at <= now)
+            .where(
+                MailMessage.channel == channel,
+                MailMessage.next_attempt_at.is_not(None),
+                MailMessage.next_attempt_at <= now,
+            )
             .order_by(MailMessage.next_attempt_at, MailMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -96,6 +117,7 @@ def listing(ctx: Context, *, include_sent: bool = False, limit: int = 200) -> di
             "messages": [
                 {
                     "id": r.id,
+                    "channel": r.channel,
                     "key": r.key,
                     "username": r.username,
                     "to": r.to,

@@ -63,7 +63,7 @@ def security_changed(ctx: Context, user: User, change: str, what: str = "", sour
     return True
 
 
-# --- lifecycle notices: in the portal's default language (no per-user language is stored yet) ---
+# --- lifecycle notices: in the user's language (the portal's default until they chose one) ---
 
 LIFECYCLE: dict[str, tuple[str, str]] = {
     "affiliation_ending": (
@@ -88,22 +88,40 @@ SUBJECTS: dict[str, tuple[str, str]] = {
 
 
 def _lifecycle(ctx: Context, s: Session, user: User, kind: str, key: str, **params: str) -> bool:
-    if not user.email:
-        return False
-    lang = 1 if ctx.config.portal.default_language == "ja" else 0
+    """Mail the notice (and, with [sender] sms_notices, text it to the user's mobile phone) in the
+    user's language. True if anything was queued now."""
+    lang = 1 if (user.language or ctx.config.portal.default_language) == "ja" else 0
     c = ctx.config.lifecycle
     checklist = "\n".join(f"- {x}" for x in (c.backup_checklist_ja if lang else c.backup_checklist_en))
     values = {"username": user.username, "helpdesk": ctx.config.service.helpdesk, "checklist": checklist, **params}
     subject = f"[{ctx.config.service.name}] " + SUBJECTS[kind][lang].format(**values)
-    return mail_queue.enqueue(
-        ctx,
-        s,
-        key=key,
-        to=user.email,
-        username=user.username,
-        subject=subject,
-        body=LIFECYCLE[kind][lang].format(**values),
+    queued = False
+    if user.email:
+        queued = mail_queue.enqueue(
+            ctx,
+            s,
+            key=key,
+            to=user.email,
+            username=user.username,
+            subject=subject,
+            body=LIFECYCLE[kind][lang].format(**values),
+        )
+    mobile = next(
+        (m for m in user.methods if m.phone_kind == "mobile" and m.confirmed_at is not None and m.phone_number), None
     )
+    if ctx.config.sender.sms_notices and mobile is not None:
+        # A text message is short: the subject line says it; the mail has the details.
+        queued |= mail_queue.enqueue(
+            ctx,
+            s,
+            key=f"{key}:sms",
+            to=mobile.phone_number or "",
+            username=user.username,
+            subject="",
+            body=subject,
+            channel="sms",
+        )
+    return queued
 
 
 def ending_key(username: str, last_day: date, days: int) -> str:

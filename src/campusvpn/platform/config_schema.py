@@ -156,6 +156,9 @@ class PasswordSection(Section):
     )
     argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
     min_length: int = Field(12, ge=8, le=128, description="Shortest password accepted when one is set here.")
+    email_confirm_lifetime: Duration = Field(
+        timedelta(hours=24), description="How long the link that confirms a new e-mail address works."
+    )
 
 
 class MfaSection(Section):
@@ -180,6 +183,13 @@ class MfaSection(Section):
     )
     step_up_max_age: Duration = Field(
         timedelta(minutes=20), description="How fresh a second factor must be to change security info."
+    )
+    max_authenticators: int = Field(3, ge=1, le=5, description="Authenticator apps one user may register.")
+    reregister_window: Duration = Field(
+        timedelta(days=7),
+        description="After users delete their own last method (which needs a fresh second factor), they may "
+        "register a new one at sign-in without a recovery code for this long; later, or after a deletion by "
+        "someone else, a recovery code or the help desk's pass is needed. 0: always.",
     )
     default_region: str = Field(
         "JP", description="Country assumed for phone numbers typed without +country code (ISO 3166 alpha-2)."

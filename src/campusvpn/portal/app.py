@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campusvpn.portal import admin, mfa_pages, passkeys, security_pages, signin_pages, vpn_pages
+from campusvpn.portal import account_pages, admin, mfa_pages, passkeys, security_pages, signin_pages, vpn_pages
 from campusvpn.portal.api import create_api
 from campusvpn.portal.i18n import Translator, pick_language
 from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
@@ -106,6 +106,7 @@ def create_app(ctx: Context) -> ASGIApp:
             *mfa_pages.ROUTES,
             *vpn_pages.ROUTES,
             *security_pages.ROUTES,
+            *account_pages.ROUTES,
             *admin.ROUTES,
             *passkeys.ROUTES,
             Mount("/api", app=create_api(ctx)),

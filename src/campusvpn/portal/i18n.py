@@ -158,8 +158,61 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "security.make_default": ("Make default", "既定にする"),
     "security.delete": ("Delete", "削除"),
     "security.delete_last": (
+        "This is your last method: after deleting it, sign in within {days} days to register a new one; "
+        "later, you need a recovery code.",
+        "最後の確認方法です。削除した場合は {days} 日以内にサインインして新しい方法を登録してください。"
+        "それ以降はリカバリーコードが必要です。",
+    ),
+    "security.delete_last_recovery": (
         "This is your last method: after deleting it you must register again, with a recovery code.",
         "最後の確認方法です。削除すると、リカバリーコードを使って再登録が必要になります。",
+    ),
+    "totp.name": ("Name of this app (optional)", "このアプリの名前（任意）"),
+    "totp.name_hint": ("e.g. my iPhone", "例：自分の iPhone"),
+    "account.title": ("Password and e-mail", "パスワードとメールアドレス"),
+    "password.title": ("Change your password", "パスワードの変更"),
+    "password.policy": (
+        "At least {min} characters, not containing your user name, and not the password you have now. "
+        "A long phrase of several words is easy to remember and hard to guess.",
+        "{min} 文字以上で、ユーザー名を含まず、現在のパスワードとは異なるものにしてください。"
+        "複数の単語をつないだ長いフレーズは覚えやすく、推測されにくいです。",
+    ),
+    "password.current": ("Current password", "現在のパスワード"),
+    "password.new": ("New password", "新しいパスワード"),
+    "password.again": ("New password again", "新しいパスワード（確認）"),
+    "password.submit": ("Change password", "パスワードを変更"),
+    "password.mismatch": (
+        "The two new passwords differ; type the same one twice.",
+        "新しいパスワードが一致しません。同じものを 2 回入力してください。",
+    ),
+    "password.changed": (
+        "Your password was changed. Trusted devices now ask for a code again.",
+        "パスワードを変更しました。信頼済みデバイスでも再びコードが必要になります。",
+    ),
+    "email.title": ("E-mail address for notices", "通知用メールアドレス"),
+    "email.lead": (
+        "Notices about your account (changes to your security info, the end of your affiliation) go to this "
+        "address. It is never used to sign in.",
+        "アカウントに関する通知（セキュリティ情報の変更、所属の終了など）はこのアドレスに送られます。"
+        "サインインには使われません。",
+    ),
+    "email.current": ("Notices go to {address}.", "通知の送信先：{address}"),
+    "email.none": (
+        "No address is on file: you receive no notices by e-mail.",
+        "メールアドレスが登録されていないため、メールでの通知は届きません。",
+    ),
+    "email.address": ("New address", "新しいアドレス"),
+    "email.submit": ("Send a confirmation link", "確認リンクを送信"),
+    "email.sent": (
+        "We sent a link to {address}. Open it to start using the address; until then notices go where they went.",
+        "{address} にリンクを送信しました。リンクを開くと、このアドレスが使われるようになります。"
+        "それまでは従来の送信先に通知されます。",
+    ),
+    "email.confirm_title": ("Confirm your e-mail address", "メールアドレスの確認"),
+    "email.confirm_submit": ("Use this address for notices", "このアドレスで通知を受け取る"),
+    "email.confirmed": (
+        "Your address was confirmed: notices now go to it.",
+        "アドレスを確認しました。今後の通知はこのアドレスに送られます。",
     ),
     "security.add_totp": ("Add an authenticator app", "認証アプリを追加"),
     "security.add_phone": ("Add a phone", "電話を追加"),

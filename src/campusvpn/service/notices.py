@@ -31,12 +31,21 @@ CHANGES: dict[str, tuple[str, str]] = {
     ),
     "passkey_added": ("A passkey was added: {what}.", "パスキーが追加されました：{what}"),
     "passkey_deleted": ("A passkey was deleted: {what}.", "パスキーが削除されました：{what}"),
+    "password_changed": ("Your password was changed.", "パスワードが変更されました。"),
+    "email_changed": (
+        "Notices now go to another e-mail address: {what}.",
+        "通知の送信先メールアドレスが変更されました：{what}",
+    ),
 }
 
 
-def security_changed(ctx: Context, user: User, change: str, what: str = "", source: str | None = None) -> bool:
-    """Tell the user; False when they have no address on file (the audit trail still has it)."""
-    if not user.email:
+def security_changed(
+    ctx: Context, user: User, change: str, what: str = "", source: str | None = None, *, to: str | None = None
+) -> bool:
+    """Tell the user (at `to`, else their address); False when they have no address on file
+    (the audit trail still has it)."""
+    address = to or user.email
+    if not address:
         return False
     now = ctx.clock.now()
     en, ja = CHANGES[change]
@@ -55,7 +64,7 @@ def security_changed(ctx: Context, user: User, change: str, what: str = "", sour
         ctx,
         s,
         key=f"security:{user.username}:{now.isoformat()}:{digest}",
-        to=user.email,
+        to=address,
         username=user.username,
         subject=f"[{ctx.config.service.name}] Your security info changed / セキュリティ情報が変更されました",
         body=text,
@@ -145,3 +154,28 @@ def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_
 def account_revoked(ctx: Context, s: Session, user: User, *, last_day: date) -> bool:
     key = f"account_revoked:{user.username}:{last_day.isoformat()}"
     return _lifecycle(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())
+
+
+CONFIRM = (
+    "Open this link to have {service} notices for {username} sent to this address:\n{link}\n\n"
+    "The link works once, for {hours} hours. If you did not ask for this, ignore this mail.",
+    "{service} のアカウント {username} の通知をこのアドレスで受け取るには、次のリンクを開いてください：\n{link}\n\n"
+    "リンクは 1 回だけ、{hours} 時間有効です。心当たりがない場合は、このメールを無視してください。",
+)
+
+
+def confirm_address(ctx: Context, s: Session, user: User, address: str, link: str, *, key: str) -> bool:
+    """The link that proves the user reads `address`, in the user's language."""
+    lang = 1 if (user.language or ctx.config.portal.default_language) == "ja" else 0
+    hours = int(ctx.config.passwords.email_confirm_lifetime.total_seconds() // 3600)
+    body = CONFIRM[lang].format(service=ctx.config.service.name, username=user.username, link=link, hours=hours)
+    subject = ("Confirm your e-mail address", "メールアドレスの確認")[lang]
+    return mail_queue.enqueue(
+        ctx,
+        s,
+        key=key,
+        to=address,
+        username=user.username,
+        subject=f"[{ctx.config.service.name}] {subject}",
+        body=body,
+    )

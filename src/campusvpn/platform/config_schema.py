@@ -380,6 +380,18 @@ def _default_checklist_ja() -> list[str]:
     ]
 
 
+class NoticesSection(Section):
+    templates: str = Field(
+        "",
+        description="TOML file with the operator's texts of notices (mail subject and body, SMS, VPN banner) in "
+        "en and ja, overriding the built-in ones kind by kind; see docs/lifecycle.md. Empty: the built-in texts.",
+    )
+    training_deadline_days: list[int] = Field(
+        default_factory=lambda: [14, 3, 1],
+        description="Days before the training deadline on which users who have not done it are reminded.",
+    )
+
+
 class LifecycleSection(Section):
     grace: Duration = Field(
         timedelta(0),
@@ -611,6 +623,7 @@ class Config(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     sender: SenderSection = Field(default_factory=SenderSection)
     lifecycle: LifecycleSection = Field(default_factory=LifecycleSection)
+    notices: NoticesSection = Field(default_factory=NoticesSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     vpn: VpnSection = Field(default_factory=VpnSection)
     portal: PortalSection = Field(default_factory=PortalSection)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from campusvpn.portal.signin_flow import fresh
@@ -41,10 +43,17 @@ def password(req: Req) -> Response:
 
 @page("/email", ("GET", "POST"))
 def email(req: Req) -> Response:
-    if _has_methods(req) and not fresh(req):
-        return req.redirect("/stepup?next=/email")
-    current = self_service.profile(req.ctx, req.username).email
+    me = self_service.profile(req.ctx, req.username)
+    language = me.language or req.ctx.config.portal.default_language
+    shown: dict[str, Any] = {"current": me.email, "language": language}
+    if req.request.method == "POST" and req.field("action") == "language":
+        # Which language notices are written in: not security info, no step-up.
+        self_service.set_language(req.ctx, req.username, req.field("language", 4))
+        req.session.flash = {"info": req.t("email.language_saved")}
+        return req.redirect("/email")
     if req.request.method == "POST":
+        if me.has_methods and not fresh(req):
+            return req.redirect("/stepup?next=/email")
         address = req.field("address", 300)
         try:
             self_service.begin_email(
@@ -55,9 +64,9 @@ def email(req: Req) -> Response:
                 fresh_second_factor_at=req.session.second_factor_at,
             )
         except ServiceError as exc:
-            return req.render("email.html", status=400, error=str(exc), current=current, address=address)
-        return req.render("email.html", current=current, info=req.t("email.sent", address=address))
-    return req.render("email.html", current=current, info=take_info(req))
+            return req.render("email.html", status=400, error=str(exc), address=address, **shown)
+        return req.render("email.html", info=req.t("email.sent", address=address), **shown)
+    return req.render("email.html", info=take_info(req), **shown)
 
 
 @page("/email/confirm", ("GET", "POST"), auth="none")

@@ -169,6 +169,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "totp.name": ("Name of this app (optional)", "このアプリの名前（任意）"),
     "totp.name_hint": ("e.g. my iPhone", "例：自分の iPhone"),
+    "home.notices": ("Notices for you", "お知らせ"),
+    "email.language": ("Language of notices (e-mail and SMS)", "通知（メール・SMS）の言語"),
+    "email.language_submit": ("Save", "保存"),
+    "email.language_saved": ("The language of your notices was saved.", "通知の言語を保存しました。"),
     "account.title": ("Password and e-mail", "パスワードとメールアドレス"),
     "password.title": ("Change your password", "パスワードの変更"),
     "password.policy": (

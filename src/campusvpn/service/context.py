@@ -18,8 +18,10 @@ from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
 from campusvpn.core.usernames import InvalidUsername, UsernameRule
 from campusvpn.platform.clock import Clock, SystemClock
+from campusvpn.platform.config import ConfigError
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
+from campusvpn.service import notice_texts
 from campusvpn.service.errors import NotFound, Unavailable
 from campusvpn.service.sender import Sender
 from campusvpn.service.sms_providers import make_sender
@@ -48,6 +50,7 @@ class Context:
     password_throttle: ThrottleRule
     second_factor_throttle: ThrottleRule
     source_throttle: ThrottleRule
+    texts: notice_texts.Texts
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -79,6 +82,10 @@ class Context:
 def open_context(
     config: Config, clock: Clock | None = None, *, migrate: bool = True, sender: Sender | None = None
 ) -> Context:
+    try:
+        texts = notice_texts.load(config.path(config.notices.templates) if config.notices.templates else None)
+    except notice_texts.TemplateError as exc:
+        raise ConfigError([str(exc)]) from exc
     engine = db.make_engine(config.database_url)
     if migrate:
         db.upgrade(engine)
@@ -114,4 +121,5 @@ def open_context(
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
         source_throttle=throttle.source_rule(rule(t.source_lock_after)),
+        texts=texts,
     )

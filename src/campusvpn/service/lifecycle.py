@@ -20,7 +20,7 @@ from campusvpn.core.calendar import local_day
 from campusvpn.core.lifecycle import AccountState, Due, LifecycleRules, Step, due_steps, ending_notice, revoked_reason
 from campusvpn.core.policy import AccountStatus
 from campusvpn.core.policy import Affiliation as Period
-from campusvpn.service import audit, notices, sessions
+from campusvpn.service import audit, eligibility_notices, notices, sessions
 from campusvpn.service.accounts import apply_status
 from campusvpn.service.context import Context
 from campusvpn.service.mfa import clear_mfa
@@ -77,6 +77,7 @@ def run(ctx: Context) -> Report:
         if due_steps(state, today, zone, rules) or _notice_due(state, names[user_id], today, rules, queued):
             with ctx.tx() as s:  # one account, one transaction: a failure leaves the others done
                 _apply(ctx, s, user_id, now, today, rules, report)
+    report.notices.extend(eligibility_notices.run(ctx))
     return report
 
 

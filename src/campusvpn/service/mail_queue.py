@@ -29,8 +29,9 @@ def enqueue(
     body: str,
     channel: str = "email",
 ) -> bool:
-    """Queue one e-mail (or, with channel="sms", one text message to a phone number) unless one
-    with this key was queued before. True if queued now.
+    """Queue one e-mail (or, with channel="sms", one text message to a phone number; with
+    channel="portal", a notice the portal shows) unless one with this key was queued before.
+    True if queued now.
 
     Without an SMTP server configured an e-mail goes to the outbox file at once (development), and
     is recorded as sent; so does an SMS with the outbox sender."""
@@ -40,7 +41,12 @@ def enqueue(
     row = MailMessage(
         key=key[:200], channel=channel, username=username, to=to, subject=subject[:300], body=body, created_at=now
     )
-    queued = ctx.config.sender.smtp_host if channel == "email" else ctx.config.sender.kind != "outbox"
+    if channel == "portal":  # shown on the portal (and nowhere else): there is nothing to send
+        queued = False
+    elif channel == "email":
+        queued = bool(ctx.config.sender.smtp_host)
+    else:
+        queued = ctx.config.sender.kind != "outbox"
     if queued:
         row.next_attempt_at = now
     else:
@@ -50,7 +56,7 @@ def enqueue(
             s.add(row)
     except sa_exc.IntegrityError:
         return False
-    if not queued:
+    if not queued and channel != "portal":
         text = f"{subject}\n\n{body}" if channel == "email" else body
         OutboxSender(ctx.config.path(ctx.config.sender.outbox)).send(
             Message(to=to, channel=channel, text=text, at=now, username=username or "")

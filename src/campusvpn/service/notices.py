@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from campusvpn.core.calendar import format_local
 from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
-from campusvpn.store.models import User
+from campusvpn.store.models import MailMessage, User
 
 CHANGES: dict[str, tuple[str, str]] = {
     "method_added": ("A verification method was added: {what}.", "確認方法が追加されました：{what}"),
@@ -72,55 +73,46 @@ def security_changed(
     return True
 
 
-# --- lifecycle notices: in the user's language (the portal's default until they chose one) ---
-
-LIFECYCLE: dict[str, tuple[str, str]] = {
-    "affiliation_ending": (
-        "Your affiliation with the university ends on {last_day} (in {days} day{plural}). After that day your "
-        "account ({username}) and VPN access end. Before then, back up what you keep on university services:\n"
-        "{checklist}",
-        "大学での所属は {last_day} に終了します（あと {days} 日）。その翌日以降、アカウント（{username}）と "
-        "VPN は利用できなくなります。それまでに、大学のサービスに保存しているものをバックアップしてください：\n"
-        "{checklist}",
-    ),
-    "account_revoked": (
-        "Your affiliation with the university ended on {last_day}, so your account ({username}) was closed: "
-        "VPN and portal sign-in no longer work. If you are still a member of the university, contact {helpdesk}.",
-        "大学での所属が {last_day} に終了したため、アカウント（{username}）は閉鎖されました。VPN とポータルには"
-        "サインインできません。大学の構成員である場合は {helpdesk} に連絡してください。",
-    ),
-}
-SUBJECTS: dict[str, tuple[str, str]] = {
-    "affiliation_ending": ("Your account ends on {last_day}", "アカウントは {last_day} に終了します"),
-    "account_revoked": ("Your account was closed", "アカウントは閉鎖されました"),
-}
+# --- lifecycle notices: in the user's language (the portal's default until they chose one) -----
 
 
-def _lifecycle(ctx: Context, s: Session, user: User, kind: str, key: str, **params: str) -> bool:
-    """Mail the notice (and, with [sender] sms_notices, text it to the user's mobile phone) in the
-    user's language. True if anything was queued now."""
-    lang = 1 if (user.language or ctx.config.portal.default_language) == "ja" else 0
+def language(ctx: Context, user: User) -> str:
+    return user.language or ctx.config.portal.default_language
+
+
+def render(ctx: Context, user: User, kind: str, **params: str) -> tuple[str, str]:
+    """(subject, body) of a notice for this user, in their language, from the operator's texts."""
+    lang = language(ctx, user)
     c = ctx.config.lifecycle
-    checklist = "\n".join(f"- {x}" for x in (c.backup_checklist_ja if lang else c.backup_checklist_en))
-    values = {"username": user.username, "helpdesk": ctx.config.service.helpdesk, "checklist": checklist, **params}
-    subject = f"[{ctx.config.service.name}] " + SUBJECTS[kind][lang].format(**values)
-    queued = False
+    checklist = "\n".join(f"- {x}" for x in (c.backup_checklist_ja if lang == "ja" else c.backup_checklist_en))
+    values = {
+        "username": user.username,
+        "service": ctx.config.service.name,
+        "helpdesk": ctx.config.service.helpdesk,
+        "portal_url": ctx.config.service.portal_url,
+        "checklist": checklist,
+        **params,
+    }
+    return ctx.texts.render(kind, lang, **values)
+
+
+def notify(ctx: Context, s: Session, user: User, kind: str, key: str, **params: str) -> bool:
+    """Record the notice for the portal, mail it (and, with [sender] sms_notices, text it to the
+    user's mobile phone), each once per `key`. True if it was new."""
+    subject, body = render(ctx, user, kind, **params)
+    subject = f"[{ctx.config.service.name}] {subject}"
+    # The portal's copy: every user sees their notices, with or without an address on file.
+    new = mail_queue.enqueue(
+        ctx, s, key=f"portal:{key}", to="", username=user.username, subject=subject, body=body, channel="portal"
+    )
     if user.email:
-        queued = mail_queue.enqueue(
-            ctx,
-            s,
-            key=key,
-            to=user.email,
-            username=user.username,
-            subject=subject,
-            body=LIFECYCLE[kind][lang].format(**values),
-        )
+        new |= mail_queue.enqueue(ctx, s, key=key, to=user.email, username=user.username, subject=subject, body=body)
     mobile = next(
         (m for m in user.methods if m.phone_kind == "mobile" and m.confirmed_at is not None and m.phone_number), None
     )
     if ctx.config.sender.sms_notices and mobile is not None:
-        # A text message is short: the subject line says it; the mail has the details.
-        queued |= mail_queue.enqueue(
+        # A text message is short: the subject line says it; the mail and the portal have the details.
+        new |= mail_queue.enqueue(
             ctx,
             s,
             key=f"{key}:sms",
@@ -130,7 +122,7 @@ def _lifecycle(ctx: Context, s: Session, user: User, kind: str, key: str, **para
             body=subject,
             channel="sms",
         )
-    return queued
+    return new
 
 
 def ending_key(username: str, last_day: date, days: int) -> str:
@@ -139,7 +131,7 @@ def ending_key(username: str, last_day: date, days: int) -> str:
 
 def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_day: date) -> bool:
     """ "Your affiliation ends in N days": once per user, last day and N. False if not queued now."""
-    return _lifecycle(
+    return notify(
         ctx,
         s,
         user,
@@ -153,7 +145,7 @@ def affiliation_ending(ctx: Context, s: Session, user: User, *, days: int, last_
 
 def account_revoked(ctx: Context, s: Session, user: User, *, last_day: date) -> bool:
     key = f"account_revoked:{user.username}:{last_day.isoformat()}"
-    return _lifecycle(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())
+    return notify(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())
 
 
 CONFIRM = (
@@ -179,3 +171,19 @@ def confirm_address(ctx: Context, s: Session, user: User, address: str, link: st
         subject=f"[{ctx.config.service.name}] {subject}",
         body=body,
     )
+
+
+def recent(ctx: Context, username: str, limit: int = 10) -> list[dict[str, str]]:
+    """The user's latest notices as the portal shows them (the portal's copy of each)."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        rows = s.scalars(
+            select(MailMessage)
+            .where(MailMessage.username == user.username, MailMessage.channel == "portal")
+            .order_by(MailMessage.created_at.desc(), MailMessage.id.desc())
+            .limit(limit)
+        ).all()
+        prefix = f"[{ctx.config.service.name}] "
+        return [
+            {"at": r.created_at.isoformat(), "subject": r.subject.removeprefix(prefix), "body": r.body} for r in rows
+        ]

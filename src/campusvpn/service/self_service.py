@@ -34,6 +34,14 @@ def profile(ctx: Context, username: str) -> Profile:
         return Profile(user.email, user.language, any(m.confirmed_at is not None for m in user.methods))
 
 
+def set_language(ctx: Context, username: str, lang: str) -> None:
+    """The language of the user's notices (mail, SMS, the VPN banner) and phone codes."""
+    if lang not in ("en", "ja"):
+        raise Invalid("the language must be en or ja")
+    with ctx.tx() as s:
+        ctx.user(s, username).language = lang
+
+
 def _require_fresh(ctx: Context, fresh_second_factor_at: datetime | None) -> None:
     if fresh_second_factor_at is None or ctx.clock.now() - fresh_second_factor_at > ctx.config.mfa.step_up_max_age:
         raise Forbidden(

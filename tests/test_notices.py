@@ -195,3 +195,27 @@ def test_the_connect_banner_and_the_portal_show_the_training_notice(tmp_path: Pa
     home = sign_in(c, "1234567891")
     assert 'id="notices"' in home and "情報セキュリティ研修の期限まであと 10 日" in home
     ctx.engine.dispose()
+
+
+def test_the_admin_console_shows_upcoming_revocations_and_failing_deliveries(tmp_path: Path, clock: FixedClock) -> None:
+    from tests.test_security import ADMIN, _admin_in_console
+
+    port = free_port()  # nothing listens: every e-mail fails and waits for its next try
+    extra = f'[portal]\nadmins = ["{ADMIN}"]\ndefault_language = "en"\n'
+    ctx = _ctx(tmp_path, clock, port, extra)
+    clock.set(at("2027-03-01"))
+    add_user(ctx, "1000000004", "student", start="2023-04-01", end="2027-03-31")
+    add_user(ctx, "1000000005", "student", start="2023-04-01", end="2027-09-30")  # later than 60 days
+    with ctx.tx() as s:
+        ctx.user(s, "1000000004").email = "leaving@example.ac.jp"
+    lifecycle.run(ctx)  # "your account ends on 2027-03-31": queued
+    assert len(mail_sender.deliver_now(ctx).failed) == 1
+    a, _ = _admin_in_console(ctx, clock)
+    page = a.get("/admin/lifecycle").text
+    upcoming = page[page.index('id="upcoming"') : page.index("</table>", page.index('id="upcoming"'))]
+    assert "1000000004" in upcoming and "2027-03-31" in upcoming and "2027-04-01" in upcoming
+    assert "1000000005" not in upcoming
+    delivery = page[page.index('id="delivery"') :]
+    assert '<tr data-channel="email"><td>email</td><td>0</td><td>1</td><td>1</td></tr>' in delivery
+    assert ("leaving@example.ac.jp" in delivery and "ConnectionRefused" in delivery) or "Errno" in delivery
+    ctx.engine.dispose()

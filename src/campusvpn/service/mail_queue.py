@@ -137,3 +137,50 @@ def listing(ctx: Context, *, include_sent: bool = False, limit: int = 200) -> di
                 for r in rows
             ],
         }
+
+
+def overview(ctx: Context, days: int = 30) -> dict[str, Any]:
+    """Delivery by channel for the admin console: sent in the last `days`, waiting, failing, and
+    the failing messages with their last error (portal copies are shown, never sent)."""
+    since = ctx.clock.now() - timedelta(days=days)
+    with ctx.tx() as s:
+        counts: dict[str, dict[str, int]] = {}
+        for channel, sent, attempts, n in s.execute(
+            select(
+                MailMessage.channel,
+                MailMessage.sent_at.is_not(None),
+                MailMessage.attempts > 0,
+                func.count(),
+            )
+            .where((MailMessage.sent_at.is_(None)) | (MailMessage.sent_at >= since))
+            .group_by(MailMessage.channel, MailMessage.sent_at.is_not(None), MailMessage.attempts > 0)
+        ):
+            c = counts.setdefault(channel, {"sent": 0, "waiting": 0, "failing": 0})
+            if sent:
+                c["sent"] += n
+            else:
+                c["waiting"] += n
+                c["failing"] += n if attempts else 0
+        failing = s.scalars(
+            select(MailMessage)
+            .where(MailMessage.sent_at.is_(None), MailMessage.attempts > 0)
+            .order_by(MailMessage.next_attempt_at)
+            .limit(100)
+        ).all()
+        return {
+            "days": days,
+            "channels": counts,
+            "failing": [
+                {
+                    "id": r.id,
+                    "channel": r.channel,
+                    "username": r.username,
+                    "to": r.to,
+                    "subject": r.subject or r.body[:80],
+                    "attempts": r.attempts,
+                    "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+                    "last_error": r.last_error,
+                }
+                for r in failing
+            ],
+        }

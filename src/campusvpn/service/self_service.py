@@ -129,7 +129,8 @@ def begin_email(
                 expires_at=now + ctx.config.passwords.email_confirm_lifetime,
             )
         )
-        user.language = lang if lang in ("en", "ja") else user.language
+        if user.language is None and lang in ("en", "ja"):
+            user.language = lang  # the language they read the portal in, until they choose one
         link = f"{ctx.config.service.portal_url.rstrip('/')}/email/confirm?token={quote(token)}&lang={lang}"
         notices.confirm_address(ctx, s, user, address, link, key=f"email_confirm:{_digest(token)}")
         audit.record(s, now, "email.confirm_sent", actor=user.username, subject=user.username)

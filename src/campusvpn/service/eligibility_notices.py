@@ -9,7 +9,7 @@ missed while the service was down is sent at the next run, but only the nearest 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -60,7 +60,15 @@ def run(ctx: Context) -> list[dict[str, str]]:
     queued: list[dict[str, str]] = []
     with ctx.tx() as s:
         ids = list(s.scalars(select(User.id).where(User.status != AccountStatus.REVOKED.value)))
-        sent = set(s.scalars(select(MailMessage.key).where(MailMessage.key.like("portal:%"))))
+        # Notices of the last 400 days (a fiscal year's and a bit): a shortcut only, as queueing
+        # checks the key again, so an older one found missing here is still not sent twice.
+        sent = set(
+            s.scalars(
+                select(MailMessage.key).where(
+                    MailMessage.key.like("portal:%"), MailMessage.created_at >= now - timedelta(days=400)
+                )
+            )
+        )
     for start in range(0, len(ids), 200):  # a transaction per batch: a long run does not hold one lock
         with ctx.tx() as s:
             users = s.scalars(

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import case, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campusvpn.service.context import Context
@@ -144,23 +144,25 @@ def overview(ctx: Context, days: int = 30) -> dict[str, Any]:
     the failing messages with their last error (portal copies are shown, never sent)."""
     since = ctx.clock.now() - timedelta(days=days)
     with ctx.tx() as s:
-        counts: dict[str, dict[str, int]] = {}
-        for channel, sent, attempts, n in s.execute(
-            select(
-                MailMessage.channel,
-                MailMessage.sent_at.is_not(None),
-                MailMessage.attempts > 0,
-                func.count(),
+        waiting = MailMessage.sent_at.is_(None)
+
+        def count(cond: Any) -> Any:
+            return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+        # One row per channel, counted with CASE (PostgreSQL groups by columns, not by expressions).
+        counts: dict[str, dict[str, int]] = {
+            channel: {"sent": int(sent), "waiting": int(wait), "failing": int(fail)}
+            for channel, sent, wait, fail in s.execute(
+                select(
+                    MailMessage.channel,
+                    count(MailMessage.sent_at.is_not(None)),
+                    count(waiting),
+                    count(waiting & (MailMessage.attempts > 0)),
+                )
+                .where(waiting | (MailMessage.sent_at >= since))
+                .group_by(MailMessage.channel)
             )
-            .where((MailMessage.sent_at.is_(None)) | (MailMessage.sent_at >= since))
-            .group_by(MailMessage.channel, MailMessage.sent_at.is_not(None), MailMessage.attempts > 0)
-        ):
-            c = counts.setdefault(channel, {"sent": 0, "waiting": 0, "failing": 0})
-            if sent:
-                c["sent"] += n
-            else:
-                c["waiting"] += n
-                c["failing"] += n if attempts else 0
+        }
         failing = s.scalars(
             select(MailMessage)
             .where(MailMessage.sent_at.is_(None), MailMessage.attempts > 0)

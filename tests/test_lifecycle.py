@@ -170,7 +170,7 @@ def test_notices_are_queued_once_per_event(ctx: Context, clock: FixedClock) -> N
     lifecycle.run(ctx)
     lifecycle.run(ctx)
     with ctx.tx() as s:
-        keys = sorted(m.key.split(":")[0] for m in s.scalars(select(MailMessage)))
+        keys = sorted(m.key.split(":")[0] for m in s.scalars(select(MailMessage).where(MailMessage.channel == "email")))
         revoked = s.scalars(select(MailMessage).where(MailMessage.key.like("account_revoked:%"))).one()
         assert "2027-03-31" in revoked.body
     assert keys == ["account_revoked"] + ["affiliation_ending"] * 3

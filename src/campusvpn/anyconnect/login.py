@@ -249,7 +249,7 @@ class GatewayLogin:
             )
         elif done.recovery_left is not None:
             notice = f"You used a recovery code; {done.recovery_left} left."
-        banner = "\n".join(x for x in (settings.banner, notice) if x)
+        banner = live_sessions.connect_banner(settings.banner, (), notice)
         body = xmlauth.complete(
             token=opened.token,
             session_id=sid,

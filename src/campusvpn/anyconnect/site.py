@@ -199,8 +199,9 @@ class AnyConnectSite:
         profile = next((p for p in self.cfg.vpn.profiles if p.name == outcome.profile), None)
         settings = self.cfg.vpn.settings_for(profile)
         notice = self.share.pop("notice", outcome.session_id)
-        if notice:
-            settings = settings.model_copy(update={"banner": "\n".join(x for x in (settings.banner, notice) if x)})
+        banner = live_sessions.connect_banner(settings.banner, outcome.notices, notice)
+        if banner != settings.banner:
+            settings = settings.model_copy(update={"banner": banner})
         g = self.cfg.gateway
         timers = Timers(
             dpd=int(g.dpd.total_seconds()),

@@ -773,7 +773,7 @@ def lifecycle_run(env: Env, as_json: bool) -> None:
 
 @cli.group("mail")
 def mail_group() -> None:
-    """The e-mail queue: notices waiting, failing and sent."""
+    """The notice queue (e-mail, SMS, the portal's copies): waiting, failing and sent."""
 
 
 @mail_group.command("queue")
@@ -792,15 +792,17 @@ def mail_queue_cmd(env: Env, show_all: bool, as_json: bool) -> None:
     for m in out["messages"]:
         state = f"sent {m['sent_at']}" if m["sent_at"] else f"next try {m['next_attempt_at']}"
         error = f" — last error: {m['last_error']}" if m["last_error"] else ""
+        what = m["subject"] or "text message"  # an SMS has no subject
         click.echo(
-            f"#{m['id']} to {m['to']} ({m['username'] or '-'}) {m['subject']!r}: {m['attempts']} tries, {state}{error}"
+            f"#{m['id']} {m['channel']} to {m['to'] or 'the portal'} ({m['username'] or '-'}) {what!r}: "
+            f"{m['attempts']} tries, {state}{error}"
         )
 
 
 @mail_group.command("send")
 @pass_env
 def mail_send(env: Env) -> None:
-    """Deliver what is due now over SMTP (the gateway does this every minute)."""
+    """Deliver what is due now: e-mail over SMTP, SMS through the provider (the gateway does this every minute)."""
     from campusvpn.service import mail_sender
 
     out = mail_sender.deliver_now(env.ctx)

@@ -287,7 +287,12 @@ def _training(
                 f"Complete this year's (FY{fy}) information-security training at {rules.training_url} by "
                 f"{deadline.isoformat()}, or the VPN will refuse you from the day after.",
                 until=start_of_day(deadline + timedelta(days=1), rules.zone),
-                params={"fy": str(fy), "deadline": deadline.isoformat(), "training_url": rules.training_url},
+                params={
+                    "fy": str(fy),
+                    "opens": opens.isoformat(),
+                    "deadline": deadline.isoformat(),
+                    "training_url": rules.training_url,
+                },
             )
         )
 

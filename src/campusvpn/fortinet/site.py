@@ -139,7 +139,10 @@ class FortinetSite:
                 return Answer(respond(conn, 403, PERMISSION_DENIED, "text/html"))
             if path == "/remote/fortisslvpn_xml":
                 return Answer(respond(conn, 200, self._config(live), "text/xml"))
-            return Answer(respond(conn, 200, "<html><body>SSL-VPN</body></html>", "text/html"))
+            # The portal page FortiGate clients load before the tunnel: the same banner as AnyConnect's.
+            banner = live_sessions.connect_banner(self._settings_for(live.profile).banner, live.notices)
+            text = "".join(f"<p>{html.escape(line)}</p>" for line in banner.splitlines())
+            return Answer(respond(conn, 200, f"<html><body>SSL-VPN{text}</body></html>", "text/html; charset=utf-8"))
         profile = self._realm(path.strip("/"))
         if profile is not None:
             return Answer(

@@ -157,6 +157,9 @@ class PasswordSection(Section):
     )
     argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
     min_length: int = Field(12, ge=8, le=128, description="Shortest password accepted when one is set here.")
+    email_confirm_lifetime: Duration = Field(
+        timedelta(hours=24), description="How long the link that confirms a new e-mail address works."
+    )
 
 
 class MfaSection(Section):
@@ -181,6 +184,13 @@ class MfaSection(Section):
     )
     step_up_max_age: Duration = Field(
         timedelta(minutes=20), description="How fresh a second factor must be to change security info."
+    )
+    max_authenticators: int = Field(3, ge=1, le=5, description="Authenticator apps one user may register.")
+    reregister_window: Duration = Field(
+        timedelta(days=7),
+        description="After users delete their own last method (which needs a fresh second factor), they may "
+        "register a new one at sign-in without a recovery code for this long; later, or after a deletion by "
+        "someone else, a recovery code or the help desk's pass is needed. 0: always.",
     )
     default_region: str = Field(
         "JP", description="Country assumed for phone numbers typed without +country code (ISO 3166 alpha-2)."
@@ -259,9 +269,47 @@ class TrainingSection(Section):
 
 
 class SenderSection(Section):
-    kind: Literal["outbox"] = Field(
+    kind: Literal["outbox", "twilio", "webhook"] = Field(
         "outbox",
-        description="How SMS and voice codes go out; `outbox` writes them to a file for development.",
+        description="How SMS and voice messages go out: `outbox` writes them to a file (development), `twilio` "
+        "uses Twilio's REST API (Messages for SMS, Calls with TwiML for voice), `webhook` posts JSON to "
+        "`webhook_url` (a local provider).",
+    )
+    twilio_account_sid: str = Field("", description="Twilio account SID (AC…); with kind = `twilio`.")
+    twilio_auth_token: str = Field("", description="Twilio auth token (prefer twilio_auth_token_env).")
+    twilio_auth_token_env: str = Field(
+        "", description="Name of an environment variable holding the Twilio auth token (used when it is set)."
+    )
+    twilio_from: str = Field("", description="Sending number (E.164) for SMS and calls.")
+    twilio_api_base: str = Field(
+        "https://api.twilio.com", description="Base URL of Twilio's REST API (change only for a regional edge)."
+    )
+    webhook_url: str = Field("", description="HTTPS URL the `webhook` provider posts each message to.")
+    webhook_auth_header: str = Field(
+        "Authorization", description="Header carrying the webhook's credential; empty: none is sent."
+    )
+    webhook_auth_value: str = Field("", description="Value of that header, e.g. `Bearer …` (prefer _env).")
+    webhook_auth_value_env: str = Field(
+        "", description="Name of an environment variable holding the header's value (used when it is set)."
+    )
+    webhook_template: dict[str, str] = Field(
+        default_factory=lambda: {
+            "to": "{to}",
+            "channel": "{channel}",
+            "text": "{text}",
+            "extension": "{extension}",
+            "language": "{language}",
+        },
+        description="JSON object posted for each message; in each value {to}, {channel} (sms or voice), {text}, "
+        "{extension}, {language} (en or ja) and {username} are replaced.",
+    )
+    provider_ca_file: str = Field("", description="CA certificates to check the provider with; empty: the system's.")
+    provider_timeout: Duration = Field(timedelta(seconds=10), description="Time limit of one request to the provider.")
+    provider_tries: int = Field(
+        2, ge=1, le=5, description="Tries of a code's SMS or call while the user waits (timeouts and 5xx only)."
+    )
+    sms_notices: bool = Field(
+        False, description="Also send lifecycle notices by SMS to the user's mobile phone (queued, retried)."
     )
     outbox: str = Field("outbox.jsonl", description="File the outbox sender appends messages to (JSON lines).")
     smtp_host: str = Field(
@@ -287,6 +335,35 @@ class SenderSection(Section):
     )
     mail_retry_max: Duration = Field(timedelta(hours=1), description="Longest wait between two tries of an e-mail.")
 
+    @model_validator(mode="after")
+    def _provider(self) -> SenderSection:
+        if self.kind == "twilio":
+            if not self.twilio_account_sid or not self.twilio_from:
+                raise ValueError("kind = twilio needs twilio_account_sid and twilio_from")
+            _https_or_loopback("twilio_api_base", self.twilio_api_base)
+        if self.kind == "webhook":
+            if not self.webhook_url:
+                raise ValueError("kind = webhook needs webhook_url")
+            _https_or_loopback("webhook_url", self.webhook_url)
+        for key, value in self.webhook_template.items():
+            try:
+                value.format(to="", channel="", text="", extension="", language="", username="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"webhook_template {key!r}: {exc!r} is an unknown placeholder or malformed") from exc
+        return self
+
+
+def _https_or_loopback(key: str, url: str) -> None:
+    """Codes travel in these requests: HTTPS, or plain HTTP only to this host (a local relay, tests)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return
+    raise ValueError(f"{key} must be an https:// URL (http:// only to 127.0.0.1 or localhost)")
+
 
 def _default_checklist_en() -> list[str]:
     return [
@@ -302,6 +379,18 @@ def _default_checklist_ja() -> list[str]:
         "ファイル：大学のストレージやクラウドドライブからファイルをコピーする。",
         "ライセンスソフトウェア：大学のライセンスはアカウントとともに終了します。アンインストールするか各自で購入する。",
     ]
+
+
+class NoticesSection(Section):
+    templates: str = Field(
+        "",
+        description="TOML file with the operator's texts of notices (mail subject and body, SMS, VPN banner) in "
+        "en and ja, overriding the built-in ones kind by kind; see docs/lifecycle.md. Empty: the built-in texts.",
+    )
+    training_deadline_days: list[int] = Field(
+        default_factory=lambda: [14, 3, 1],
+        description="Days before the training deadline on which users who have not done it are reminded.",
+    )
 
 
 class LifecycleSection(Section):
@@ -701,6 +790,7 @@ class Config(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     sender: SenderSection = Field(default_factory=SenderSection)
     lifecycle: LifecycleSection = Field(default_factory=LifecycleSection)
+    notices: NoticesSection = Field(default_factory=NoticesSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     vpn: VpnSection = Field(default_factory=VpnSection)
     portal: PortalSection = Field(default_factory=PortalSection)

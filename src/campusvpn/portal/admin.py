@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from campusvpn.portal import admin_ops
 from campusvpn.portal.web import Req, page
-from campusvpn.service import accounts, api_tokens
+from campusvpn.service import accounts, api_tokens, lifecycle, mail_queue
 from campusvpn.service.errors import ServiceError
 
 
@@ -78,4 +78,14 @@ def admin_tokens(req: Req) -> Response:
     return req.render("admin/tokens.html", tokens=api_tokens.listing(req.ctx), info=info, error=error)
 
 
-ROUTES = [admin_home, admin_user, admin_import, admin_tokens]
+@page("/admin/lifecycle", auth="admin")
+def admin_lifecycle(req: Req) -> Response:
+    """What the lifecycle job will do next (revocations) and how notices are getting out."""
+    return req.render(
+        "admin/lifecycle.html",
+        upcoming=lifecycle.upcoming(req.ctx, days=60),
+        delivery=mail_queue.overview(req.ctx, days=30),
+    )
+
+
+ROUTES = [admin_home, admin_user, admin_import, admin_tokens, admin_lifecycle]

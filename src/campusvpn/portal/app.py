@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campusvpn.core.sso_handoff import FORTINET_LISTENER_ORIGIN, LISTENER_ORIGIN
 from campusvpn.portal import (
+    account_pages,
     admin,
     mfa_pages,
     oidc_pages,
@@ -135,6 +136,7 @@ def create_app(ctx: Context) -> ASGIApp:
             *mfa_pages.ROUTES,
             *vpn_pages.ROUTES,
             *security_pages.ROUTES,
+            *account_pages.ROUTES,
             *admin.ROUTES,
             *passkeys.ROUTES,
             *sso_pages.ROUTES,

@@ -182,8 +182,65 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "security.make_default": ("Make default", "既定にする"),
     "security.delete": ("Delete", "削除"),
     "security.delete_last": (
+        "This is your last method: after deleting it, sign in within {days} days to register a new one; "
+        "later, you need a recovery code.",
+        "最後の確認方法です。削除した場合は {days} 日以内にサインインして新しい方法を登録してください。"
+        "それ以降はリカバリーコードが必要です。",
+    ),
+    "security.delete_last_recovery": (
         "This is your last method: after deleting it you must register again, with a recovery code.",
         "最後の確認方法です。削除すると、リカバリーコードを使って再登録が必要になります。",
+    ),
+    "totp.name": ("Name of this app (optional)", "このアプリの名前（任意）"),
+    "totp.name_hint": ("e.g. my iPhone", "例：自分の iPhone"),
+    "home.notices": ("Notices for you", "お知らせ"),
+    "email.language": ("Language of notices (e-mail and SMS)", "通知（メール・SMS）の言語"),
+    "email.language_submit": ("Save", "保存"),
+    "email.language_saved": ("The language of your notices was saved.", "通知の言語を保存しました。"),
+    "account.title": ("Password and e-mail", "パスワードとメールアドレス"),
+    "password.title": ("Change your password", "パスワードの変更"),
+    "password.policy": (
+        "At least {min} characters, not containing your user name, and not the password you have now. "
+        "A long phrase of several words is easy to remember and hard to guess.",
+        "{min} 文字以上で、ユーザー名を含まず、現在のパスワードとは異なるものにしてください。"
+        "複数の単語をつないだ長いフレーズは覚えやすく、推測されにくいです。",
+    ),
+    "password.current": ("Current password", "現在のパスワード"),
+    "password.new": ("New password", "新しいパスワード"),
+    "password.again": ("New password again", "新しいパスワード（確認）"),
+    "password.submit": ("Change password", "パスワードを変更"),
+    "password.mismatch": (
+        "The two new passwords differ; type the same one twice.",
+        "新しいパスワードが一致しません。同じものを 2 回入力してください。",
+    ),
+    "password.changed": (
+        "Your password was changed. Trusted devices now ask for a code again.",
+        "パスワードを変更しました。信頼済みデバイスでも再びコードが必要になります。",
+    ),
+    "email.title": ("E-mail address for notices", "通知用メールアドレス"),
+    "email.lead": (
+        "Notices about your account (changes to your security info, the end of your affiliation) go to this "
+        "address. It is never used to sign in.",
+        "アカウントに関する通知（セキュリティ情報の変更、所属の終了など）はこのアドレスに送られます。"
+        "サインインには使われません。",
+    ),
+    "email.current": ("Notices go to {address}.", "通知の送信先：{address}"),
+    "email.none": (
+        "No address is on file: you receive no notices by e-mail.",
+        "メールアドレスが登録されていないため、メールでの通知は届きません。",
+    ),
+    "email.address": ("New address", "新しいアドレス"),
+    "email.submit": ("Send a confirmation link", "確認リンクを送信"),
+    "email.sent": (
+        "We sent a link to {address}. Open it to start using the address; until then notices go where they went.",
+        "{address} にリンクを送信しました。リンクを開くと、このアドレスが使われるようになります。"
+        "それまでは従来の送信先に通知されます。",
+    ),
+    "email.confirm_title": ("Confirm your e-mail address", "メールアドレスの確認"),
+    "email.confirm_submit": ("Use this address for notices", "このアドレスで通知を受け取る"),
+    "email.confirmed": (
+        "Your address was confirmed: notices now go to it.",
+        "アドレスを確認しました。今後の通知はこのアドレスに送られます。",
     ),
     "security.add_totp": ("Add an authenticator app", "認証アプリを追加"),
     "security.add_phone": ("Add a phone", "電話を追加"),
@@ -323,6 +380,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{ok} 行を反映、{bad} 行を拒否しました。",
     ),
     "admin.tokens": ("API tokens", "API トークン"),
+    "admin.lifecycle": ("Lifecycle and notices", "ライフサイクルと通知"),
+    "admin.upcoming": ("Accounts closing in the next 60 days", "今後 60 日以内に閉鎖されるアカウント"),
+    "admin.upcoming_none": (
+        "No account closes in the next 60 days.",
+        "今後 60 日以内に閉鎖されるアカウントはありません。",
+    ),
+    "admin.col_role": ("Role", "身分"),
+    "admin.col_last_day": ("Last day", "最終日"),
+    "admin.col_closes": ("Closed on", "閉鎖日"),
+    "admin.col_has_email": ("E-mail on file", "メール登録"),
+    "admin.delivery": ("Notices in the last {days} days", "直近 {days} 日の通知"),
+    "admin.col_channel": ("Channel", "経路"),
+    "admin.col_sent": ("Sent", "送信済み"),
+    "admin.col_waiting": ("Waiting", "送信待ち"),
+    "admin.col_failing": ("Failed so far", "失敗中"),
+    "admin.failing": ("Failing deliveries (tried again with back-off)", "失敗中の配信（間隔をあけて再試行します）"),
+    "admin.col_to": ("To", "宛先"),
+    "admin.col_tries": ("Tries", "試行回数"),
+    "admin.col_next": ("Next try", "次回試行"),
+    "admin.col_error": ("Last error", "最後のエラー"),
     "admin.token_label": ("What the token is for", "トークンの用途"),
     "admin.token_create": ("Create a token", "トークンを作成"),
     "admin.token_shown": (

@@ -67,7 +67,9 @@ def add_totp(req: Req) -> Response:
     error = None
     if req.request.method == "POST":
         try:
-            codes = authenticator.confirm_totp(req.ctx, username, req.field("code", 16), actor=username)
+            codes = authenticator.confirm_totp(
+                req.ctx, username, req.field("code", 16), actor=username, label=req.field("label", 100)
+            )
             return _method_added(req, engine, codes)
         except ServiceError as exc:
             error = str(exc)

@@ -46,6 +46,7 @@ def security(req: Req) -> Response:
                 error=str(exc),
                 fresh=fresh(req),
                 passkeys=passkeys.list_passkeys(req.ctx, req.username),
+                **_limits(req),
             )
         req.session.flash = {"info": req.t("security.changed")}
         return req.redirect("/security")
@@ -55,7 +56,16 @@ def security(req: Req) -> Response:
         info=take_info(req),
         fresh=fresh(req),
         passkeys=passkeys.list_passkeys(req.ctx, req.username),
+        **_limits(req),
     )
+
+
+def _limits(req: Req) -> dict[str, int]:
+    mfa_cfg = req.ctx.config.mfa
+    return {
+        "max_authenticators": mfa_cfg.max_authenticators,
+        "reregister_days": mfa_cfg.reregister_window.days,
+    }
 
 
 ROUTES = [security]

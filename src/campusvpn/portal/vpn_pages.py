@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from campusvpn.portal import connect_info
 from campusvpn.portal.web import Req, page, take_info
-from campusvpn.service import eligibility, mfa, sessions, trusted
+from campusvpn.service import eligibility, mfa, notices, sessions, trusted
 from campusvpn.service.errors import ServiceError
 
 
@@ -17,7 +17,8 @@ from campusvpn.service.errors import ServiceError
 def home(req: Req) -> Response:
     info = mfa.show(req.ctx, req.username)
     decision = eligibility.check(req.ctx, req.username)
-    return req.render("home.html", mfa=info, decision=decision, info=take_info(req))
+    shown = notices.recent(req.ctx, req.username, limit=5)
+    return req.render("home.html", mfa=info, decision=decision, info=take_info(req), notices=shown)
 
 
 @page("/devices", ("GET", "POST"))

@@ -245,6 +245,11 @@ def set_password(ctx: Context, username: str, password: str, *, actor: str) -> N
         _set_password(ctx, s, ctx.user(s, username), password, ctx.clock.now(), actor)
 
 
+def set_password_in(ctx: Context, s: Session, user: User, password: str, now: datetime, *, actor: str) -> None:
+    """Inside the caller's transaction (the member's own change, service.self_service)."""
+    _set_password(ctx, s, user, password, now, actor)
+
+
 def _set_password(ctx: Context, s: Session, user: User, password: str, now: datetime, actor: str) -> None:
     had = user.password_hash is not None
     user.password_hash = ctx.hasher.hash(password)

@@ -63,8 +63,13 @@ def begin_totp(ctx: Context, username: str, *, actor: str) -> TotpEnrolment:
     with ctx.tx() as s:
         user = ctx.user(s, username)
         require_applied(user)
-        if any(m.kind == "totp" and m.confirmed_at is not None for m in user.methods):
-            raise Conflict(f"{user.username} already has an authenticator app; delete it first to replace it")
+        apps = sum(1 for m in user.methods if m.kind == "totp" and m.confirmed_at is not None)
+        most = ctx.config.mfa.max_authenticators
+        if apps >= most:
+            raise Conflict(
+                f"{user.username} already has {apps} authenticator app{'s' if apps > 1 else ''} (the most allowed "
+                f"is {most}); delete one first to add another"
+            )
         for m in [m for m in user.methods if m.kind == "totp" and m.confirmed_at is None]:
             user.methods.remove(m)  # an unfinished enrolment is replaced, never left usable
         now = ctx.clock.now()
@@ -83,11 +88,22 @@ def begin_totp(ctx: Context, username: str, *, actor: str) -> TotpEnrolment:
         return TotpEnrolment(public_id, secret, uri)
 
 
-def confirm_totp(ctx: Context, username: str, code: str, *, actor: str) -> list[str] | None:
-    """Confirm the pending authenticator with a code from the app. Returns a first set of
-    recovery codes when this is the user's first method, else None."""
+def clean_label(text: str) -> str | None:
+    """The user's name for an app ("iPhone", "work phone"): tidied, at most 40 characters."""
+    label = " ".join("".join(c for c in text if c.isprintable()).split())
+    if len(label) > 40:
+        raise Invalid("the name of the app must have at most 40 characters")
+    return label or None
+
+
+def confirm_totp(ctx: Context, username: str, code: str, *, actor: str, label: str = "") -> list[str] | None:
+    """Confirm the pending authenticator with a code from the app, under the name the user gave
+    it. Returns a first set of recovery codes when this is the user's first method, else None."""
+    name = clean_label(label)
     with ctx.tx() as s:
         user = ctx.user(s, username)
+        if name and any(m.kind == "totp" and m.confirmed_at and (m.label or "") == name for m in user.methods):
+            raise Conflict(f"you already have an authenticator app named {name!r}; choose another name")
         pending = next((m for m in user.methods if m.kind == "totp" and m.confirmed_at is None), None)
         if pending is None:
             raise NotFound(
@@ -103,6 +119,7 @@ def confirm_totp(ctx: Context, username: str, code: str, *, actor: str) -> list[
                 f"{ctx.config.mfa.issuer}:{user.username} and that the phone's clock is right"
             )
         pending.last_step = check.step
+        pending.label = name
         return confirm(ctx, s, user, pending, now, actor)
 
 

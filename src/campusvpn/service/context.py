@@ -19,10 +19,13 @@ from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
 from campusvpn.core.usernames import InvalidUsername, UsernameRule
 from campusvpn.platform.clock import Clock, SystemClock
+from campusvpn.platform.config import ConfigError
 from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
+from campusvpn.service import notice_texts
 from campusvpn.service.errors import NotFound, Unavailable
-from campusvpn.service.sender import OutboxSender, Sender
+from campusvpn.service.sender import Sender
+from campusvpn.service.sms_providers import make_sender
 from campusvpn.store import db
 from campusvpn.store.models import User
 
@@ -52,6 +55,7 @@ class Context:
     password_throttle: ThrottleRule
     second_factor_throttle: ThrottleRule
     source_throttle: ThrottleRule
+    texts: notice_texts.Texts
     directory: LdapDirectory | None = None  # [identity] first_factor = "ldap"
     oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
 
@@ -85,6 +89,10 @@ class Context:
 def open_context(
     config: Config, clock: Clock | None = None, *, migrate: bool = True, sender: Sender | None = None
 ) -> Context:
+    try:
+        texts = notice_texts.load(config.path(config.notices.templates) if config.notices.templates else None)
+    except notice_texts.TemplateError as exc:
+        raise ConfigError([str(exc)]) from exc
     engine = db.make_engine(config.database_url)
     if migrate:
         db.upgrade(engine)
@@ -106,7 +114,7 @@ def open_context(
             )
         ),
         box=load_key_file(config.path(config.storage.key_file)),
-        sender=sender or OutboxSender(config.path(config.sender.outbox)),
+        sender=sender or make_sender(config),
         usernames=UsernameRule(
             config.service.username_pattern, tuple(config.service.realms), config.service.username_hint
         ),
@@ -120,6 +128,7 @@ def open_context(
         password_throttle=rule(t.password_lock_after),
         second_factor_throttle=rule(t.second_factor_lock_after),
         source_throttle=throttle.source_rule(rule(t.source_lock_after)),
+        texts=texts,
         directory=_directory(config),
         oidc=_oidc(config),
     )

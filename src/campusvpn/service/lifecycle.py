@@ -17,10 +17,19 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from campusvpn.core.calendar import local_day
-from campusvpn.core.lifecycle import AccountState, Due, LifecycleRules, Step, due_steps, ending_notice, revoked_reason
+from campusvpn.core.lifecycle import (
+    AccountState,
+    Due,
+    LifecycleRules,
+    Step,
+    closing_day,
+    due_steps,
+    ending_notice,
+    revoked_reason,
+)
 from campusvpn.core.policy import AccountStatus
 from campusvpn.core.policy import Affiliation as Period
-from campusvpn.service import audit, notices, sessions
+from campusvpn.service import audit, eligibility_notices, notices, sessions
 from campusvpn.service.accounts import apply_status
 from campusvpn.service.context import Context
 from campusvpn.service.mfa import clear_mfa
@@ -77,6 +86,7 @@ def run(ctx: Context) -> Report:
         if due_steps(state, today, zone, rules) or _notice_due(state, names[user_id], today, rules, queued):
             with ctx.tx() as s:  # one account, one transaction: a failure leaves the others done
                 _apply(ctx, s, user_id, now, today, rules, report)
+    report.notices.extend(eligibility_notices.run(ctx))
     return report
 
 
@@ -203,3 +213,29 @@ def _purge(s: Session, user: User, now: datetime) -> None:
         devices=devices,
         passkeys=passkeys,
     )
+
+
+def upcoming(ctx: Context, days: int = 60) -> list[dict[str, str]]:
+    """Accounts the job will revoke within `days` (for the admin console), soonest first."""
+    today = local_day(ctx.clock.now(), ctx.policy.zone)
+    grace = ctx.config.lifecycle.grace
+    out = []
+    with ctx.tx() as s:
+        users = s.scalars(
+            select(User).where(User.status != AccountStatus.REVOKED.value).options(selectinload(User.affiliations))
+        ).all()
+        for u in users:
+            periods = tuple(Period(a.role, a.start, a.end) for a in u.affiliations)
+            closes = closing_day(periods, grace)
+            if closes is not None and today <= closes <= today + timedelta(days=days):
+                last = closes - timedelta(days=1 + grace.days)
+                out.append(
+                    {
+                        "username": u.username,
+                        "role": periods[-1].role if periods else "",
+                        "last_day": last.isoformat(),
+                        "closes_on": closes.isoformat(),
+                        "email": "yes" if u.email else "no",
+                    }
+                )
+    return sorted(out, key=lambda r: (r["closes_on"], r["username"]))

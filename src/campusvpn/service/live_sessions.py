@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from campusvpn.core.policy import Decision
 from campusvpn.platform.config_schema import VpnProfile
-from campusvpn.service import eligibility, sessions
+from campusvpn.service import eligibility, notices, sessions
 from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
@@ -68,6 +69,7 @@ class Attached:
     profile: str | None
     expires_at: datetime
     next_review: datetime | None  # when its eligibility may change while connected
+    notices: tuple[str, ...] = ()  # for the connect banner, in the user's language (connect_banner)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,39 @@ def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
         now = ctx.clock.now()
         row.connected, row.node, row.last_seen_at = True, node, now
         return Attached(
-            row.public_id, row.username, row.user_id, row.address, row.profile, row.expires_at, decision.next_review
+            row.public_id,
+            row.username,
+            row.user_id,
+            row.address,
+            row.profile,
+            row.expires_at,
+            decision.next_review,
+            banner_notices(ctx, user, decision),
         )
+
+
+BANNERS = {"training_due": "banner_training_due", "affiliation_ending": "banner_affiliation_ending"}
+
+
+def banner_notices(ctx: Context, user: User, decision: Decision) -> tuple[str, ...]:
+    """The policy's notices (training due, affiliation ending) as the operator's banner texts in
+    the user's language: people who only use the VPN learn of them before they are refused."""
+    out = []
+    for n in decision.notices:
+        kind = BANNERS.get(n.code)
+        if kind is None:
+            continue
+        params = dict(n.params)
+        if "end" in params:
+            params["last_day"] = params.pop("end")
+        out.append(notices.render(ctx, user, kind, **params)[1])
+    return tuple(out)
+
+
+def connect_banner(configured: str, notices_: tuple[str, ...], *extra: str | None) -> str:
+    """The banner a VPN client shows on connecting, for every protocol: the operator's [vpn]
+    banner, the user's notices, then what this sign-in adds (a trusted device, a recovery code)."""
+    return "\n".join(x for x in (configured, *notices_, *extra) if x)
 
 
 def is_resumable(ctx: Context, token: str) -> bool:
@@ -195,6 +228,7 @@ class Live:
     address: str
     profile: str | None
     expires_at: datetime
+    notices: tuple[str, ...] = ()  # for the banner (connect_banner)
 
 
 def look_up(ctx: Context, token: str | None) -> Live | None:
@@ -205,4 +239,6 @@ def look_up(ctx: Context, token: str | None) -> Live | None:
         row = sessions.resumable(ctx, s, token)
         if row is None:
             return None
-        return Live(row.public_id, row.address, row.profile, row.expires_at)
+        user = s.get(User, row.user_id)
+        shown = banner_notices(ctx, user, eligibility.decision_for(ctx, s, user)) if user is not None else ()
+        return Live(row.public_id, row.address, row.profile, row.expires_at, shown)

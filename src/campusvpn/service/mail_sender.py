@@ -3,7 +3,8 @@
 A message is marked sent only after the server accepted it; a failure is recorded with its
 error and retried later with back-off (service.mail_queue), so nothing is lost while the server
 is down. Secrets: the password comes from [sender] smtp_password or the environment variable
-named by smtp_password_env."""
+named by smtp_password_env. Queued text messages (SMS notices) go out here too, through the
+configured SMS provider, with the same retry and back-off."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import aiosmtplib
 
 from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
+from campusvpn.service.sender import Message
+from campusvpn.service.sms_providers import DeliveryFailed
 from campusvpn.store.models import MailMessage
 
 log = logging.getLogger("campusvpn.mail")
@@ -55,8 +58,28 @@ def _email(ctx: Context, m: MailMessage) -> EmailMessage:
 
 
 async def deliver(ctx: Context, limit: int = 50) -> Delivery:
-    """Send what is due now, over one SMTP connection. Never raises for a delivery failure."""
+    """Send what is due now: text messages through the SMS provider, e-mail over one SMTP
+    connection. Never raises for a delivery failure."""
     out = Delivery()
+    if ctx.config.sender.kind != "outbox":
+        await _deliver_sms(ctx, limit, out)
+    return await _deliver_email(ctx, limit, out)
+
+
+async def _deliver_sms(ctx: Context, limit: int, out: Delivery) -> None:
+    for m in await asyncio.to_thread(mail_queue.claim, ctx, limit, "sms"):
+        message = Message(to=m.to, channel="sms", text=m.body, at=ctx.clock.now(), username=m.username or "")
+        try:
+            await asyncio.to_thread(ctx.sender.send, message)
+        except DeliveryFailed as exc:
+            await asyncio.to_thread(mail_queue.mark_failed, ctx, m.id, exc.cause)
+            out.failed.append((m.id, exc.cause))
+            continue
+        await asyncio.to_thread(mail_queue.mark_sent, ctx, m.id)
+        out.sent += 1
+
+
+async def _deliver_email(ctx: Context, limit: int, out: Delivery) -> Delivery:
     cfg = ctx.config.sender
     if not cfg.smtp_host:
         return out

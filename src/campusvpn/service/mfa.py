@@ -161,6 +161,14 @@ def delete_method(
         return state_of(user)
 
 
+def may_reregister_freely(ctx: Context, user: User) -> bool:
+    """The user deleted their own last method (a step-up is needed for that) within
+    [mfa] reregister_window: they set up again at sign-in without a recovery code."""
+    window = ctx.config.mfa.reregister_window
+    at = user.mfa_emptied_at
+    return at is not None and bool(window) and ctx.clock.now() - at <= window
+
+
 def clear_mfa(s: Session, user: User, now: datetime, *, actor: str, reason: str, keep_applied: bool) -> None:
     """Remove every method, recovery code, pending code and trusted device."""
     user.methods.clear()

@@ -16,7 +16,7 @@ from campusvpn.store.models import MfaMethod, User
 
 def method_label(m: MfaMethod) -> str:
     if m.kind == "totp":
-        return "Authenticator app"
+        return f"Authenticator app ({m.label})" if m.label else "Authenticator app"
     return f"{(m.phone_kind or 'phone').capitalize()} phone {masked(m.phone_number or '', m.phone_extension)}"
 
 

@@ -110,12 +110,26 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
     ).all()
     if len(recent) >= ctx.config.mfa.phone_sends_per_hour:
         raise Forbidden("too many codes were sent in the last hour; use another method or try again later")
+    code = new_phone_code()
+    language = user_language(ctx, user)
+    # Sent before anything is stored: if the provider fails (DeliveryFailed, "try another method"),
+    # the earlier code still works and the failed try does not count against the hourly limit.
+    ctx.sender.send(
+        Message(
+            to=method.phone_number or "",
+            channel=ch.value,
+            text=code_text(ctx, code, ch, language),
+            at=now,
+            username=user.username,
+            extension=method.phone_extension,
+            language=language,
+        )
+    )
     s.execute(
         update(PhoneChallenge)
         .where(PhoneChallenge.user_id == user.id, PhoneChallenge.used_at.is_(None))
         .values(superseded=True)
     )
-    code = new_phone_code()
     salt = secrets.token_hex(8)
     s.add(
         PhoneChallenge(
@@ -126,22 +140,6 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
             code_digest=phone_code_digest(code, salt),
             created_at=now,
             expires_at=now + ctx.config.mfa.phone_code_lifetime,
-        )
-    )
-    minutes = int(ctx.config.mfa.phone_code_lifetime.total_seconds() // 60)
-    spoken = " ".join(code) if ch is Channel.VOICE else code
-    text = (
-        f"{ctx.config.service.name} verification code: {spoken}. It expires in {minutes} minutes. "
-        "Never tell it to anyone who asks for it."
-    )
-    ctx.sender.send(
-        Message(
-            to=method.phone_number or "",
-            channel=ch.value,
-            text=text,
-            at=now,
-            username=user.username,
-            extension=method.phone_extension,
         )
     )
     audit.record(
@@ -160,6 +158,32 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
         if ch is Channel.SMS
         else f"We are calling {label} to read you a code."
     )
+
+
+CODE_TEXTS = {
+    "en": "{service} verification code: {code}. It expires in {minutes} minutes. "
+    "Never tell it to anyone who asks for it.",
+    "ja": "{service} の確認コード（code: {code}）。{minutes} 分で無効になります。"
+    "尋ねられても誰にも教えないでください。",
+}
+VOICE_TEXTS = {
+    "en": "This is {service}. Your verification code is {code}. Again, your code is {code}. "
+    "It expires in {minutes} minutes.",
+    "ja": "{service} です。確認コードは {code} です。もう一度言います。確認コードは {code} です。"
+    "{minutes} 分で無効になります。",
+}
+
+
+def user_language(ctx: Context, user: User) -> str:
+    return user.language or ctx.config.portal.default_language
+
+
+def code_text(ctx: Context, code: str, channel: Channel, language: str) -> str:
+    """The SMS, or the call's script (the code spoken digit by digit, twice)."""
+    minutes = int(ctx.config.mfa.phone_code_lifetime.total_seconds() // 60)
+    if channel is Channel.VOICE:
+        return VOICE_TEXTS[language].format(service=ctx.config.service.name, code=" ".join(code), minutes=minutes)
+    return CODE_TEXTS[language].format(service=ctx.config.service.name, code=code, minutes=minutes)
 
 
 def use_code(s: Session, user: User, code: str, now: datetime, method: MfaMethod | None = None) -> MfaMethod | None:

@@ -19,6 +19,7 @@ class Message:
     at: datetime
     username: str
     extension: str | None = None
+    language: str = "en"  # en | ja: the voice a call speaks in
 
 
 class Sender(Protocol):

@@ -244,7 +244,7 @@ class StoredSignIn:
         return s.scalars(select(User).where(User.username == username)).one()
 
     def _account(self, s: Session, user: User) -> Account:
-        emptied = user.mfa_emptied_at is not None
+        emptied = user.mfa_emptied_at is not None and not mfa.may_reregister_freely(self.ctx, user)
         return Account(
             user.username,
             mfa.state_of(user),

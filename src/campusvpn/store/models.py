@@ -63,6 +63,7 @@ class User(Base):
     # When the user deleted their last method themselves: re-registration then needs a
     # recovery step, not just the password (see core rules on MFA).
     mfa_emptied_at: Mapped[datetime | None]
+    language: Mapped[str | None] = mapped_column(String(8))  # en | ja for mail and SMS; None: the default
     created_at: Mapped[datetime]
 
     affiliations: Mapped[list[Affiliation]] = relationship(
@@ -93,6 +94,7 @@ class MfaMethod(Base):
     phone_number: Mapped[str | None] = mapped_column(String(20))
     phone_extension: Mapped[str | None] = mapped_column(String(10))
     secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    label: Mapped[str | None] = mapped_column(String(60))  # the user's name for an authenticator app
     last_step: Mapped[int | None] = mapped_column(Integer)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     confirmed_at: Mapped[datetime | None]
@@ -100,6 +102,19 @@ class MfaMethod(Base):
     created_at: Mapped[datetime]
     user: Mapped[User] = relationship(back_populates="methods")
     __table_args__ = (Index("ix_one_phone_kind", "user_id", "phone_kind", unique=True),)
+
+
+class EmailConfirmation(Base):
+    """An address a user typed, waiting for the link mailed to it; only its digest is kept."""
+
+    __tablename__ = "email_confirmations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(254))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
 
 
 class RecoveryCode(Base):
@@ -278,6 +293,7 @@ class MailMessage(Base):
 
     __tablename__ = "mail_queue"
     id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), default="email", server_default="email")  # email | sms
     key: Mapped[str] = mapped_column(String(200), unique=True)
     username: Mapped[str | None] = mapped_column(String(64), index=True)
     to: Mapped[str] = mapped_column(String(254))

@@ -24,8 +24,7 @@ from campusvpn.platform.config_schema import Config
 from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service import notice_texts
 from campusvpn.service.errors import NotFound, Unavailable
-from campusvpn.service.sender import Sender
-from campusvpn.service.sms_providers import make_sender
+from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
 
@@ -114,7 +113,7 @@ def open_context(
             )
         ),
         box=load_key_file(config.path(config.storage.key_file)),
-        sender=sender or make_sender(config),
+        sender=sender or _sender(config),
         usernames=UsernameRule(
             config.service.username_pattern, tuple(config.service.realms), config.service.username_hint
         ),
@@ -148,3 +147,13 @@ def _oidc(config: Config) -> OidcClient | None:
     from campusvpn.service.oidc_client import OidcClient
 
     return OidcClient(config.oidc, config.base_dir)
+
+
+def _sender(config: Config) -> Sender:
+    """Where SMS, calls and e-mail notices go; a provider's HTTP client is imported only when configured."""
+    kind = config.sender.kind
+    if kind == "outbox":
+        return OutboxSender(config.path(config.sender.outbox))
+    from campusvpn.service.sms_providers import TwilioSender, WebhookSender
+
+    return TwilioSender(config) if kind == "twilio" else WebhookSender(config)

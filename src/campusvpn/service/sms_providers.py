@@ -17,7 +17,7 @@ import httpx
 
 from campusvpn.platform.config_schema import Config, SenderSection
 from campusvpn.service.errors import ServiceError
-from campusvpn.service.sender import Message, OutboxSender, Sender
+from campusvpn.service.sender import Message
 
 log = logging.getLogger("campusvpn.sms")
 
@@ -135,12 +135,3 @@ class WebhookSender(_HttpSender):
         if self.cfg.webhook_auth_header and value:
             headers[self.cfg.webhook_auth_header] = value
         return client.post(self.cfg.webhook_url, json=self.body(message), headers=headers)
-
-
-def make_sender(config: Config) -> Sender:
-    kind = config.sender.kind
-    if kind == "twilio":
-        return TwilioSender(config)
-    if kind == "webhook":
-        return WebhookSender(config)
-    return OutboxSender(config.path(config.sender.outbox))

@@ -13,7 +13,16 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campusvpn.portal import admin, mfa_pages, oidc_pages, passkeys, security_pages, signin_pages, vpn_pages
+from campusvpn.portal import (
+    admin,
+    mfa_pages,
+    oidc_pages,
+    passkeys,
+    saml_pages,
+    security_pages,
+    signin_pages,
+    vpn_pages,
+)
 from campusvpn.portal.api import create_api
 from campusvpn.portal.i18n import Translator, pick_language
 from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
@@ -104,6 +113,7 @@ def create_app(ctx: Context) -> ASGIApp:
         routes=[
             *signin_pages.ROUTES,
             *oidc_pages.ROUTES,
+            *saml_pages.ROUTES,
             *mfa_pages.ROUTES,
             *vpn_pages.ROUTES,
             *security_pages.ROUTES,

@@ -23,6 +23,7 @@ from campusvpn.platform.secretbox import SecretBox, load_key_file
 from campusvpn.service.errors import NotFound, Unavailable
 from campusvpn.service.ldap_directory import LdapDirectory
 from campusvpn.service.oidc_client import OidcClient
+from campusvpn.service.saml_sp import SamlServiceProvider
 from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
@@ -51,6 +52,7 @@ class Context:
     source_throttle: ThrottleRule
     directory: LdapDirectory | None = None  # [identity] first_factor = "ldap"
     oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
+    saml: SamlServiceProvider | None = None  # [saml] enabled (the identity provider's metadata is kept here)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -119,4 +121,9 @@ def open_context(
         source_throttle=throttle.source_rule(rule(t.source_lock_after)),
         directory=LdapDirectory(config.ldap, config.base_dir) if config.identity.first_factor == "ldap" else None,
         oidc=OidcClient(config.oidc, config.base_dir) if config.oidc.enabled else None,
+        saml=(
+            SamlServiceProvider(config.saml, config.service.portal_url, config.base_dir)
+            if config.saml.enabled
+            else None
+        ),
     )

@@ -1,0 +1,21 @@
+"""After the university's identity provider (OpenID Connect or SAML) vouched for someone: the same
+sign-in engine as the password form, with a `Federated` event, so campusvpn's second factor (or
+registration) follows unless the provider's MFA is trusted, and the policy decides as for anyone."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from campusvpn.portal.signin_flow import DEVICE_COOKIE, after
+from campusvpn.portal.web import Req, rotated
+from campusvpn.service.signin_ports import start_signin
+from campusvpn.signin import Federated, Prompt, Purpose, Step
+
+
+def federated_signin(req: Req, username: str, idp_mfa: str | None) -> Response:
+    engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
+    out = engine.handle(Federated(username, idp_mfa, req.request.cookies.get(DEVICE_COOKIE)))
+    if isinstance(out, Prompt) and out.step is not Step.PASSWORD:
+        req.session.signin = engine.snapshot()
+        return rotated(req.redirect("/signin/code" if out.step is Step.SECOND_FACTOR else "/register"))
+    return after(req, engine, out, "/signin")

@@ -12,6 +12,14 @@ from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Federated, Prompt, Purpose, Step
 
 
+def to_provider(req: Req, url: str, label: str) -> Response:
+    """Send the browser to the identity provider after the 'Sign in with' form. Not a redirect:
+    Chromium applies the page's CSP `form-action 'self'` to a form's redirects too, and refuses a
+    form POST answered by a redirect to another site. A page that goes on by itself (meta refresh,
+    a link without it) is a navigation, which the CSP leaves alone."""
+    return req.render("idp_go.html", url=url, label=label)
+
+
 def federated_signin(req: Req, username: str, idp_mfa: str | None) -> Response:
     engine = start_signin(req.ctx, Purpose.PORTAL, req.source)
     out = engine.handle(Federated(username, idp_mfa, req.request.cookies.get(DEVICE_COOKIE)))

@@ -14,7 +14,7 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.federated import federated_signin
+from campusvpn.portal.federated import federated_signin, to_provider
 from campusvpn.portal.web import Req, page
 from campusvpn.service import oidc
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
@@ -48,7 +48,7 @@ def oidc_start(req: Req) -> Response:
         log.error("oidc: %s", exc)
         return _refused(req, "signin.idp_failed", 502)
     req.session.signin = {"oidc": begun.state}
-    return req.redirect(begun.url)
+    return to_provider(req, begun.url, req.ctx.config.oidc.label)
 
 
 @page(CALLBACK, ("GET",), auth="none")

@@ -14,7 +14,7 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.federated import federated_signin
+from campusvpn.portal.federated import federated_signin, to_provider
 from campusvpn.portal.web import COOKIE, Req, page
 from campusvpn.service import saml
 from campusvpn.service.saml_sp import ACS_PATH, METADATA_PATH, SamlRefused, SamlUnavailable
@@ -52,7 +52,7 @@ def saml_start(req: Req) -> Response:
         log.error("saml: %s", exc)
         return _refused(req, "signin.idp_failed", 502)
     req.session.signin = {"saml": {"request": begun.request_id}}
-    return req.redirect(begun.url)
+    return to_provider(req, begun.url, req.ctx.config.saml.label)
 
 
 @page(ACS_PATH, ("POST",), auth="none", csrf=False)

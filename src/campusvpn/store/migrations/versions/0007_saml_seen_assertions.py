@@ -1,7 +1,7 @@
 """SAML assertions already used (replay refused across worker processes)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0005 (0006 once merged with main: see down_revision)
 Create Date: 2026-12-02 00:10:00
 """
 
@@ -12,7 +12,8 @@ from alembic import op
 
 import campusvpn.store.models
 
-revision: str = "0006"
+revision: str = "0007"
+# Branched from 0005; main has since added 0006 (sso_attempts): at the merge this becomes "0006".
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,18 +45,33 @@ class Slapd:
     tls_port: int  # ldaps://
     ca_file: Path
     process: subprocess.Popen[bytes] | None = None
+    address: str = "127.0.0.1"  # where it listens
+    netns: str | None = None  # a network namespace to run in (the e2e test bed's campus host)
 
     @property
     def url(self) -> str:
-        return f"ldap://127.0.0.1:{self.port}"
+        return f"ldap://{self.address}:{self.port}"
 
     @property
     def tls_url(self) -> str:
-        return f"ldaps://127.0.0.1:{self.tls_port}"
+        return f"ldaps://{self.address}:{self.tls_port}"
+
+    def _listening(self) -> bool:
+        if self.netns is None:
+            try:
+                socket.create_connection((self.address, self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        probe = f"import socket; socket.create_connection(({self.address!r}, {self.port}), timeout=0.5).close()"
+        inside = ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe]
+        return subprocess.run(inside, capture_output=True, timeout=10, check=False).returncode == 0
 
     def start(self) -> None:
+        # `ip netns exec` execs slapd: the PID is slapd's own.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
-            [SLAPD, "-f", str(self.folder / "slapd.conf"), "-h", f"{self.url}/ {self.tls_url}/", "-d", "0"],
+            [*prefix, SLAPD, "-f", str(self.folder / "slapd.conf"), "-h", f"{self.url}/ {self.tls_url}/", "-d", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -63,11 +79,9 @@ class Slapd:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"slapd exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            if self._listening():
                 return
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise RuntimeError("slapd did not start listening within 20 s")
 
     def stop(self) -> None:
@@ -129,12 +143,20 @@ access to * by self read by dn.exact="{SERVICE_DN}" read by * none
 
 
 @contextmanager
-def running_slapd(tmp: Path, users: tuple[DirectoryUser, ...] = USERS) -> Iterator[Slapd]:
+def running_slapd(
+    tmp: Path,
+    users: tuple[DirectoryUser, ...] = USERS,
+    *,
+    address: str = "127.0.0.1",
+    netns: str | None = None,
+    tls_name: str = "localhost",
+) -> Iterator[Slapd]:
+    """`tls_name`: the DNS name in its certificate (besides localhost and 127.0.0.1)."""
     if not (Path(SLAPD).exists() and Path("/usr/sbin/slapadd").exists()):
         pytest.skip("Debian slapd is not installed (apt-get install slapd ldap-utils)")
     folder = tmp / "slapd"
     (folder / "db").mkdir(parents=True)
-    write_self_signed(folder / "cert.pem", folder / "key.pem", "localhost")
+    write_self_signed(folder / "cert.pem", folder / "key.pem", tls_name)
     (folder / "slapd.conf").write_text(_config(folder))
     (folder / "users.ldif").write_text(_ldif(users))
     subprocess.run(
@@ -142,7 +164,7 @@ def running_slapd(tmp: Path, users: tuple[DirectoryUser, ...] = USERS) -> Iterat
         check=True,
         capture_output=True,
     )
-    server = Slapd(folder, free_port(), free_port(), folder / "cert.pem")
+    server = Slapd(folder, free_port(), free_port(), folder / "cert.pem", address=address, netns=netns)
     server.start()
     try:
         yield server

@@ -779,6 +779,51 @@ class OidcSection(Section):
         return self
 
 
+class SamlSection(Section):
+    """A SAML 2.0 identity provider for the portal's "Sign in with ..." button (campusvpn is the
+    service provider; its metadata is at <portal_url>saml/metadata). See docs/sso.md."""
+
+    enabled: bool = Field(False, description="Show the button and accept sign-ins through the identity provider.")
+    label: str = Field("the university", description='Shown as "Sign in with <label>".')
+    entity_id: str = Field(
+        "", description="This service provider's entity ID; empty: <[service] portal_url>saml/metadata."
+    )
+    idp_metadata_file: str = Field("", description="The identity provider's metadata, from a file.")
+    idp_metadata_url: str = Field("", description="... or from an https URL (read again every metadata_refresh).")
+    idp_entity_id: str = Field("", description="Which identity provider of the metadata; empty: its only one.")
+    ca_file: str = Field("", description="CA certificates to check idp_metadata_url with; empty: the system's.")
+    metadata_refresh: Duration = Field(timedelta(hours=24), description="How often idp_metadata_url is read again.")
+    username_attribute: str = Field(
+        "",
+        description='Attribute holding the user name, e.g. "urn:oid:0.9.2342.19200300.100.1.1" (uid) or its '
+        "friendly name; empty: the NameID. Normalised like every name.",
+    )
+    role_attribute: str = Field(
+        "", description="Attribute mapped to a role through [identity] role_map (accounts made at sign-in)."
+    )
+    name_attribute: str = Field("displayName", description="Attribute with the person's name (accounts made).")
+    email_attribute: str = Field("mail", description="Attribute with the e-mail address (accounts made).")
+    trust_idp_mfa: bool = Field(
+        False,
+        description="Skip campusvpn's second factor when the assertion's AuthnContext is one of mfa_authn_contexts.",
+    )
+    mfa_authn_contexts: list[str] = Field(
+        default_factory=lambda: ["https://refeds.org/profile/mfa"],
+        description="AuthnContextClassRef values that show the identity provider's MFA.",
+    )
+    timeout: Duration = Field(timedelta(seconds=10), description="Time limit of reading idp_metadata_url.")
+    clock_skew: Duration = Field(timedelta(seconds=60), description="Clock difference tolerated in assertion times.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SamlSection:
+        if self.enabled:
+            if bool(self.idp_metadata_file) == bool(self.idp_metadata_url):
+                raise ValueError("saml: set exactly one of idp_metadata_file and idp_metadata_url")
+            if self.idp_metadata_url and not self.idp_metadata_url.startswith("https://"):
+                raise ValueError("saml.idp_metadata_url must be an https URL (the metadata holds the signing keys)")
+        return self
+
+
 class Config(Section):
     service: ServiceSection = Field(default_factory=ServiceSection)
     storage: StorageSection = Field(default_factory=StorageSection)
@@ -797,6 +842,7 @@ class Config(Section):
     identity: IdentitySection = Field(default_factory=IdentitySection)
     ldap: LdapSection = Field(default_factory=LdapSection)
     oidc: OidcSection = Field(default_factory=OidcSection)
+    saml: SamlSection = Field(default_factory=SamlSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -20,6 +20,7 @@ from campusvpn.portal import (
     mfa_pages,
     oidc_pages,
     passkeys,
+    saml_pages,
     security_pages,
     signin_pages,
     sso_pages,
@@ -133,6 +134,7 @@ def create_app(ctx: Context) -> ASGIApp:
         routes=[
             *signin_pages.ROUTES,
             *oidc_pages.ROUTES,
+            *saml_pages.ROUTES,
             *mfa_pages.ROUTES,
             *vpn_pages.ROUTES,
             *security_pages.ROUTES,

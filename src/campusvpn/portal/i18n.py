@@ -38,6 +38,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Sign-in through the identity provider did not succeed. Start again, or contact the help desk if it keeps failing.",
         "認証基盤でのサインインに成功しませんでした。もう一度やり直してください。繰り返し失敗する場合はヘルプデスクにご連絡ください。",
     ),
+    "signin.idp_continue": ("Continue signing in", "サインインを続ける"),
     "signin.idp_unavailable": (
         "Sign-in is temporarily unavailable: the identity provider does not answer. Try again in a few minutes.",
         "サインインは一時的に利用できません（認証基盤が応答しません）。数分後にもう一度お試しください。",

@@ -14,12 +14,10 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.signin_flow import DEVICE_COOKIE, after, signin_purpose
-from campusvpn.portal.web import Req, page, rotated
+from campusvpn.portal.federated import federated_signin, to_provider
+from campusvpn.portal.web import Req, page
 from campusvpn.service import oidc
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
-from campusvpn.service.signin_ports import start_signin
-from campusvpn.signin import Federated, Prompt, Step
 
 log = logging.getLogger("campusvpn.portal")
 CALLBACK = "/signin/oidc/callback"
@@ -50,7 +48,7 @@ def oidc_start(req: Req) -> Response:
         log.error("oidc: %s", exc)
         return _refused(req, "signin.idp_failed", 502)
     req.session.signin = {"oidc": begun.state}
-    return req.redirect(begun.url)
+    return to_provider(req, begun.url, req.ctx.config.oidc.label)
 
 
 @page(CALLBACK, ("GET",), auth="none")
@@ -77,13 +75,7 @@ def oidc_callback(req: Req) -> Response:
     except OidcRefused as exc:
         log.warning("oidc: refused from %s: %s", req.source, exc)
         return _refused(req, "signin.idp_failed", 401)
-    # A browser signing in for a waiting VPN client signs in under the VPN's policy; `after` hands it over.
-    engine = start_signin(req.ctx, signin_purpose(req), req.source)
-    out = engine.handle(Federated(verified.username, verified.idp_mfa, req.request.cookies.get(DEVICE_COOKIE)))
-    if isinstance(out, Prompt) and out.step is not Step.PASSWORD:
-        req.session.signin = engine.snapshot()
-        return rotated(req.redirect("/signin/code" if out.step is Step.SECOND_FACTOR else "/register"))
-    return after(req, engine, out, "/signin")
+    return federated_signin(req, verified.username, verified.idp_mfa)
 
 
 ROUTES = [oidc_start, oidc_callback]

@@ -83,6 +83,7 @@ class Req:
             path=self.request.url.path,
             other_language=self._other_language_link(),
             idp_label=self.ctx.config.oidc.label if self.ctx.oidc is not None else None,  # "Sign in with ..."
+            saml_label=self.ctx.config.saml.label if self.ctx.saml is not None else None,
             **values,
         )
         return HTMLResponse(html, status_code=status)
@@ -101,8 +102,11 @@ class Req:
 
 
 def page(
-    path: str, methods: tuple[str, ...] = ("GET",), *, auth: Auth = "user"
+    path: str, methods: tuple[str, ...] = ("GET",), *, auth: Auth = "user", csrf: bool = True
 ) -> Callable[[Callable[[Req], Response]], Route]:
+    """`csrf=False` only for a POST another site's page makes by design (the SAML answer), whose
+    own check binds it to this browser's session."""
+
     def wrap(fn: Callable[[Req], Response]) -> Route:
         async def endpoint(request: Request) -> Response:
             ctx: Context = request.app.state.ctx
@@ -121,7 +125,7 @@ def page(
                         files[k] = await v.read(ctx.config.portal.max_upload + 1)
                     elif k not in form:
                         form[k] = v
-            return await run_in_threadpool(_run, fn, request, ctx, form, files, auth)
+            return await run_in_threadpool(_run, fn, request, ctx, form, files, auth, csrf)
 
         return Route(path, endpoint, methods=list(methods), name=fn.__name__)
 
@@ -135,6 +139,7 @@ def _run(
     form: dict[str, str],
     files: dict[str, bytes],
     auth: Auth,
+    csrf: bool = True,
 ) -> Response:
     cookie = request.cookies.get(COOKIE)
     source, agent = (request.client.host if request.client else None), request.headers.get("user-agent")
@@ -152,7 +157,7 @@ def _run(
     if request.query_params.get("lang") in LANGUAGES:
         req.set_cookies.append((LANG_COOKIE, lang, 365 * 86400))
     sent_csrf = form.get("csrf") or request.headers.get("x-csrf-token")  # forms, or the passkey script
-    if request.method != "POST":
+    if request.method != "POST" or not csrf:
         csrf_ok = True
     elif cur.id is not None:
         # Pages served before the session was stored (another tab, the passkey script) carry the
@@ -177,6 +182,8 @@ def _run(
         response = req.redirect("/stepup?next=" + quote(request.url.path, safe="/"))
     else:
         response = fn(req)
+    if getattr(response, "session_untouched", False):
+        return response  # answered before this browser's cookie could be read: nothing to save or set
     if not getattr(response, "session_ended", False):
         portal_sessions.save(ctx, cur, rotate=getattr(response, "rotate_session", False))
         if cur.token != cookie or cur.rotated:

@@ -31,6 +31,7 @@ from campusvpn.store.models import User
 if TYPE_CHECKING:  # imported only when configured: a gateway worker starts without ldap3 or authlib
     from campusvpn.service.ldap_directory import LdapDirectory
     from campusvpn.service.oidc_client import OidcClient
+    from campusvpn.service.saml_sp import SamlServiceProvider
 
 log = logging.getLogger("campusvpn.storage")
 # Errors of the storage itself (disk full, read-only, I/O, server down, corrupt file), not of a
@@ -57,6 +58,7 @@ class Context:
     texts: notice_texts.Texts
     directory: LdapDirectory | None = None  # [identity] first_factor = "ldap"
     oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
+    saml: SamlServiceProvider | None = None  # [saml] enabled (the identity provider's metadata is kept here)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -130,6 +132,7 @@ def open_context(
         texts=texts,
         directory=_directory(config),
         oidc=_oidc(config),
+        saml=_saml(config),
     )
 
 
@@ -147,6 +150,14 @@ def _oidc(config: Config) -> OidcClient | None:
     from campusvpn.service.oidc_client import OidcClient
 
     return OidcClient(config.oidc, config.base_dir)
+
+
+def _saml(config: Config) -> SamlServiceProvider | None:
+    if not config.saml.enabled:
+        return None
+    from campusvpn.service.saml_sp import SamlServiceProvider
+
+    return SamlServiceProvider(config.saml, config.service.portal_url, config.base_dir)
 
 
 def _sender(config: Config) -> Sender:

@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from campusvpn.core.usernames import InvalidUsername
+from campusvpn.core.federation import second_factor_note
 from campusvpn.service import audit, external_accounts
 from campusvpn.service.context import Context
 from campusvpn.service.oidc_client import OidcClient, OidcRefused
-from campusvpn.store.models import User
 
 
 @dataclass(frozen=True)
@@ -26,21 +23,13 @@ class Verified:
 def accept(ctx: Context, client: OidcClient, claims: dict[str, Any], *, source: str | None) -> Verified:
     """The account for a valid ID token's claims, made if allowed; OidcRefused changes nothing."""
     cfg = client.cfg
-    raw = claims.get(cfg.username_claim)
     now = ctx.clock.now()
-    try:
-        if not isinstance(raw, str):
-            raise InvalidUsername(f"the ID token has no {cfg.username_claim} claim")
-        username = ctx.usernames.normalise(raw)
-    except InvalidUsername as exc:
-        raise OidcRefused(f"user name claim {cfg.username_claim}={raw!r}: {exc}") from exc
     evidence = client.mfa_evidence(claims)
-    with ctx.tx() as s:
-        user = s.scalars(select(User).where(User.username == username)).one_or_none()
-        created = False
-        if user is None:
+    try:
+        username = external_accounts.username_from(ctx, claims.get(cfg.username_claim), f"claim {cfg.username_claim}")
+        with ctx.tx() as s:
             values = claims.get(cfg.role_claim) if cfg.role_claim else None
-            made = external_accounts.provision(
+            created = external_accounts.account_for(
                 ctx,
                 s,
                 username,
@@ -49,19 +38,18 @@ def accept(ctx: Context, client: OidcClient, claims: dict[str, Any], *, source: 
                 email=claims.get("email") if isinstance(claims.get("email"), str) else None,
                 source="oidc",
             )
-            if made.user is None:
-                raise OidcRefused(f"{username} has no account here ({made.why})")
-            created = True
-        audit.record(
-            s,
-            now,
-            "signin.oidc",
-            actor=username,
-            subject=username,
-            source=source,
-            issuer=cfg.issuer,
-            sub=str(claims.get("sub")),
-            created=created,
-            second_factor=f"skipped: the provider's MFA is trusted ({evidence})" if evidence else "campusvpn's",
-        )
+            audit.record(
+                s,
+                now,
+                "signin.oidc",
+                actor=username,
+                subject=username,
+                source=source,
+                issuer=cfg.issuer,
+                sub=str(claims.get("sub")),
+                created=created,
+                second_factor=second_factor_note(evidence),
+            )
+    except external_accounts.NotAccepted as exc:
+        raise OidcRefused(str(exc)) from exc
     return Verified(username, evidence, created)

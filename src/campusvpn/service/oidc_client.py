@@ -28,6 +28,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from campusvpn.core.federation import trusted_mfa
 from campusvpn.platform.config_schema import OidcSection
 
 log = logging.getLogger("campusvpn.oidc")
@@ -130,17 +131,11 @@ class OidcClient:
 
     def mfa_evidence(self, claims: dict[str, Any]) -> str | None:
         """Why the provider's own MFA counts as the second factor, or None."""
-        if not self.cfg.trust_idp_mfa:
-            return None
-        amr = claims.get("amr")
-        methods = [str(x) for x in amr] if isinstance(amr, list) else []
-        hit = sorted(set(methods) & set(self.cfg.mfa_amr))
-        if hit:
-            return f"amr={','.join(hit)}"
-        acr = claims.get("acr")
-        if isinstance(acr, str) and acr in self.cfg.mfa_acr:
-            return f"acr={acr}"
-        return None
+        amr, acr = claims.get("amr"), claims.get("acr")
+        trust = self.cfg.trust_idp_mfa
+        return trusted_mfa(
+            trust, "amr", [str(x) for x in amr] if isinstance(amr, list) else [], self.cfg.mfa_amr
+        ) or trusted_mfa(trust, "acr", [acr] if isinstance(acr, str) else [], self.cfg.mfa_acr)
 
     # --- the provider's documents ---------------------------------------------------------------
 

@@ -326,3 +326,13 @@ class SsoAttempt(Base):
     token_digest: Mapped[str | None] = mapped_column(String(64))
     token_expires_at: Mapped[datetime | None]
     redeemed_at: Mapped[datetime | None]
+
+
+class SeenAssertion(Base):
+    """A SAML assertion already used for a sign-in, kept until it expires so the same assertion
+    posted again (by anyone, to any worker process) is refused."""
+
+    __tablename__ = "saml_seen_assertions"
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)  # the assertion's ID
+    issuer: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

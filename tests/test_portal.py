@@ -4,7 +4,7 @@ The same flows run in real Chromium in tests/e2e/test_portal_browser.py."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -54,11 +54,14 @@ def totp_now(ctx: Context, secret: str, clock: FixedClock) -> str:
 
 def register_totp(c: TestClient, ctx: Context, clock: FixedClock) -> tuple[str, list[str]]:
     page = c.get("/mfa/totp").text
-    secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page)
+    secret = re.search(r'<code id="secret" class="secret" data-value="([A-Z2-7]+)">', page)
     assert secret, page
+    # Shown grouped by four for typing, and as a link that opens the authenticator app on this phone.
+    grouped = " ".join(secret.group(1)[i : i + 4] for i in range(0, len(secret.group(1)), 4))
+    assert f">{grouped}</code>" in page and 'href="otpauth://totp/' in page
     # A reload or a language switch shows the same secret: the app may have scanned it already.
     for again in (c.get("/mfa/totp").text, c.get("/mfa/totp?lang=ja").text):
-        assert f'<code id="secret">{secret.group(1)}</code>' in again
+        assert f'data-value="{secret.group(1)}"' in again
     page = c.get("/mfa/totp?lang=en").text
     r = c.post("/mfa/totp", data={"csrf": csrf(page), "code": totp_now(ctx, secret.group(1), clock)})
     codes = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
@@ -97,9 +100,10 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     devices = c.get("/devices").text
     device_id = re.search(r'name="device" value="([0-9a-f]+)"', devices)
     assert device_id
-    # Last used (just now, by the sign-in above) and expiry (30 days on) are shown, not left empty.
-    used, expires = clock.now().astimezone(UTC), clock.now().astimezone(UTC) + timedelta(days=30)
-    assert used.strftime("%Y-%m-%dT%H:%M") in devices and expires.strftime("%Y-%m-%d") in devices
+    # Last used (just now, by the sign-in above) and expiry (30 days on) are shown in local time, not left empty.
+    zone = pctx.policy.zone
+    used, expires = clock.now().astimezone(zone), clock.now().astimezone(zone) + timedelta(days=30)
+    assert used.strftime("%Y-%m-%d %H:%M JST") in devices and expires.strftime("%Y-%m-%d") in devices
     r = c.post("/devices", data={"csrf": csrf(devices), "device": device_id.group(1)})
     assert "revoked" in r.text
     c.post("/signout", data={"csrf": csrf(r.text)})

@@ -65,17 +65,18 @@ def admin_import(req: Req) -> Response:
 
 @page("/admin/tokens", ("GET", "POST"), auth="admin")
 def admin_tokens(req: Req) -> Response:
-    info = error = None
+    info = error = new_token = None
     if req.request.method == "POST":
         try:
             if req.field("action") == "revoke":
                 api_tokens.revoke(req.ctx, req.field("token", 40), actor=req.username)
             else:
-                token = api_tokens.create(req.ctx, req.username, req.field("label", 200))
-                info = req.t("admin.token_shown", token=token)
+                new_token = api_tokens.create(req.ctx, req.username, req.field("label", 200))
         except ServiceError as exc:
             error = str(exc)
-    return req.render("admin/tokens.html", tokens=api_tokens.listing(req.ctx), info=info, error=error)
+    return req.render(
+        "admin/tokens.html", tokens=api_tokens.listing(req.ctx), info=info, error=error, new_token=new_token
+    )
 
 
 ROUTES = [admin_home, admin_user, admin_import, admin_tokens]

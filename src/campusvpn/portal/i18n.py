@@ -3,7 +3,7 @@ so a page can never show up in one language only (a test checks every key has bo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
@@ -72,6 +72,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "この QR コードを読み取ってください。",
     ),
     "totp.manual": ("Can't scan? Enter this key by hand:", "読み取れない場合は、このキーを手入力してください："),
+    "totp.same_phone": (
+        "Setting up on this phone? Open the authenticator app with this link",
+        "このスマートフォンで設定する場合は、このリンクで認証アプリを開いてください",
+    ),
+    "totp.qr_alt": ("QR code for the authenticator app", "認証アプリ用の QR コード"),
     "totp.step2": ("Then enter the 6-digit code the app shows.", "アプリに表示された 6 桁のコードを入力してください。"),
     "totp.submit": ("Confirm", "確認"),
     "phone.title": ("Add a phone", "電話の追加"),
@@ -99,6 +104,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "codes.left": ("{left} of {total} recovery codes left.", "リカバリーコード残り {left} / {total} 個。"),
     "codes.regenerate": ("Make a new set (the old codes stop working)", "新しいセットを作成（古いコードは無効）"),
+    "codes.copy_all": ("Copy all codes", "すべてのコードをコピー"),
     "codes.done": ("I have saved them", "保存しました"),
     "apply.title": ("Apply for multi-factor authentication (MFA)", "多要素認証（MFA）の利用申請"),
     "apply.lead": (
@@ -189,7 +195,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Download the AnyConnect / Cisco Secure Client profile",
         "AnyConnect / Cisco Secure Client プロファイルをダウンロード",
     ),
-    "connect.openconnect": ("openconnect (Linux, macOS)", "openconnect（Linux・macOS）"),
+    "connect.openconnect": ("openconnect (Linux)", "openconnect（Linux）"),
     "connect.windows": (
         "Windows and macOS: install Cisco Secure Client from the software site, import the profile, then connect "
         "to the server address and sign in with your user name, password and code.",
@@ -201,8 +207,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "iOS・Android：アプリストアから Cisco Secure Client をインストールし、サーバーアドレスへの接続を追加します。",
     ),
     "connect.linux": (
-        "Linux: install openconnect (e.g. `apt install openconnect`) and run the command below.",
-        "Linux：openconnect をインストール（例：`apt install openconnect`）し、下のコマンドを実行します。",
+        "Linux: install openconnect (for example with “sudo apt install openconnect”) and run the command below.",
+        "Linux：openconnect をインストール（例：「sudo apt install openconnect」）し、下のコマンドを実行します。",
     ),
     "connect.forticlient": ("FortiClient (FortiGate SSL-VPN)", "FortiClient（FortiGate SSL-VPN）"),
     "connect.fc_install": (
@@ -231,8 +237,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         " {fingerprint} と一致するときだけ続行してください。異なる場合は接続せず、{helpdesk} に連絡してください。",
     ),
     "connect.fortinet_openconnect": (
-        "openconnect with the FortiGate protocol (Linux, macOS)",
-        "FortiGate プロトコルの openconnect（Linux・macOS）",
+        "openconnect with the FortiGate protocol (Linux)",
+        "FortiGate プロトコルの openconnect（Linux）",
     ),
     "connect.fortinet_linux": (
         "The same server also speaks the FortiGate SSL-VPN protocol; openconnect 9 or later connects with:",
@@ -302,8 +308,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "admin.token_label": ("What the token is for", "トークンの用途"),
     "admin.token_create": ("Create a token", "トークンを作成"),
     "admin.token_shown": (
-        "New token (shown only now; send it as `Authorization: Bearer …`): {token}",
-        "新しいトークン（表示は今回のみ。`Authorization: Bearer …` として送信）：{token}",
+        "New token, shown only now. Scripts send it in the header “Authorization: Bearer <token>”.",
+        "新しいトークンです（表示は今回のみ）。スクリプトはヘッダー「Authorization: Bearer <トークン>」として送信します。",
     ),
     "admin.token_revoke": ("Revoke", "取り消す"),
     "pass.title": ("One-time pass from the help desk", "ヘルプデスクのワンタイムパス"),
@@ -329,6 +335,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "passkey.none": (
         "No passkeys yet. A passkey lets you sign in to this portal with your device's PIN or fingerprint.",
         "パスキーは未登録です。パスキーを使うと、端末の PIN や指紋でこのポータルにサインインできます。",
+    ),
+    "nav.skip": ("Skip to the content", "本文へ移動"),
+    "nav.label": ("Main menu", "メインメニュー"),
+    "footer.helpdesk": ("Questions or trouble: {helpdesk}.", "お問い合わせ：{helpdesk}"),
+    "footer.help": ("Help", "ヘルプ"),
+    "footer.privacy": ("Privacy notice", "個人情報の取り扱い"),
+    "common.copy": ("Copy", "コピー"),
+    "common.copied": ("Copied", "コピーしました"),
+    "vpn.waiting": ("Not yet: you can use the VPN soon.", "まだ利用できません（まもなく利用できます）。"),
+    "vpn.go_connect": ("How to connect", "接続方法を見る"),
+    "home.tile.vpn": (
+        "Whether you may use the VPN now, and your live sessions.",
+        "VPN を今使えるかどうかと、接続中のセッション。",
+    ),
+    "home.tile.security": (
+        "Your verification methods, passkeys and recovery codes.",
+        "確認方法・パスキー・リカバリーコードの管理。",
+    ),
+    "home.tile.devices": (
+        "Devices where you skip the code; revoke them here.",
+        "コードを省略しているデバイスの確認と取り消し。",
+    ),
+    "home.tile.connect": (
+        "Server address, client software and settings.",
+        "サーバーアドレス、クライアントソフトと設定。",
     ),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
@@ -404,9 +435,16 @@ def pick_language(cookie: str | None, accept_language: str | None, default: str)
 
 
 class Translator:
-    def __init__(self, lang: str, zone: ZoneInfo) -> None:
+    def __init__(
+        self, lang: str, zone: ZoneInfo, helpdesk: tuple[str, str] = ("the IT help desk", "IT ヘルプデスク")
+    ) -> None:
         self.lang = lang if lang in LANGUAGES else "en"
         self.zone = zone
+        self._helpdesk = helpdesk  # (English, Japanese): the configured name, said in the page's language
+
+    @property
+    def helpdesk(self) -> str:
+        return self._helpdesk[1] if self.lang == "ja" else self._helpdesk[0]
 
     def __call__(self, key: str, **kw: object) -> str:
         en, ja = MESSAGES[key]
@@ -416,6 +454,25 @@ class Translator:
     def time(self, at: datetime | None) -> str:
         return format_local(at, self.zone) if at else ""
 
+    def when(self, at: datetime | str | None) -> str:
+        """A stored time (a datetime or its ISO text, UTC) as local time in the configured zone."""
+        if not at:
+            return ""
+        if isinstance(at, str):
+            try:
+                parsed = datetime.fromisoformat(at)
+            except ValueError:
+                return at
+        else:
+            parsed = at
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return format_local(parsed, self.zone)
+
+    def day(self, at: datetime | str | None) -> str:
+        """Only the local date of a stored time."""
+        return self.when(at)[:10]
+
     def from_time(self, at: datetime | None) -> str:
         """When something becomes possible: the first whole minute at or after `at`."""
         return format_from(at, self.zone) if at else ""
@@ -424,7 +481,7 @@ class Translator:
         """A policy reason in the user's language, from its code and facts."""
         if self.lang != "ja" or r.code not in REASONS:
             return r.message
-        params = {**r.params, "at": self.from_time(r.until)}
+        params = {**r.params, "at": self.from_time(r.until), "helpdesk": self.helpdesk}
         try:
             return REASONS[r.code][1].format(**params)
         except KeyError:

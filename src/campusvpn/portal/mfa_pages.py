@@ -79,8 +79,10 @@ def add_totp(req: Req) -> Response:
         )
     except ServiceError as exc:
         return req.error(str(exc), 409)
-    qr_png = base64.b64encode(enrolment.qr_png(scale=6)).decode()
-    return req.render("totp.html", enrolment=enrolment, qr_png=qr_png, error=error)
+    png = enrolment.qr_png(scale=6)
+    qr_png = base64.b64encode(png).decode()
+    size = int.from_bytes(png[16:20], "big")  # the PNG's width (IHDR), so the page keeps its place while it loads
+    return req.render("totp.html", enrolment=enrolment, qr_png=qr_png, qr_size=size, error=error)
 
 
 @page("/mfa/phone", ("GET", "POST"), auth="none")

@@ -3,21 +3,21 @@ and how to connect (with the AnyConnect profile)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from starlette.responses import Response
 
 from campusvpn.portal import connect_info
 from campusvpn.portal.web import Req, page, take_info
-from campusvpn.service import eligibility, mfa, sessions, trusted
+from campusvpn.service import account_views, eligibility, mfa, sessions, trusted
 from campusvpn.service.errors import ServiceError
 
 
 @page("/")
 def home(req: Req) -> Response:
     info = mfa.show(req.ctx, req.username)
-    decision = eligibility.check(req.ctx, req.username)
-    return req.render("home.html", mfa=info, decision=decision, info=take_info(req))
+    account, decision = account_views.overview(req.ctx, req.username)
+    return req.render(
+        "home.html", mfa=info, decision=decision, info=take_info(req), display_name=account.get("name") or None
+    )
 
 
 @page("/devices", ("GET", "POST"))
@@ -44,7 +44,7 @@ def vpn(req: Req) -> Response:
         info = req.t("vpn.disconnected")
         mine = sessions.listing(req.ctx, username=req.username)
     decision = eligibility.check(req.ctx, req.username)
-    return req.render("vpn.html", decision=decision, sessions=mine, info=info, parse=datetime.fromisoformat)
+    return req.render("vpn.html", decision=decision, sessions=mine, info=info)
 
 
 @page("/connect")

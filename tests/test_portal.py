@@ -15,7 +15,7 @@ from tests.conftest import PASSWORD, add_user, make_config
 from campusvpn.platform.clock import FixedClock
 from campusvpn.portal import i18n
 from campusvpn.portal.app import create_app
-from campusvpn.service import mfa, sessions
+from campusvpn.service import mfa, sessions, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.sender import read_outbox
 
@@ -105,6 +105,9 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     used, expires = clock.now().astimezone(zone), clock.now().astimezone(zone) + timedelta(days=30)
     assert used.strftime("%Y-%m-%d %H:%M JST") in devices and expires.strftime("%Y-%m-%d") in devices
     r = c.post("/devices", data={"csrf": csrf(devices), "device": device_id.group(1)})
+    assert 'id="confirm"' in r.text  # asked first
+    assert "revoked" not in r.text and len(trusted.list_devices(pctx, USER)) == 1
+    r = c.post("/devices", data={"csrf": csrf(r.text), "device": device_id.group(1), "confirmed": "1"})
     assert "revoked" in r.text
     c.post("/signout", data={"csrf": csrf(r.text)})
     assert "authenticator app" in sign_in(c)
@@ -154,7 +157,14 @@ def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_no
     r = c.post("/security", data={"csrf": csrf(sec), "method": phone_id.group(1), "action": "delete"})
     assert "Changes to your security info need a code" in r.text
     r = c.post(str(r.url), data={"csrf": csrf(r.text), "code": totp_now(pctx, secret, clock)})
-    r = c.post("/security", data={"csrf": csrf(r.text), "method": phone_id.group(1), "action": "delete"})
+    # Back from the step-up, the delete asked for is still there, waiting for its confirmation.
+    assert "Delete “Mobile phone" in r.text and 'name="confirmed" value="1"' in r.text
+    assert f'name="method" value="{phone_id.group(1)}"' in r.text
+    assert "Mobile phone" in str(mfa.show(pctx, USER)["methods"])  # nothing done on a GET
+    r = c.post(
+        "/security",
+        data={"csrf": csrf(r.text), "method": phone_id.group(1), "action": "delete", "confirmed": "1"},
+    )
     assert "Mobile phone" not in r.text
     mails = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "email"]
     assert any("deleted" in m["text"] for m in mails)
@@ -162,6 +172,10 @@ def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_no
     app_id = re.search(r'data-kind="totp">.*?name="method" value="([0-9a-f]+)"', r.text, re.S)
     assert app_id
     r = c.post("/security", data={"csrf": csrf(r.text), "method": app_id.group(1), "action": "delete"})
+    assert "This is your last method" in r.text  # the confirmation says what deleting the last one means
+    r = c.post(
+        "/security", data={"csrf": csrf(r.text), "method": app_id.group(1), "action": "delete", "confirmed": "1"}
+    )
     assert "You deleted your last verification method, so you were signed out." in r.text
 
 

@@ -93,3 +93,21 @@ def test_the_greeting_uses_the_name(pctx: Context) -> None:
     with pctx.tx() as s:
         pctx.user(s, USER).display_name = "Yamada Taro"
     assert "Welcome, Yamada Taro" in sign_in(client(pctx))
+
+
+def test_a_new_recovery_code_set_is_confirmed_first(pctx: Context, clock: FixedClock) -> None:
+    c = client(pctx)
+    sign_in(c)
+    page = c.get("/apply").text
+    c.post("/apply", data={"csrf": csrf(page)})
+    sign_in(c)
+    _, codes = register_totp(c, pctx, clock)
+    sec = c.get("/security").text
+    r = c.post("/security", data={"csrf": csrf(sec), "action": "codes"})
+    assert "Your 10 remaining codes stop working at once" in r.text and 'id="recovery-codes"' not in r.text
+    assert "10 of 10" in c.get("/security").text  # nothing changed yet: the old codes still work
+    ja = c.post("/security?lang=ja", data={"csrf": csrf(sec), "action": "codes"}).text
+    assert "残っている 10 個のコード" in ja
+    r = c.post("/security", data={"csrf": csrf(r.text), "action": "codes", "confirmed": "1"})
+    new = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
+    assert len(new) == 10 and not set(new) & set(codes)

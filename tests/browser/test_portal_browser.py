@@ -207,7 +207,7 @@ def register_totp_from_qr(page: object, site: Site, tmp: Path) -> tuple[str, lis
     uri = out.stdout.strip()
     assert uri.startswith("otpauth://totp/"), (out.stdout, out.stderr)
     secret = pyotp.parse_uri(uri).secret
-    assert secret == page.inner_text("#secret")  # type: ignore[attr-defined]
+    assert secret == page.inner_text("#secret").replace(" ", "")  # shown in groups of four  # type: ignore[attr-defined]
     page.fill("input[name=code]", code_for(site, secret))  # type: ignore[attr-defined]
     page.click("form[action='/mfa/totp'] button")  # type: ignore[attr-defined]
     codes = page.locator("#recovery-codes code").all_inner_texts()  # type: ignore[attr-defined]
@@ -271,6 +271,8 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     assert "Chrome on Linux" in page.inner_text("#devices")
     shot(page, "devices-en")
     page.click("#devices button")
+    shot(page, "confirm-revoke-en")
+    page.click("#confirm-yes")  # revoking is confirmed on its own page first
     assert "revoked" in page.inner_text("main")
     sign_out(page)
     sign_in(page, site, USER)
@@ -295,6 +297,7 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     shot(page, "security-ja")
     page.goto(site.url + "/security?lang=en")
     page.click("#methods tr[data-kind=phone] button.danger")
+    page.click("#confirm-yes")
     assert "Mobile phone" not in page.inner_text("#methods")
     mails = [m["text"] for m in site.outbox() if m["channel"] == "email"]
     assert any("added: Mobile phone" in m for m in mails) and any("deleted: Mobile phone" in m for m in mails)

@@ -3,7 +3,9 @@ so a page can never show up in one language only (a test checks every key has bo
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
@@ -361,6 +363,36 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Server address, client software and settings.",
         "サーバーアドレス、クライアントソフトと設定。",
     ),
+    "common.cancel": ("Cancel", "キャンセル"),
+    "confirm.delete_method.title": ("Delete a verification method", "確認方法の削除"),
+    "confirm.delete_method": ("Delete “{label}”?", "「{label}」を削除しますか？"),
+    "confirm.delete_method.effect": (
+        "You can no longer receive codes with it. This cannot be undone; you can add it again later.",
+        "この方法ではコードを受け取れなくなります。元に戻せませんが、後で追加し直すことはできます。",
+    ),
+    "confirm.delete_passkey.title": ("Delete a passkey", "パスキーの削除"),
+    "confirm.delete_passkey": ("Delete the passkey “{label}”?", "パスキー「{label}」を削除しますか？"),
+    "confirm.delete_passkey.effect": (
+        "You can no longer sign in to the portal with it; remove it from your device too.",
+        "このパスキーではポータルにサインインできなくなります。端末側からも削除してください。",
+    ),
+    "confirm.codes.title": ("New recovery codes", "リカバリーコードの再作成"),
+    "confirm.codes": ("Make a new set of recovery codes?", "リカバリーコードを新しく作成しますか？"),
+    "confirm.codes.effect": (
+        "Your {left} remaining codes stop working at once; only the new set will work.",
+        "残っている {left} 個のコードはすぐに使えなくなり、新しいセットだけが有効になります。",
+    ),
+    "confirm.codes.yes": ("Make a new set", "新しいセットを作成"),
+    "confirm.revoke_device.title": ("Revoke a trusted device", "信頼済みデバイスの取り消し"),
+    "confirm.revoke_device": ("Revoke “{label}”?", "「{label}」を取り消しますか？"),
+    "confirm.revoke_device.effect": (
+        "That browser will be asked for a verification code at its next sign-in.",
+        "そのブラウザーでは、次回のサインイン時に確認コードが必要になります。",
+    ),
+    "method.totp": ("Authenticator app", "認証アプリ"),
+    "method.phone.mobile": ("Mobile phone", "携帯電話"),
+    "method.phone.alternate": ("Alternate phone", "代替電話"),
+    "method.phone.office": ("Office phone", "勤務先電話"),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
     "common.yes": ("yes", "はい"),
@@ -415,6 +447,14 @@ ENGINE_JA: dict[str, str] = {
     SPENT_RECOVERY_CODE: "この回復コードは使用済みか、作り直す前の古いコードです（各コードは 1 回だけ使えます）。別の回復コード、またはアプリや電話のコードを入力してください。",
     "That recovery code is not right or was already used.": "リカバリーコードが正しくないか、使用済みです。",
 }
+
+
+# Sentences the service layer says (in English, for the CLI, the API and the log), in Japanese for
+# the portal: a pattern for each message a portal page can show, with its facts as named groups.
+SERVICE_JA: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), ja)
+    for p, ja in ((r"[^ ]+ has not applied for MFA; apply first.*", "MFA を申請していません。先に申請してください。"),)
+]
 
 
 def pick_language(cookie: str | None, accept_language: str | None, default: str) -> str:
@@ -486,6 +526,29 @@ class Translator:
             return REASONS[r.code][1].format(**params)
         except KeyError:
             return r.message
+
+    def method(self, m: dict[str, Any]) -> str:
+        """A verification method's name in the page's language (the service names it in English:
+        "Authenticator app", "Mobile phone ···5678")."""
+        label = str(m.get("label") or "")
+        if m.get("kind") == "totp":
+            return self("method.totp") if label == "Authenticator app" else label
+        if m.get("kind") == "phone" and f"method.phone.{m.get('phone_kind')}" in MESSAGES:
+            # The masked number follows the English kind word ("Office phone ···-1234").
+            number = label.partition(" phone ")[2]
+            return f"{self('method.phone.' + str(m.get('phone_kind')))} {number}".strip()
+        return label
+
+    def service_error(self, exc: Exception) -> str:
+        """A service error in the page's language: its English sentence, or the Japanese one it matches."""
+        text = str(exc)
+        if self.lang != "ja":
+            return text
+        for pattern, ja in SERVICE_JA:
+            m = pattern.fullmatch(text)
+            if m:
+                return ja.format(**m.groupdict(), helpdesk=self.helpdesk)
+        return text
 
     def engine(self, text: str | None, code: str | None = None) -> str:
         if text is None:

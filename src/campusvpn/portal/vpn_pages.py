@@ -23,13 +23,30 @@ def home(req: Req) -> Response:
 @page("/devices", ("GET", "POST"))
 def devices(req: Req) -> Response:
     info = None
+    listed = trusted.list_devices(req.ctx, req.username)
     if req.request.method == "POST":
+        device_id = req.field("device", 40)
+        device = next((d for d in listed if d["id"] == device_id), None)
+        if device is not None and req.field("confirmed") != "1":
+            t = req.t
+            return req.render(
+                "confirm.html",
+                heading=t("confirm.revoke_device.title"),
+                question=t("confirm.revoke_device", label=device["label"]),
+                consequences=[t("confirm.revoke_device.effect")],
+                yes=t("devices.revoke"),
+                post_to="/devices",
+                cancel="/devices",
+                fields={"device": device_id},
+                danger=True,
+            )
         try:
-            trusted.revoke_device(req.ctx, req.username, req.field("device", 40), actor=req.username)
+            trusted.revoke_device(req.ctx, req.username, device_id, actor=req.username)
             info = req.t("devices.revoked")
         except ServiceError as exc:
-            return req.error(str(exc), 404)
-    return req.render("devices.html", devices=trusted.list_devices(req.ctx, req.username), info=info)
+            return req.error(req.t.service_error(exc), 404)
+        listed = trusted.list_devices(req.ctx, req.username)
+    return req.render("devices.html", devices=listed, info=info)
 
 
 @page("/vpn", ("GET", "POST"))

@@ -276,12 +276,13 @@ def test_admin_console_reset_mfa_with_reason_and_kill_session(pctx: Context, clo
     r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "kill", "session": sid.group(1)})
     assert "Done" in r.text and not sessions.listing(pctx, username=USER)
     r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": ""})
-    assert r.status_code == 400 and "say why" in r.text
-    r = a.post(
-        f"/admin/users/{USER}",
-        data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"},
-    )
-    assert "mfa.reset" in r.text and "lost phone, ID checked at desk" in r.text
+    assert r.status_code == 400 and "Give a reason for “Reset MFA”" in r.text and "--reason" not in r.text
+    fields = {"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"}
+    r = a.post(f"/admin/users/{USER}", data=fields)  # asked first, with the reason repeated
+    assert 'id="confirm"' in r.text and "Reason: lost phone, ID checked at desk" in r.text
+    assert mfa.show(pctx, USER)["state"] == "active"
+    r = a.post(f"/admin/users/{USER}", data={**fields, "csrf": csrf(r.text), "confirmed": "1"})
+    assert 'data-event="mfa.reset"' in r.text and "MFA reset" in r.text and "lost phone, ID checked at desk" in r.text
     assert mfa.show(pctx, USER)["state"] == "registration_required"
     # The member's portal sign-in ended with the reset.
     assert c.get("/vpn", follow_redirects=False).status_code == 303

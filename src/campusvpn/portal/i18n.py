@@ -291,8 +291,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "admin.kill_all": ("End all sessions", "全セッションを終了"),
     "admin.pass": ("Issue a one-time recovery pass", "ワンタイムリカバリーパスを発行"),
     "admin.pass_shown": (
-        "One-time pass for {user} (valid until {until}, single use; give it only after checking identity): {code}",
-        "{user} のワンタイムパス（{until} まで有効・1 回限り。本人確認の後にのみ渡してください）：{code}",
+        "One-time pass for {user}: valid until {until}, once. Give it only after checking their identity.",
+        "{user} のワンタイムパスです。{until} まで 1 回だけ有効です。本人確認の後にのみ渡してください。",
     ),
     "admin.done": ("Done: {what}.", "完了：{what}"),
     "admin.import": ("Bulk import", "一括取り込み"),
@@ -393,6 +393,82 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "method.phone.mobile": ("Mobile phone", "携帯電話"),
     "method.phone.alternate": ("Alternate phone", "代替電話"),
     "method.phone.office": ("Office phone", "勤務先電話"),
+    "status.active": ("Active", "有効"),
+    "status.suspended": ("Suspended", "一時停止中"),
+    "status.revoked": ("Revoked", "失効"),
+    "mfa_state.not_applied": ("not applied", "未申請"),
+    "mfa_state.registration_required": ("no method registered", "確認方法未登録"),
+    "mfa_state.active": ("in use", "利用中"),
+    "admin.vpn_yes": ("VPN: allowed", "VPN：利用可"),
+    "admin.vpn_no": ("VPN: refused", "VPN：利用不可"),
+    "col.email": ("E-mail", "メールアドレス"),
+    "col.role": ("Role", "身分"),
+    "col.created": ("Account created", "アカウント作成"),
+    "admin.applied_at": ("applied {at}", "{at} に申請"),
+    "admin.fiscal_year": ("FY{fy}", "{fy} 年度"),
+    "admin.reason_hint": (
+        "Each action needs its own reason: it is kept in the audit trail (and a suspension's is shown to the user).",
+        "操作ごとに理由の入力が必要です。理由は監査ログに記録されます（一時停止の理由は本人にも表示されます）。",
+    ),
+    "admin.reason_required": ("Give a reason for “{what}”.", "「{what}」の理由を入力してください。"),
+    "admin.about.reset_mfa": (
+        "Removes every verification method and recovery code, signs the user out and ends their VPN sessions; "
+        "they register again at the next sign-in.",
+        "確認方法とリカバリーコードをすべて削除し、サインアウトさせ、VPN セッションを終了します。"
+        "次回のサインインで再登録します。",
+    ),
+    "admin.about.pass": (
+        "For someone with no method and no recovery code left, after checking their identity: a single-use pass.",
+        "確認方法もリカバリーコードも残っていない人に、本人確認の後で渡す 1 回限りのパスです。",
+    ),
+    "admin.about.unlock": (
+        "Lifts the wait after too many wrong passwords or codes for this account.",
+        "パスワードやコードを何度も間違えたことによる、このアカウントの待ち時間を解除します。",
+    ),
+    "admin.about.suspended": (
+        "Stops VPN and portal use until restored; live sessions end. The reason is shown to the user.",
+        "復元するまで VPN とポータルを利用できなくします。接続中のセッションは終了します。理由は本人に表示されます。",
+    ),
+    "admin.about.revoked": (
+        "Closes the account (for people who left); live sessions end.",
+        "アカウントを閉鎖します（離籍した人向け）。接続中のセッションは終了します。",
+    ),
+    "admin.about.active": ("Makes the account usable again.", "アカウントを再び利用できるようにします。"),
+    "admin.unlock": ("Unlock sign-in", "サインインのロックを解除"),
+    "admin.unlocked": (
+        "Sign-in unlocked ({n} counters cleared).",
+        "サインインのロックを解除しました（カウンター {n} 件を消去）。",
+    ),
+    "confirm.admin": ("{what}: {user}?", "{user} に対して「{what}」を実行しますか？"),
+    "confirm.admin.reset_mfa": (
+        "Every verification method and recovery code of this account is removed, the user is signed out and "
+        "their VPN sessions end.",
+        "このアカウントの確認方法とリカバリーコードはすべて削除され、本人はサインアウトされ、VPN セッションは終了します。",
+    ),
+    "confirm.admin.suspended": (
+        "The user can no longer use the VPN or the portal until the account is restored; live sessions end.",
+        "アカウントを復元するまで、本人は VPN もポータルも利用できません。接続中のセッションは終了します。",
+    ),
+    "confirm.admin.revoked": (
+        "The account is closed; live sessions end.",
+        "アカウントは閉鎖され、接続中のセッションは終了します。",
+    ),
+    "confirm.admin.reason": ("Reason: {reason}", "理由：{reason}"),
+    "admin.audit_all": ("The whole audit trail of {user}", "{user} の監査ログをすべて表示"),
+    "admin.no_events": ("No events.", "イベントはありません。"),
+    "admin.filter_event": ("Event (or its start, like “mfa.”)", "イベント（「mfa.」のような先頭部分でも可）"),
+    "admin.filter_from": ("From (date)", "開始日"),
+    "admin.filter_to": ("To (date)", "終了日"),
+    "admin.filter": ("Filter", "絞り込む"),
+    "admin.filter_clear": ("Clear the filters", "条件をクリア"),
+    "admin.bad_date": ("Dates are like 2026-04-01.", "日付は 2026-04-01 の形式で入力してください。"),
+    "admin.audit_count": ("Events: {total} · page {page} of {pages}", "{total} 件 · {page} / {pages} ページ"),
+    "admin.pages": ("Pages", "ページ"),
+    "admin.newer": ("← Newer", "← 新しいイベント"),
+    "admin.older": ("Older →", "古いイベント →"),
+    "admin.openapi": ("API description (OpenAPI)", "API の説明（OpenAPI）"),
+    "outcome.ok": ("done", "完了"),
+    "actor.system": ("the service", "システム"),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
     "common.yes": ("yes", "はい"),
@@ -448,6 +524,48 @@ ENGINE_JA: dict[str, str] = {
     "That recovery code is not right or was already used.": "リカバリーコードが正しくないか、使用済みです。",
 }
 
+
+# Audit events in words (the code stays in the page as data-event, and in the filter).
+EVENTS: dict[str, tuple[str, str]] = {
+    "account.created": ("Account created", "アカウント作成"),
+    "account.purged": ("Account data deleted", "アカウント情報の削除"),
+    "account.reset_after_gap": ("Account reset after a gap in affiliation", "所属の空白後にアカウントをリセット"),
+    "account.unlocked": ("Sign-in unlocked", "サインインのロック解除"),
+    "account.suspended": ("Account suspended", "アカウントの一時停止"),
+    "account.revoked": ("Account revoked", "アカウントの失効"),
+    "account.restored": ("Account restored", "アカウントの復元"),
+    "affiliation.added": ("Affiliation added", "所属期間の追加"),
+    "affiliation.updated": ("Affiliation changed", "所属期間の変更"),
+    "api.token.created": ("API token created", "API トークンの作成"),
+    "api.token.revoked": ("API token revoked", "API トークンの取り消し"),
+    "device.trusted": ("Device trusted", "デバイスを信頼済みに設定"),
+    "device.used": ("Trusted device used", "信頼済みデバイスの使用"),
+    "device.revoked": ("Trusted device revoked", "信頼済みデバイスの取り消し"),
+    "device.revoked.user": ("Trusted device revoked by the user", "本人による信頼済みデバイスの取り消し"),
+    "device.revoked_all": ("All trusted devices revoked", "すべての信頼済みデバイスの取り消し"),
+    "mfa.applied": ("Applied for MFA", "MFA の申請"),
+    "mfa.code_sent": ("Code sent to a phone", "電話へのコード送信"),
+    "mfa.default_changed": ("Default method changed", "既定の確認方法の変更"),
+    "mfa.method.added": ("Verification method added", "確認方法の追加"),
+    "mfa.method.deleted": ("Verification method deleted", "確認方法の削除"),
+    "mfa.recovery_code.used": ("Recovery code used", "リカバリーコードの使用"),
+    "mfa.recovery_codes.generated": ("New recovery codes", "リカバリーコードの作成"),
+    "mfa.recovery_pass.issued": ("One-time pass issued", "ワンタイムパスの発行"),
+    "mfa.recovery_pass.used": ("One-time pass used", "ワンタイムパスの使用"),
+    "mfa.reset": ("MFA reset", "MFA のリセット"),
+    "mfa.totp.started": ("Authenticator set-up started", "認証アプリの設定開始"),
+    "mfa.totp.confirm_failed": ("Authenticator set-up: wrong code", "認証アプリの設定：コード誤り"),
+    "passkey.added": ("Passkey added", "パスキーの追加"),
+    "passkey.deleted": ("Passkey deleted", "パスキーの削除"),
+    "password.changed": ("Password changed", "パスワードの変更"),
+    "signin.password": ("Sign-in: password", "サインイン：パスワード"),
+    "signin.second_factor": ("Sign-in: code", "サインイン：コード"),
+    "signin.passkey": ("Sign-in: passkey", "サインイン：パスキー"),
+    "signin.decision": ("Sign-in: decision", "サインイン：判定"),
+    "training.recorded": ("Training completion recorded", "研修修了の記録"),
+    "vpn.session.opened": ("VPN session opened", "VPN セッション開始"),
+    "vpn.session.ended": ("VPN session ended", "VPN セッション終了"),
+}
 
 # Sentences the service layer says (in English, for the CLI, the API and the log), in Japanese for
 # the portal: a pattern for each message a portal page can show, with its facts as named groups.
@@ -538,6 +656,17 @@ class Translator:
             number = label.partition(" phone ")[2]
             return f"{self('method.phone.' + str(m.get('phone_kind')))} {number}".strip()
         return label
+
+    def event(self, code: str) -> str:
+        """An audit event in words; an event not named here (a new one) shows its code."""
+        names = EVENTS.get(code)
+        return (names[1] if self.lang == "ja" else names[0]) if names else code
+
+    def outcome(self, outcome: str) -> str:
+        return self("outcome.ok") if outcome == "ok" else outcome
+
+    def actor(self, actor: str) -> str:
+        return self("actor.system") if actor == "system" else actor
 
     def service_error(self, exc: Exception) -> str:
         """A service error in the page's language: its English sentence, or the Japanese one it matches."""

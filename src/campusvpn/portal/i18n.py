@@ -468,6 +468,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "admin.older": ("Older →", "古いイベント →"),
     "admin.openapi": ("API description (OpenAPI)", "API の説明（OpenAPI）"),
     "outcome.ok": ("done", "完了"),
+    "outcome.fail": ("failed", "失敗"),
+    "outcome.refused": ("refused", "拒否"),
     "actor.system": ("the service", "システム"),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
@@ -534,6 +536,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "account.suspended": ("Account suspended", "アカウントの一時停止"),
     "account.revoked": ("Account revoked", "アカウントの失効"),
     "account.restored": ("Account restored", "アカウントの復元"),
+    "password.set": ("Password set", "パスワードの設定"),
     "affiliation.added": ("Affiliation added", "所属期間の追加"),
     "affiliation.updated": ("Affiliation changed", "所属期間の変更"),
     "api.token.created": ("API token created", "API トークンの作成"),
@@ -571,7 +574,104 @@ EVENTS: dict[str, tuple[str, str]] = {
 # the portal: a pattern for each message a portal page can show, with its facts as named groups.
 SERVICE_JA: list[tuple[re.Pattern[str], str]] = [
     (re.compile(p), ja)
-    for p, ja in ((r"[^ ]+ has not applied for MFA; apply first.*", "MFA を申請していません。先に申請してください。"),)
+    for p, ja in (
+        (r"\S+ has not applied for MFA; apply first.*", "MFA を申請していません。先に申請してください。"),
+        (
+            r"that code does not match; check the app shows the account (?P<account>.+) and that the phone's clock is right",
+            "コードが一致しません。アプリに表示されているアカウントが {account} であること、スマートフォンの時刻が"
+            "正しいことを確認してください。",
+        ),
+        (
+            r"\S+ has no authenticator app waiting for confirmation.*",
+            "設定中の認証アプリがありません。最初からやり直してください。",
+        ),
+        (
+            r"\S+ already has an authenticator app;.*",
+            "認証アプリは登録済みです。入れ替えるには、先に今の登録を削除してください。",
+        ),
+        (
+            r"'(?P<n>.*)' is not (a|a valid) phone number; write it like (?P<ex>.*)",
+            "「{n}」は電話番号として正しくありません。{ex} のように入力してください。",
+        ),
+        (
+            r"'(?P<n>.*)' is not a mobile number; SMS codes need a mobile phone",
+            "「{n}」は携帯電話の番号ではありません。SMS を受け取れるのは携帯電話だけです。",
+        ),
+        (r"only an office phone has an extension", "内線番号は勤務先電話にだけ入力できます。"),
+        (r"extension '(?P<n>.*)' must be 1 to 10 digits", "内線番号「{n}」は 1〜10 桁の数字で入力してください。"),
+        (r"phone kind .* is not known.*", "電話の種類を選んでください。"),
+        (r"channel .* is not known.*", "コードの受け取り方法を選んでください。"),
+        (
+            r"a (?P<k>\w+) phone can only receive a voice call, not \w+",
+            "この種類の電話では音声通話でのみコードを受け取れます。",
+        ),
+        (
+            r"\S+ already has a (?P<k>\w+) phone; delete it first to change it",
+            "この種類の電話は登録済みです。変更するには、先に今の登録を削除してください。",
+        ),
+        (
+            r"that code is wrong or has expired; ask for a new one",
+            "コードが正しくないか、有効期限が切れています。新しいコードを送信してください。",
+        ),
+        (
+            r"no phone is waiting for confirmation; add it again",
+            "確認待ちの電話がありません。もう一度追加してください。",
+        ),
+        (
+            r"too many codes were sent in the last hour.*",
+            "直近 1 時間に送信したコードが多すぎます。別の方法を使うか、しばらくしてからお試しください。",
+        ),
+        (r"there is no registered phone to send a code to", "コードを送信できる電話が登録されていません。"),
+        (r"\S+ has no method \S+", "その確認方法は見つかりません（すでに削除されています）。"),
+        (r"\S+ has no trusted device \S+", "その信頼済みデバイスは見つかりません（すでに取り消されています）。"),
+        (r"there is no such passkey", "そのパスキーは見つかりません。"),
+        (r"at most (?P<n>\d+) passkeys; delete one first", "パスキーは {n} 個までです。先に 1 つ削除してください。"),
+        (r"the passkey could not be registered: .*", "パスキーを登録できませんでした。もう一度お試しください。"),
+        (
+            r"confirm with a second factor first: .* last (?P<m>\d+) minutes",
+            "先に本人確認をしてください。セキュリティ情報の変更には直近 {m} 分以内のコードが必要です。",
+        ),
+        (r"\S+ applied for MFA on .*", "MFA は申請済みです。申請の取り消しや再申請はできません。"),
+        (r"there is no account (?P<u>\S+)", "アカウント {u} はありません。"),
+        (r"there is no live token \S+", "その API トークンは見つからないか、取り消し済みです。"),
+        (r"say what the token is for", "トークンの用途を入力してください。"),
+        (
+            r"say how the person's identity was checked.*",
+            "本人確認の方法を入力してください（監査ログに記録されます）。",
+        ),
+        (r"'(?P<u>.*)' is not a user name; a user name is .*", "「{u}」はユーザー名として正しくありません。"),
+        (r"the part after @ must be .*", "@ の後ろのドメインが正しくありません。"),
+        (
+            r"(?P<what>\S+) '(?P<v>.*)' is not a date; write it as YYYY-MM-DD",
+            "{what} の「{v}」は日付ではありません。YYYY-MM-DD の形式で入力してください。",
+        ),
+        (
+            r"role '(?P<r>.*)' is not known; use one of: (?P<roles>.*)",
+            "身分「{r}」は使えません。次のいずれかにしてください：{roles}",
+        ),
+        (
+            r"the name is (?P<n>\d+) characters long; at most (?P<m>\d+) are kept",
+            "氏名が {n} 文字あります。{m} 文字以内にしてください。",
+        ),
+        (r"the name contains control characters", "氏名に制御文字が含まれています。"),
+        (r"the e-mail address is longer than 254 characters", "メールアドレスが 254 文字を超えています。"),
+        (
+            r"e-mail address '(?P<e>.*)' does not look like name@domain",
+            "メールアドレス「{e}」の形式が正しくありません（name@domain の形式）。",
+        ),
+        (
+            r"the affiliation ends \((?P<e>.*)\) before it starts \((?P<s>.*)\)",
+            "所属期間の終了日（{e}）が開始日（{s}）より前です。",
+        ),
+        (
+            r"\S+ already has a (?P<r>\S+) affiliation from (?P<s>\S+) .* overlapping this one",
+            "{s} から始まる同じ身分（{r}）の所属期間と重なっています。",
+        ),
+        (r"completed_on (?P<d>\S+) is in the future", "修了日 {d} が未来の日付です。"),
+        (r"the file is empty; the first line must name the columns", "ファイルが空です。1 行目に列名が必要です。"),
+        (r"the header lacks column\(s\) (?P<m>.*); expected (?P<c>.*)", "見出し行に列 {m} がありません。必要な列：{c}"),
+        (r"line (?P<n>\d+): not valid CSV: .*", "{n} 行目：CSV として読み取れません。"),
+    )
 ]
 
 
@@ -645,17 +745,25 @@ class Translator:
         except KeyError:
             return r.message
 
-    def method(self, m: dict[str, Any]) -> str:
-        """A verification method's name in the page's language (the service names it in English:
-        "Authenticator app", "Mobile phone ···5678")."""
-        label = str(m.get("label") or "")
-        if m.get("kind") == "totp":
-            return self("method.totp") if label == "Authenticator app" else label
-        if m.get("kind") == "phone" and f"method.phone.{m.get('phone_kind')}" in MESSAGES:
-            # The masked number follows the English kind word ("Office phone ···-1234").
-            number = label.partition(" phone ")[2]
-            return f"{self('method.phone.' + str(m.get('phone_kind')))} {number}".strip()
+    def method(self, m: Any) -> str:
+        """A verification method's name in the page's language. The service and the sign-in engine name
+        methods in English ("Authenticator app", "Mobile phone +81********78"); the kind word is swapped."""
+        label = str(m.get("label") if isinstance(m, dict) else getattr(m, "label", "")) or ""
+        if label == "Authenticator app":
+            return self("method.totp")
+        kind = re.fullmatch(r"(Mobile|Alternate|Office) phone(?: (.*))?", label)
+        if kind:
+            return f"{self('method.phone.' + kind.group(1).lower())} {kind.group(2) or ''}".strip()
         return label
+
+    def device(self, label: str) -> str:
+        """A trusted device's name ("Chrome on Windows", made at sign-in) in the page's language."""
+        if self.lang != "ja":
+            return label
+        browser, _, system = label.partition(" on ")
+        browser = {"Browser": "ブラウザー"}.get(browser, browser)
+        system = {"unknown system": "不明なシステム"}.get(system, system)
+        return f"{browser}（{system}）" if system else browser
 
     def event(self, code: str) -> str:
         """An audit event in words; an event not named here (a new one) shows its code."""
@@ -663,12 +771,12 @@ class Translator:
         return (names[1] if self.lang == "ja" else names[0]) if names else code
 
     def outcome(self, outcome: str) -> str:
-        return self("outcome.ok") if outcome == "ok" else outcome
+        return self(f"outcome.{outcome}") if f"outcome.{outcome}" in MESSAGES else outcome
 
     def actor(self, actor: str) -> str:
         return self("actor.system") if actor == "system" else actor
 
-    def service_error(self, exc: Exception) -> str:
+    def service_error(self, exc: Exception | str) -> str:
         """A service error in the page's language: its English sentence, or the Japanese one it matches."""
         text = str(exc)
         if self.lang != "ja":

@@ -70,7 +70,7 @@ def add_totp(req: Req) -> Response:
             codes = authenticator.confirm_totp(req.ctx, username, req.field("code", 16), actor=username)
             return _method_added(req, engine, codes)
         except ServiceError as exc:
-            error = str(exc)
+            error = req.t.service_error(exc)
     try:
         # The enrolment waiting for its first code is shown again (a reload, a language switch, a wrong
         # code): a new secret each time would break the account the app has already scanned.
@@ -78,7 +78,7 @@ def add_totp(req: Req) -> Response:
             req.ctx, username, actor=username
         )
     except ServiceError as exc:
-        return req.error(str(exc), 409)
+        return req.error(req.t.service_error(exc), 409)
     png = enrolment.qr_png(scale=6)
     qr_png = base64.b64encode(png).decode()
     size = int.from_bytes(png[16:20], "big")  # the PNG's width (IHDR), so the page keeps its place while it loads
@@ -112,7 +112,7 @@ def add_phone(req: Req) -> Response:
         return req.render("phone.html", v=values, step="code", info=req.t("phone.sent", label=values["number"]))
     except ServiceError as exc:
         step = "code" if req.field("action") == "confirm" else "number"
-        return req.render("phone.html", status=400, v=values, step=step, error=str(exc))
+        return req.render("phone.html", status=400, v=values, step=step, error=req.t.service_error(exc))
 
 
 ROUTES = [apply, add_totp, add_phone]

@@ -32,7 +32,7 @@ def devices(req: Req) -> Response:
             return req.render(
                 "confirm.html",
                 heading=t("confirm.revoke_device.title"),
-                question=t("confirm.revoke_device", label=device["label"]),
+                question=t("confirm.revoke_device", label=t.device(str(device["label"]))),
                 consequences=[t("confirm.revoke_device.effect")],
                 yes=t("devices.revoke"),
                 post_to="/devices",

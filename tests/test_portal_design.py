@@ -111,3 +111,21 @@ def test_a_new_recovery_code_set_is_confirmed_first(pctx: Context, clock: FixedC
     r = c.post("/security", data={"csrf": csrf(r.text), "action": "codes", "confirmed": "1"})
     new = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
     assert len(new) == 10 and not set(new) & set(codes)
+
+
+def test_sign_out_works_from_the_recovery_codes_page_after_registration(pctx: Context, clock: FixedClock) -> None:
+    """The codes page answers the sign-in that rotates the session: its forms carry the new token."""
+    c = client(pctx)
+    sign_in(c)
+    page = c.get("/apply").text
+    c.post("/apply", data={"csrf": csrf(page)})
+    sign_in(c)
+    page = c.get("/mfa/totp").text
+    secret = re.search(r'data-value="([A-Z2-7]+)"', page)
+    assert secret
+    from tests.test_portal import totp_now
+
+    r = c.post("/mfa/totp", data={"csrf": csrf(page), "code": totp_now(pctx, secret.group(1), clock)})
+    assert 'id="recovery-codes"' in r.text
+    out = c.post("/signout", data={"csrf": csrf(r.text)})
+    assert out.status_code == 200 and "You signed out" in out.text

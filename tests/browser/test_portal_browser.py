@@ -428,6 +428,7 @@ def test_passkey_register_sign_in_and_delete(site: Site, browser: object, tmp_pa
     assert decision["event"] == "signin.decision" and decision["detail"]["factors"] == 2, trail[passkey_at:]
     page.goto(url + "/security")
     page.click("#passkeys button.danger")
+    page.click("#confirm-yes")  # deleting is confirmed on its own page first
     assert page.locator("#passkeys").count() == 0
     # The deleted passkey no longer signs in.
     page.click("header button.link")

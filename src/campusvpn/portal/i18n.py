@@ -473,6 +473,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "actor.system": ("the service", "システム"),
     "common.back": ("Back", "戻る"),
     "common.none": ("none", "なし"),
+    "common.never": ("never", "未使用"),
     "common.yes": ("yes", "はい"),
     "common.no": ("no", "いいえ"),
 }

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response
 
 from campusvpn.portal.signin_flow import engine_of, finish_signin, fresh
-from campusvpn.portal.web import Req, ended, page, rotated
+from campusvpn.portal.web import Req, ended, page, rotate_now
 from campusvpn.service import authenticator, mfa, phones
 from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Finished, Registered, SignIn, Step
@@ -50,7 +50,9 @@ def _method_added(req: Req, engine: SignIn | None, codes: list[str] | None) -> R
         assert isinstance(out, Finished)
         resp = finish_signin(req, engine.username or "", second_factor=True)
         if codes:
-            resp = rotated(req.render("codes.html", codes=codes, left=len(codes), total=len(codes)))
+            # The new session id (and CSRF token) first, so the forms on this page (sign out) carry it.
+            rotate_now(req)
+            resp = req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
         return resp
     req.session.flash = {"info": req.t("security.changed")}
     if codes:

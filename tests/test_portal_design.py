@@ -86,7 +86,7 @@ def test_keys_and_commands_have_copy_buttons_and_tables_scroll_in_their_box(pctx
     sign_in(c)
     register_totp(c, pctx, clock)
     security = c.get("/security").text
-    assert '<div class="table-wrap"><table id="methods">' in security
+    assert '<div class="table-wrap"><table id="methods" class="stack">' in security
 
 
 def test_the_greeting_uses_the_name(pctx: Context) -> None:

@@ -39,6 +39,8 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html", "xml"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    # {% trans %} blocks: their gettext comes with each page (shared_values), in the page's language.
+    extensions=["jinja2.ext.i18n"],
 )
 _URL = re.compile(r"https?://[^\s<>\"'、。）)]+")
 
@@ -71,6 +73,11 @@ def shared_values(ctx: Context, t: Translator) -> dict[str, Any]:
         "service": ctx.config.service.name,
         "brand": ctx.config.portal,
         "helpdesk": t.helpdesk,
+        "gettext": t.gettext,
+        "_": t.gettext,
+        "ngettext": t.ngettext,
+        "pgettext": t.pgettext,
+        "npgettext": t.npgettext,
     }
 
 

@@ -4,7 +4,7 @@ The same flows run in real Chromium in tests/e2e/test_portal_browser.py."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -15,7 +15,7 @@ from tests.conftest import PASSWORD, add_user, make_config
 from campusvpn.platform.clock import FixedClock
 from campusvpn.portal import i18n
 from campusvpn.portal.app import create_app
-from campusvpn.service import mfa, sessions
+from campusvpn.service import mfa, sessions, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.sender import read_outbox
 
@@ -54,11 +54,14 @@ def totp_now(ctx: Context, secret: str, clock: FixedClock) -> str:
 
 def register_totp(c: TestClient, ctx: Context, clock: FixedClock) -> tuple[str, list[str]]:
     page = c.get("/mfa/totp").text
-    secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page)
+    secret = re.search(r'<code id="secret" class="secret" data-value="([A-Z2-7]+)">', page)
     assert secret, page
+    # Shown grouped by four for typing, and as a link that opens the authenticator app on this phone.
+    grouped = " ".join(secret.group(1)[i : i + 4] for i in range(0, len(secret.group(1)), 4))
+    assert f">{grouped}</code>" in page and 'href="otpauth://totp/' in page
     # A reload or a language switch shows the same secret: the app may have scanned it already.
     for again in (c.get("/mfa/totp").text, c.get("/mfa/totp?lang=ja").text):
-        assert f'<code id="secret">{secret.group(1)}</code>' in again
+        assert f'data-value="{secret.group(1)}"' in again
     page = c.get("/mfa/totp?lang=en").text
     r = c.post("/mfa/totp", data={"csrf": csrf(page), "code": totp_now(ctx, secret.group(1), clock)})
     codes = re.findall(r"<li><code>([A-Z2-7-]{19})</code></li>", r.text)
@@ -97,10 +100,14 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     devices = c.get("/devices").text
     device_id = re.search(r'name="device" value="([0-9a-f]+)"', devices)
     assert device_id
-    # Last used (just now, by the sign-in above) and expiry (30 days on) are shown, not left empty.
-    used, expires = clock.now().astimezone(UTC), clock.now().astimezone(UTC) + timedelta(days=30)
-    assert used.strftime("%Y-%m-%dT%H:%M") in devices and expires.strftime("%Y-%m-%d") in devices
+    # Last used (just now, by the sign-in above) and expiry (30 days on) are shown in local time, not left empty.
+    zone = pctx.policy.zone
+    used, expires = clock.now().astimezone(zone), clock.now().astimezone(zone) + timedelta(days=30)
+    assert used.strftime("%Y-%m-%d %H:%M JST") in devices and expires.strftime("%Y-%m-%d") in devices
     r = c.post("/devices", data={"csrf": csrf(devices), "device": device_id.group(1)})
+    assert 'id="confirm"' in r.text  # asked first
+    assert "revoked" not in r.text and len(trusted.list_devices(pctx, USER)) == 1
+    r = c.post("/devices", data={"csrf": csrf(r.text), "device": device_id.group(1), "confirmed": "1"})
     assert "revoked" in r.text
     c.post("/signout", data={"csrf": csrf(r.text)})
     assert "authenticator app" in sign_in(c)
@@ -150,7 +157,14 @@ def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_no
     r = c.post("/security", data={"csrf": csrf(sec), "method": phone_id.group(1), "action": "delete"})
     assert "Changes to your security info need a code" in r.text
     r = c.post(str(r.url), data={"csrf": csrf(r.text), "code": totp_now(pctx, secret, clock)})
-    r = c.post("/security", data={"csrf": csrf(r.text), "method": phone_id.group(1), "action": "delete"})
+    # Back from the step-up, the delete asked for is still there, waiting for its confirmation.
+    assert "Delete “Mobile phone" in r.text and 'name="confirmed" value="1"' in r.text
+    assert f'name="method" value="{phone_id.group(1)}"' in r.text
+    assert "Mobile phone" in str(mfa.show(pctx, USER)["methods"])  # nothing done on a GET
+    r = c.post(
+        "/security",
+        data={"csrf": csrf(r.text), "method": phone_id.group(1), "action": "delete", "confirmed": "1"},
+    )
     assert "Mobile phone" not in r.text
     mails = [m for m in read_outbox(pctx.config.path(pctx.config.sender.outbox)) if m["channel"] == "email"]
     assert any("deleted" in m["text"] for m in mails)
@@ -158,6 +172,10 @@ def test_add_and_delete_a_phone_with_an_sms_code_needs_fresh_factor_and_sends_no
     app_id = re.search(r'data-kind="totp">.*?name="method" value="([0-9a-f]+)"', r.text, re.S)
     assert app_id
     r = c.post("/security", data={"csrf": csrf(r.text), "method": app_id.group(1), "action": "delete"})
+    assert "This is your last method" in r.text  # the confirmation says what deleting the last one means
+    r = c.post(
+        "/security", data={"csrf": csrf(r.text), "method": app_id.group(1), "action": "delete", "confirmed": "1"}
+    )
     assert "You deleted your last verification method, so you were signed out." in r.text
 
 
@@ -258,12 +276,13 @@ def test_admin_console_reset_mfa_with_reason_and_kill_session(pctx: Context, clo
     r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "kill", "session": sid.group(1)})
     assert "Done" in r.text and not sessions.listing(pctx, username=USER)
     r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": ""})
-    assert r.status_code == 400 and "say why" in r.text
-    r = a.post(
-        f"/admin/users/{USER}",
-        data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"},
-    )
-    assert "mfa.reset" in r.text and "lost phone, ID checked at desk" in r.text
+    assert r.status_code == 400 and "Give a reason for “Reset MFA”" in r.text and "--reason" not in r.text
+    fields = {"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"}
+    r = a.post(f"/admin/users/{USER}", data=fields)  # asked first, with the reason repeated
+    assert 'id="confirm"' in r.text and "Reason: lost phone, ID checked at desk" in r.text
+    assert mfa.show(pctx, USER)["state"] == "active"
+    r = a.post(f"/admin/users/{USER}", data={**fields, "csrf": csrf(r.text), "confirmed": "1"})
+    assert 'data-event="mfa.reset"' in r.text and "MFA reset" in r.text and "lost phone, ID checked at desk" in r.text
     assert mfa.show(pctx, USER)["state"] == "registration_required"
     # The member's portal sign-in ended with the reset.
     assert c.get("/vpn", follow_redirects=False).status_code == 303

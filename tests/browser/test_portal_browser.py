@@ -207,7 +207,7 @@ def register_totp_from_qr(page: object, site: Site, tmp: Path) -> tuple[str, lis
     uri = out.stdout.strip()
     assert uri.startswith("otpauth://totp/"), (out.stdout, out.stderr)
     secret = pyotp.parse_uri(uri).secret
-    assert secret == page.inner_text("#secret")  # type: ignore[attr-defined]
+    assert secret == page.inner_text("#secret").replace(" ", "")  # shown in groups of four  # type: ignore[attr-defined]
     page.fill("input[name=code]", code_for(site, secret))  # type: ignore[attr-defined]
     page.click("form[action='/mfa/totp'] button")  # type: ignore[attr-defined]
     codes = page.locator("#recovery-codes code").all_inner_texts()  # type: ignore[attr-defined]
@@ -271,6 +271,8 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     assert "Chrome on Linux" in page.inner_text("#devices")
     shot(page, "devices-en")
     page.click("#devices button")
+    shot(page, "confirm-revoke-en")
+    page.click("#confirm-yes")  # revoking is confirmed on its own page first
     assert "revoked" in page.inner_text("main")
     sign_out(page)
     sign_in(page, site, USER)
@@ -295,6 +297,7 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     shot(page, "security-ja")
     page.goto(site.url + "/security?lang=en")
     page.click("#methods tr[data-kind=phone] button.danger")
+    page.click("#confirm-yes")
     assert "Mobile phone" not in page.inner_text("#methods")
     mails = [m["text"] for m in site.outbox() if m["channel"] == "email"]
     assert any("added: Mobile phone" in m for m in mails) and any("deleted: Mobile phone" in m for m in mails)
@@ -354,11 +357,13 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     shot(ap, "admin-user-en")
     ap.click("#sessions button")
     assert "Done" in ap.inner_text("main") and ap.locator("#sessions button").count() == 0
-    ap.fill("#actions input[name=reason]", "Lost phone; identity checked at the desk (ID card)")
-    ap.click("#actions button[value=reset_mfa]")
-    assert "mfa.reset" in ap.inner_text("#audit")
+    ap.fill("#action-reset_mfa input[name=reason]", "Lost phone; identity checked at the desk (ID card)")
+    ap.click("#action-reset_mfa button")
+    shot(ap, "admin-confirm-en")
+    ap.click("#confirm-yes")  # reset MFA is confirmed on its own page, the reason repeated
+    assert ap.locator("#audit tr[data-event='mfa.reset']").count() == 1
     assert "identity checked at the desk" in ap.inner_text("#audit")
-    assert "registration_required" in ap.inner_text("#mfa-state")
+    assert ap.get_attribute("#mfa-state", "data-state") == "registration_required"
     ap.goto(site.url + f"/admin/users/{USER}?lang=ja")
     shot(ap, "admin-user-ja")
     # The member was signed out by the reset.
@@ -423,6 +428,7 @@ def test_passkey_register_sign_in_and_delete(site: Site, browser: object, tmp_pa
     assert decision["event"] == "signin.decision" and decision["detail"]["factors"] == 2, trail[passkey_at:]
     page.goto(url + "/security")
     page.click("#passkeys button.danger")
+    page.click("#confirm-yes")  # deleting is confirmed on its own page first
     assert page.locator("#passkeys").count() == 0
     # The deleted passkey no longer signs in.
     page.click("header button.link")

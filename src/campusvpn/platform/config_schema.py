@@ -565,6 +565,37 @@ class PortalSection(Section):
     recovery_pass_lifetime: Duration = Field(
         timedelta(hours=24), description="How long a help-desk one-time recovery pass stays usable."
     )
+    university: str = Field(
+        "", max_length=100, description="The university's name, shown above the service name on every portal page."
+    )
+    brand_colour: str = Field(
+        "#0b2e59",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="The portal header's colour (#rrggbb; dark enough for white text).",
+    )
+    accent_colour: str = Field(
+        "#0b5cad",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="Buttons and links (#rrggbb; dark enough for white text on buttons).",
+    )
+    helpdesk_ja: str = Field(
+        "IT ヘルプデスク",
+        max_length=100,
+        description="The help desk's name on Japanese pages (`[service] helpdesk` is the English one).",
+    )
+    helpdesk_contact: str = Field(
+        "",
+        max_length=200,
+        description="How to reach the help desk (phone, e-mail, room), shown in every page's footer.",
+    )
+    help_url: str = Field(
+        "", pattern=r"^(https?://\S+)?$", description="A help page linked from every page's footer; empty: no link."
+    )
+    privacy_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="The privacy notice linked from every page's footer; empty: no link.",
+    )
 
 
 class VpnSettings(Section):

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,9 +27,9 @@ from campusvpn.portal import (
     vpn_pages,
 )
 from campusvpn.portal.api import create_api
-from campusvpn.portal.i18n import Translator, pick_language
+from campusvpn.portal.i18n import pick_language
 from campusvpn.portal.sso_pages import SSO_COOKIE
-from campusvpn.portal.web import LANG_COOKIE, TEMPLATES
+from campusvpn.portal.web import LANG_COOKIE, TEMPLATES, brand_css, shared_values, translator
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 
@@ -97,17 +97,15 @@ def _error_page(request: Request, status: int, key: str) -> Response:
         request.headers.get("accept-language"),
         ctx.config.portal.default_language,
     )
-    t = Translator(lang, ctx.policy.zone)
+    t = translator(ctx, lang)
     html = TEMPLATES.get_template("error.html").render(
-        t=t,
-        lang=t.lang,
+        **shared_values(ctx, t),
         csrf="",
         me=None,
         is_admin=False,
-        service=ctx.config.service.name,
         path="",
         other_language="?lang=" + ("en" if t.lang == "ja" else "ja"),
-        message=t(key, helpdesk=ctx.config.service.helpdesk) if key == "err.server" else t(key),
+        message=t(key, helpdesk=t.helpdesk) if key == "err.server" else t(key),
     )
     return HTMLResponse(html, status_code=status)
 
@@ -130,8 +128,12 @@ def create_app(ctx: Context) -> ASGIApp:
         log.error("portal error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error_page(request, 500, "err.server")
 
+    async def brand(request: Request) -> Response:
+        return Response(brand_css(ctx), media_type="text/css")
+
     app = Starlette(
         routes=[
+            Route("/brand.css", brand),
             *signin_pages.ROUTES,
             *oidc_pages.ROUTES,
             *saml_pages.ROUTES,

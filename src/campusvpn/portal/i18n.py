@@ -1,442 +1,25 @@
-"""Japanese and English for the portal. Keys are short names; each entry has both languages,
-so a page can never show up in one language only (a test checks every key has both)."""
+"""Japanese and English for the portal. The texts the portal owns live in the gettext catalogue
+(locale/ja/LC_MESSAGES/portal.po, see catalogue.py), keyed by short stable names; each entry has both
+languages, so a page can never show up in one language only (tests check every entry is translated).
+Here: choosing the language, and saying in Japanese what other layers say in English (policy
+reasons, the sign-in engine, service errors)."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
+from campusvpn.portal import catalogue
 from campusvpn.signin.engine import SPENT_RECOVERY_CODE, UNAVAILABLE_EN, UNAVAILABLE_JA
 
 LANGUAGES = ("ja", "en")
 
 # key: (English, Japanese). `{name}` placeholders are filled by `t`.
-MESSAGES: dict[str, tuple[str, str]] = {
-    "lang.other": ("日本語", "English"),
-    "nav.home": ("Home", "ホーム"),
-    "nav.vpn": ("VPN status", "VPN の状態"),
-    "nav.security": ("Security info", "セキュリティ情報"),
-    "nav.devices": ("Trusted devices", "信頼済みデバイス"),
-    "nav.connect": ("Get connected", "接続方法"),
-    "nav.admin": ("Admin console", "管理コンソール"),
-    "nav.signout": ("Sign out", "サインアウト"),
-    "signin.title": ("Sign in", "サインイン"),
-    "signin.lead": (
-        "Sign in with your user name (10 digits; @domain, spaces and full-width digits are fine) and password.",
-        "ユーザー名（10 桁。@ドメイン付き・空白・全角数字でも可）とパスワードでサインインしてください。",
-    ),
-    "signin.username": ("User name", "ユーザー名"),
-    "code.account": ("Signing in as {user}.", "{user} としてサインインしています。"),
-    "signin.password": ("Password", "パスワード"),
-    "signin.submit": ("Sign in", "サインイン"),
-    "signin.passkey": ("Sign in with a passkey", "パスキーでサインイン"),
-    "signin.with_idp": ("Sign in with {label}", "{label}でサインイン"),
-    "signin.idp_failed": (
-        "Sign-in through the identity provider did not succeed. Start again, or contact the help desk if it keeps failing.",
-        "認証基盤でのサインインに成功しませんでした。もう一度やり直してください。繰り返し失敗する場合はヘルプデスクにご連絡ください。",
-    ),
-    "signin.idp_continue": ("Continue signing in", "サインインを続ける"),
-    "signin.idp_unavailable": (
-        "Sign-in is temporarily unavailable: the identity provider does not answer. Try again in a few minutes.",
-        "サインインは一時的に利用できません（認証基盤が応答しません）。数分後にもう一度お試しください。",
-    ),
-    "code.title": ("Verify it's you", "本人確認"),
-    "sso.lead": (
-        "Your VPN client is waiting: sign in here to connect.",
-        "VPN クライアントが待機しています。ここでサインインすると接続されます。",
-    ),
-    "sso.title": ("VPN sign-in", "VPN へのサインイン"),
-    "sso.done": (
-        "You are signed in. Your VPN client is connecting; you can close this window.",
-        "サインインしました。VPN クライアントが接続しています。このウィンドウは閉じてかまいません。",
-    ),
-    "sso.refused": ("The VPN cannot be used now:", "現在 VPN は利用できません："),
-    "sso.expired": (
-        "This VPN sign-in has ended or expired. Start again from your VPN client.",
-        "この VPN サインインは終了したか期限が切れました。VPN クライアントからやり直してください。",
-    ),
-    "code.totp": (
-        "Enter the 6-digit code from your authenticator app, or a recovery code.",
-        "認証アプリに表示される 6 桁のコード、またはリカバリーコードを入力してください。",
-    ),
-    "code.phone": (
-        "Ask for a code to be sent to your phone, then enter it; or enter a recovery code.",
-        "電話にコードを送信してから入力してください。リカバリーコードも使えます。",
-    ),
-    "code.label": ("Code", "コード"),
-    "code.trust": ("Skip the code on this device for {days} days", "このデバイスでは {days} 日間コードを省略する"),
-    "code.trust_warn": (
-        "Do not tick this on a shared or public computer. You can revoke it any time under Trusted devices.",
-        "共用・公共のコンピューターではチェックしないでください。「信頼済みデバイス」からいつでも取り消せます。",
-    ),
-    "code.send_sms": ("Text me a code: {label}", "SMS でコードを送信：{label}"),
-    "code.send_voice": ("Call me with a code: {label}", "音声通話でコードを受け取る：{label}"),
-    "code.submit": ("Verify", "確認"),
-    "register.title": ("Register a verification method", "確認方法の登録"),
-    "register.lead": (
-        "You applied for MFA. Register a first verification method now: it is needed every time you sign in.",
-        "MFA の利用を申請済みです。最初の確認方法を登録してください。サインインのたびに必要になります。",
-    ),
-    "register.needs_recovery": (
-        "You removed every verification method. Enter a recovery code (or the one-time pass from the help desk) "
-        "to register a new one.",
-        "確認方法をすべて削除しています。新しい方法を登録するには、リカバリーコード（またはヘルプデスク発行の"
-        "ワンタイムパス）を入力してください。",
-    ),
-    "register.recovery_label": ("Recovery code or one-time pass", "リカバリーコードまたはワンタイムパス"),
-    "register.totp": ("Authenticator app (recommended)", "認証アプリ（推奨）"),
-    "register.phone": ("Phone (text message or voice call)", "電話（SMS または音声通話）"),
-    "totp.title": ("Set up your authenticator app", "認証アプリの設定"),
-    "totp.step1": (
-        "Open your authenticator app (any app that supports TOTP, e.g. Microsoft Authenticator, Google "
-        "Authenticator) and scan this QR code.",
-        "認証アプリ（Microsoft Authenticator、Google Authenticator など TOTP 対応のもの）を開き、"
-        "この QR コードを読み取ってください。",
-    ),
-    "totp.manual": ("Can't scan? Enter this key by hand:", "読み取れない場合は、このキーを手入力してください："),
-    "totp.step2": ("Then enter the 6-digit code the app shows.", "アプリに表示された 6 桁のコードを入力してください。"),
-    "totp.submit": ("Confirm", "確認"),
-    "phone.title": ("Add a phone", "電話の追加"),
-    "phone.kind": ("Phone type", "電話の種類"),
-    "phone.kind.mobile": ("Mobile (text or voice)", "携帯電話（SMS・音声）"),
-    "phone.kind.alternate": ("Alternate phone (voice only)", "代替電話（音声のみ）"),
-    "phone.kind.office": ("Office phone (voice only)", "勤務先電話（音声のみ）"),
-    "phone.number": ("Phone number", "電話番号"),
-    "phone.extension": ("Extension (office phone)", "内線番号（勤務先電話）"),
-    "phone.channel": ("How should we send the code?", "コードの受け取り方法"),
-    "phone.channel.sms": ("Text message (SMS)", "SMS"),
-    "phone.channel.voice": ("Voice call", "音声通話"),
-    "phone.send": ("Send a code", "コードを送信"),
-    "phone.sent": (
-        "We sent a code to {label}. Enter it below.",
-        "{label} にコードを送信しました。下に入力してください。",
-    ),
-    "phone.confirm": ("Confirm", "確認"),
-    "codes.title": ("Your recovery codes", "リカバリーコード"),
-    "codes.lead": (
-        "Each code works once, in place of a verification code. Keep them somewhere safe (printed, or in a "
-        "password manager). They are shown only now.",
-        "各コードは 1 回だけ、確認コードの代わりに使えます。安全な場所（印刷、パスワードマネージャーなど）に"
-        "保管してください。表示されるのは今回だけです。",
-    ),
-    "codes.left": ("{left} of {total} recovery codes left.", "リカバリーコード残り {left} / {total} 個。"),
-    "codes.regenerate": ("Make a new set (the old codes stop working)", "新しいセットを作成（古いコードは無効）"),
-    "codes.done": ("I have saved them", "保存しました"),
-    "apply.title": ("Apply for multi-factor authentication (MFA)", "多要素認証（MFA）の利用申請"),
-    "apply.lead": (
-        "The VPN requires MFA. After you apply, you will register a verification method (an authenticator app "
-        "or a phone) the next time you sign in. MFA cannot be switched off again.",
-        "VPN の利用には MFA が必要です。申請後、次回のサインイン時に確認方法（認証アプリまたは電話）を登録します。"
-        "MFA は申請後に無効にはできません。",
-    ),
-    "apply.when": (
-        "If you apply now, you can use the VPN from {at} ({minutes} minutes after applying).",
-        "今申請すると、{at}（申請の {minutes} 分後）から VPN を利用できます。",
-    ),
-    "apply.submit": ("Apply for MFA", "MFA を申請する"),
-    "apply.done": (
-        "You applied for MFA. Sign in again to register your first verification method. VPN use from {at}.",
-        "MFA を申請しました。もう一度サインインして最初の確認方法を登録してください。VPN は {at} から利用できます。",
-    ),
-    "home.title": ("Welcome, {name}", "{name} さん、ようこそ"),
-    "home.not_applied": (
-        "You have not applied for MFA yet; the VPN needs it.",
-        "まだ MFA を申請していません。VPN の利用には MFA が必要です。",
-    ),
-    "vpn.title": ("VPN status", "VPN の状態"),
-    "vpn.allowed": ("You may use the VPN now.", "現在 VPN を利用できます。"),
-    "vpn.refused": ("You cannot use the VPN now, because:", "現在 VPN を利用できません。理由："),
-    "vpn.until": ("Changes at {at}.", "{at} に変わります。"),
-    "vpn.notices": ("Please note:", "お知らせ："),
-    "vpn.sessions": ("Your VPN sessions", "接続中の VPN セッション"),
-    "vpn.no_sessions": ("No live VPN sessions.", "接続中のセッションはありません。"),
-    "vpn.disconnect": ("Disconnect", "切断"),
-    "vpn.disconnected": ("The session was disconnected.", "セッションを切断しました。"),
-    "col.address": ("Address", "アドレス"),
-    "col.from": ("From", "接続元"),
-    "col.client": ("Client", "クライアント"),
-    "col.protocol": ("Protocol", "プロトコル"),
-    "proto.anyconnect": ("AnyConnect", "AnyConnect"),
-    "proto.fortinet": ("FortiGate SSL-VPN", "FortiGate SSL-VPN"),
-    "col.started": ("Started", "開始"),
-    "col.method": ("Method", "方法"),
-    "col.added": ("Added", "追加日"),
-    "col.last_used": ("Last used", "最終使用"),
-    "col.device": ("Device", "デバイス"),
-    "col.expires": ("Expires", "有効期限"),
-    "col.user": ("User", "ユーザー"),
-    "col.status": ("Status", "状態"),
-    "col.name": ("Name", "氏名"),
-    "col.when": ("When", "日時"),
-    "col.event": ("Event", "イベント"),
-    "col.actor": ("By", "実行者"),
-    "col.note": ("Note", "備考"),
-    "security.title": ("Security info", "セキュリティ情報"),
-    "security.lead": (
-        "These are the ways you prove it's you. Changes need a fresh code and are announced by e-mail.",
-        "本人確認に使う方法です。変更には新しいコードでの確認が必要で、変更はメールで通知されます。",
-    ),
-    "security.default": ("Default", "既定"),
-    "security.make_default": ("Make default", "既定にする"),
-    "security.delete": ("Delete", "削除"),
-    "security.delete_last": (
-        "This is your last method: after deleting it, sign in within {days} days to register a new one; "
-        "later, you need a recovery code.",
-        "最後の確認方法です。削除した場合は {days} 日以内にサインインして新しい方法を登録してください。"
-        "それ以降はリカバリーコードが必要です。",
-    ),
-    "security.delete_last_recovery": (
-        "This is your last method: after deleting it you must register again, with a recovery code.",
-        "最後の確認方法です。削除すると、リカバリーコードを使って再登録が必要になります。",
-    ),
-    "totp.name": ("Name of this app (optional)", "このアプリの名前（任意）"),
-    "totp.name_hint": ("e.g. my iPhone", "例：自分の iPhone"),
-    "home.notices": ("Notices for you", "お知らせ"),
-    "email.language": ("Language of notices (e-mail and SMS)", "通知（メール・SMS）の言語"),
-    "email.language_submit": ("Save", "保存"),
-    "email.language_saved": ("The language of your notices was saved.", "通知の言語を保存しました。"),
-    "account.title": ("Password and e-mail", "パスワードとメールアドレス"),
-    "password.title": ("Change your password", "パスワードの変更"),
-    "password.policy": (
-        "At least {min} characters, not containing your user name, and not the password you have now. "
-        "A long phrase of several words is easy to remember and hard to guess.",
-        "{min} 文字以上で、ユーザー名を含まず、現在のパスワードとは異なるものにしてください。"
-        "複数の単語をつないだ長いフレーズは覚えやすく、推測されにくいです。",
-    ),
-    "password.current": ("Current password", "現在のパスワード"),
-    "password.new": ("New password", "新しいパスワード"),
-    "password.again": ("New password again", "新しいパスワード（確認）"),
-    "password.submit": ("Change password", "パスワードを変更"),
-    "password.mismatch": (
-        "The two new passwords differ; type the same one twice.",
-        "新しいパスワードが一致しません。同じものを 2 回入力してください。",
-    ),
-    "password.changed": (
-        "Your password was changed. Trusted devices now ask for a code again.",
-        "パスワードを変更しました。信頼済みデバイスでも再びコードが必要になります。",
-    ),
-    "email.title": ("E-mail address for notices", "通知用メールアドレス"),
-    "email.lead": (
-        "Notices about your account (changes to your security info, the end of your affiliation) go to this "
-        "address. It is never used to sign in.",
-        "アカウントに関する通知（セキュリティ情報の変更、所属の終了など）はこのアドレスに送られます。"
-        "サインインには使われません。",
-    ),
-    "email.current": ("Notices go to {address}.", "通知の送信先：{address}"),
-    "email.none": (
-        "No address is on file: you receive no notices by e-mail.",
-        "メールアドレスが登録されていないため、メールでの通知は届きません。",
-    ),
-    "email.address": ("New address", "新しいアドレス"),
-    "email.submit": ("Send a confirmation link", "確認リンクを送信"),
-    "email.sent": (
-        "We sent a link to {address}. Open it to start using the address; until then notices go where they went.",
-        "{address} にリンクを送信しました。リンクを開くと、このアドレスが使われるようになります。"
-        "それまでは従来の送信先に通知されます。",
-    ),
-    "email.confirm_title": ("Confirm your e-mail address", "メールアドレスの確認"),
-    "email.confirm_submit": ("Use this address for notices", "このアドレスで通知を受け取る"),
-    "email.confirmed": (
-        "Your address was confirmed: notices now go to it.",
-        "アドレスを確認しました。今後の通知はこのアドレスに送られます。",
-    ),
-    "security.add_totp": ("Add an authenticator app", "認証アプリを追加"),
-    "security.add_phone": ("Add a phone", "電話を追加"),
-    "security.add_passkey": ("Add a passkey", "パスキーを追加"),
-    "security.passkeys": ("Passkeys (portal sign-in)", "パスキー（ポータルのサインイン用）"),
-    "security.changed": ("Your security info was changed.", "セキュリティ情報を変更しました。"),
-    "stepup.title": ("Confirm it's you", "本人確認"),
-    "stepup.lead": (
-        "Changes to your security info need a code from the last {minutes} minutes.",
-        "セキュリティ情報の変更には、直近 {minutes} 分以内のコードによる確認が必要です。",
-    ),
-    "devices.title": ("Trusted devices", "信頼済みデバイス"),
-    "devices.lead": (
-        "On these devices you chose to skip the verification code. Revoke any you do not recognise.",
-        "以下のデバイスでは確認コードを省略しています。心当たりのないものは取り消してください。",
-    ),
-    "devices.none": ("No trusted devices.", "信頼済みデバイスはありません。"),
-    "devices.revoke": ("Revoke", "取り消す"),
-    "devices.revoked": (
-        "The device was revoked; it will be asked for a code again.",
-        "デバイスを取り消しました。次回からコードが必要です。",
-    ),
-    "connect.title": ("Get connected", "接続方法"),
-    "connect.server": ("Server address", "サーバーアドレス"),
-    "connect.pin": ("Server certificate pin", "サーバー証明書のピン"),
-    "connect.profile": (
-        "Download the AnyConnect / Cisco Secure Client profile",
-        "AnyConnect / Cisco Secure Client プロファイルをダウンロード",
-    ),
-    "connect.openconnect": ("openconnect (Linux, macOS)", "openconnect（Linux・macOS）"),
-    "connect.windows": (
-        "Windows and macOS: install Cisco Secure Client from the software site, import the profile, then connect "
-        "to the server address and sign in with your user name, password and code.",
-        "Windows・macOS：ソフトウェアサイトから Cisco Secure Client をインストールし、プロファイルを取り込んで"
-        "サーバーアドレスに接続し、ユーザー名・パスワード・コードでサインインします。",
-    ),
-    "connect.mobile": (
-        "iOS and Android: install Cisco Secure Client from the app store and add a connection to the server address.",
-        "iOS・Android：アプリストアから Cisco Secure Client をインストールし、サーバーアドレスへの接続を追加します。",
-    ),
-    "connect.linux": (
-        "Linux: install openconnect (e.g. `apt install openconnect`) and run the command below.",
-        "Linux：openconnect をインストール（例：`apt install openconnect`）し、下のコマンドを実行します。",
-    ),
-    "connect.forticlient": ("FortiClient (FortiGate SSL-VPN)", "FortiClient（FortiGate SSL-VPN）"),
-    "connect.fc_install": (
-        "Install FortiClient VPN and add a new connection of the type “SSL-VPN”.",
-        "FortiClient VPN をインストールし、種類「SSL-VPN」の新しい接続を追加します。",
-    ),
-    "connect.fc_gateway": (
-        "Remote Gateway: {host}. Port: {port} (tick “Customize port” if it is not 443).",
-        "リモートゲートウェイ（Remote Gateway）：{host}。ポート：{port}（443 以外のときは「ポートの編集」"
-        "（Customize port）にチェック）。",
-    ),
-    "connect.fc_realm": (
-        "Realm (the connection group), where FortiClient asks for one: {realm}.",
-        "レルム（接続グループ）を入力する欄がある場合：{realm}。",
-    ),
-    "connect.fc_signin": (
-        "Connect with your user name and password. When asked for a token code, enter the 6-digit code from "
-        "your authenticator app, a recovery code, or “sms” or “call” to have a code sent to your phone.",
-        "ユーザー名とパスワードで接続します。トークンコードを求められたら、認証アプリの 6 桁のコード、"
-        "リカバリーコード、または電話にコードを送る「sms」か「call」を入力します。",
-    ),
-    "connect.fc_certificate": (
-        "If FortiClient warns that the server certificate is not trusted, continue only when the certificate's "
-        "SHA-256 fingerprint is {fingerprint}. If it differs, do not connect: contact {helpdesk}.",
-        "サーバー証明書が信頼されていないと FortiClient が警告した場合は、証明書の SHA-256 フィンガープリントが"
-        " {fingerprint} と一致するときだけ続行してください。異なる場合は接続せず、{helpdesk} に連絡してください。",
-    ),
-    "connect.fortinet_openconnect": (
-        "openconnect with the FortiGate protocol (Linux, macOS)",
-        "FortiGate プロトコルの openconnect（Linux・macOS）",
-    ),
-    "connect.fortinet_linux": (
-        "The same server also speaks the FortiGate SSL-VPN protocol; openconnect 9 or later connects with:",
-        "同じサーバーは FortiGate SSL-VPN プロトコルにも対応しています。openconnect 9 以降では次のコマンドで接続します：",
-    ),
-    "err.csrf": (
-        "This form has expired or did not come from this site. Go back, reload the page and try again.",
-        "このフォームは期限切れか、このサイトからのものではありません。戻ってページを再読み込みし、やり直してください。",
-    ),
-    "err.signin_required": ("Please sign in first.", "先にサインインしてください。"),
-    "err.not_admin": ("This page is for administrators.", "このページは管理者専用です。"),
-    "err.not_found": ("There is no such page.", "そのページはありません。"),
-    "err.server": (
-        "Something went wrong on our side. Nothing was changed. Try again, or contact {helpdesk}.",
-        "サーバー側で問題が発生しました。変更は行われていません。もう一度試すか、{helpdesk} に連絡してください。",
-    ),
-    "err.unavailable": (
-        "The service is temporarily unavailable; try again in a few minutes.",
-        "サービスは一時的に利用できません。数分後にもう一度お試しください。",
-    ),
-    "err.too_big": ("The upload is too large (at most {size}).", "アップロードが大きすぎます（上限 {size}）。"),
-    "err.session_expired": (
-        "Your sign-in expired. Please sign in again.",
-        "サインインの有効期限が切れました。再度サインインしてください。",
-    ),
-    "signout.done": ("You signed out.", "サインアウトしました。"),
-    "signout.emptied": (
-        "You deleted your last verification method, so you were signed out. Sign in again to register a new one.",
-        "最後の認証方法を削除したため、サインアウトしました。もう一度サインインして、新しい認証方法を登録してください。",
-    ),
-    "admin.title": ("Admin console", "管理コンソール"),
-    "admin.search": ("Find a user (user name or name)", "ユーザー検索（ユーザー名・氏名）"),
-    "admin.search_submit": ("Search", "検索"),
-    "admin.no_match": ("No user matches.", "該当するユーザーはいません。"),
-    "admin.affiliations": ("Affiliations", "所属期間"),
-    "admin.mfa": ("MFA", "MFA"),
-    "admin.training": ("Training", "研修"),
-    "admin.eligibility": ("VPN eligibility", "VPN 利用可否"),
-    "admin.sessions": ("Sessions", "セッション"),
-    "admin.audit": ("Audit trail", "監査ログ"),
-    "admin.actions": ("Actions", "操作"),
-    "admin.reason": ("Reason (kept in the audit trail)", "理由（監査ログに記録されます）"),
-    "admin.suspend": ("Suspend", "一時停止"),
-    "admin.restore": ("Restore", "復元"),
-    "admin.revoke": ("Revoke", "失効"),
-    "admin.reset_mfa": ("Reset MFA", "MFA をリセット"),
-    "admin.kill": ("End session", "セッションを終了"),
-    "admin.kill_all": ("End all sessions", "全セッションを終了"),
-    "admin.pass": ("Issue a one-time recovery pass", "ワンタイムリカバリーパスを発行"),
-    "admin.pass_shown": (
-        "One-time pass for {user} (valid until {until}, single use; give it only after checking identity): {code}",
-        "{user} のワンタイムパス（{until} まで有効・1 回限り。本人確認の後にのみ渡してください）：{code}",
-    ),
-    "admin.done": ("Done: {what}.", "完了：{what}"),
-    "admin.import": ("Bulk import", "一括取り込み"),
-    "admin.roster": (
-        "Roster CSV (username,name,role,email,from,until)",
-        "名簿 CSV（username,name,role,email,from,until）",
-    ),
-    "admin.training_csv": ("Training completions CSV (username,completed_on)", "研修修了 CSV（username,completed_on）"),
-    "admin.upload": ("Upload", "アップロード"),
-    "admin.report": (
-        "{ok} rows applied, {bad} rows refused.",
-        "{ok} 行を反映、{bad} 行を拒否しました。",
-    ),
-    "admin.tokens": ("API tokens", "API トークン"),
-    "admin.lifecycle": ("Lifecycle and notices", "ライフサイクルと通知"),
-    "admin.upcoming": ("Accounts closing in the next 60 days", "今後 60 日以内に閉鎖されるアカウント"),
-    "admin.upcoming_none": (
-        "No account closes in the next 60 days.",
-        "今後 60 日以内に閉鎖されるアカウントはありません。",
-    ),
-    "admin.col_role": ("Role", "身分"),
-    "admin.col_last_day": ("Last day", "最終日"),
-    "admin.col_closes": ("Closed on", "閉鎖日"),
-    "admin.col_has_email": ("E-mail on file", "メール登録"),
-    "admin.delivery": ("Notices in the last {days} days", "直近 {days} 日の通知"),
-    "admin.col_channel": ("Channel", "経路"),
-    "admin.col_sent": ("Sent", "送信済み"),
-    "admin.col_waiting": ("Waiting", "送信待ち"),
-    "admin.col_failing": ("Failed so far", "失敗中"),
-    "admin.failing": ("Failing deliveries (tried again with back-off)", "失敗中の配信（間隔をあけて再試行します）"),
-    "admin.col_to": ("To", "宛先"),
-    "admin.col_tries": ("Tries", "試行回数"),
-    "admin.col_next": ("Next try", "次回試行"),
-    "admin.col_error": ("Last error", "最後のエラー"),
-    "admin.token_label": ("What the token is for", "トークンの用途"),
-    "admin.token_create": ("Create a token", "トークンを作成"),
-    "admin.token_shown": (
-        "New token (shown only now; send it as `Authorization: Bearer …`): {token}",
-        "新しいトークン（表示は今回のみ。`Authorization: Bearer …` として送信）：{token}",
-    ),
-    "admin.token_revoke": ("Revoke", "取り消す"),
-    "pass.title": ("One-time pass from the help desk", "ヘルプデスクのワンタイムパス"),
-    "pass.lead": (
-        "You have no way left to give a code. Bring your ID to the help desk; they give you a one-time pass. "
-        "Enter it here to register a new verification method.",
-        "コードを受け取る手段が残っていません。身分証を持ってヘルプデスクへ行き、ワンタイムパスを受け取ってください。"
-        "ここに入力すると、新しい確認方法を登録できます。",
-    ),
-    "pass.label": ("One-time pass", "ワンタイムパス"),
-    "pass.wrong": (
-        "That pass is not right, expired, or was already used.",
-        "パスが正しくないか、期限切れか、使用済みです。",
-    ),
-    "pass.link": (
-        "Lost every way to get a code? Use a one-time pass from the help desk.",
-        "コードを受け取る手段をすべて失った場合は、ヘルプデスクのワンタイムパスを使ってください。",
-    ),
-    "passkey.refused": (
-        "That passkey was not accepted. Sign in with your password instead.",
-        "このパスキーは受け付けられませんでした。パスワードでサインインしてください。",
-    ),
-    "passkey.none": (
-        "No passkeys yet. A passkey lets you sign in to this portal with your device's PIN or fingerprint.",
-        "パスキーは未登録です。パスキーを使うと、端末の PIN や指紋でこのポータルにサインインできます。",
-    ),
-    "common.back": ("Back", "戻る"),
-    "common.none": ("none", "なし"),
-    "common.yes": ("yes", "はい"),
-    "common.no": ("no", "いいえ"),
-}
+MESSAGES: dict[str, tuple[str, str]] = catalogue.messages()
 
 REASONS: dict[str, tuple[str, str]] = {
     "account_revoked": (
@@ -508,6 +91,113 @@ ENGINE_JA_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
 ]
 
+# Audit events in words (the code stays in the page as data-event, and in the filter).
+EVENTS: dict[str, tuple[str, str]] = catalogue.events()
+
+# Sentences the service layer says (in English, for the CLI, the API and the log), in Japanese for
+# the portal: a pattern for each message a portal page can show, with its facts as named groups.
+SERVICE_JA: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), ja)
+    for p, ja in (
+        (r"\S+ has not applied for MFA; apply first.*", "MFA を申請していません。先に申請してください。"),
+        (
+            r"that code does not match; check the app shows the account (?P<account>.+) and that the phone's clock is right",
+            "コードが一致しません。アプリに表示されているアカウントが {account} であること、スマートフォンの時刻が"
+            "正しいことを確認してください。",
+        ),
+        (
+            r"\S+ has no authenticator app waiting for confirmation.*",
+            "設定中の認証アプリがありません。最初からやり直してください。",
+        ),
+        (
+            r"\S+ already has an authenticator app;.*",
+            "認証アプリは登録済みです。入れ替えるには、先に今の登録を削除してください。",
+        ),
+        (
+            r"'(?P<n>.*)' is not (a|a valid) phone number; write it like (?P<ex>.*)",
+            "「{n}」は電話番号として正しくありません。{ex} のように入力してください。",
+        ),
+        (
+            r"'(?P<n>.*)' is not a mobile number; SMS codes need a mobile phone",
+            "「{n}」は携帯電話の番号ではありません。SMS を受け取れるのは携帯電話だけです。",
+        ),
+        (r"only an office phone has an extension", "内線番号は勤務先電話にだけ入力できます。"),
+        (r"extension '(?P<n>.*)' must be 1 to 10 digits", "内線番号「{n}」は 1〜10 桁の数字で入力してください。"),
+        (r"phone kind .* is not known.*", "電話の種類を選んでください。"),
+        (r"channel .* is not known.*", "コードの受け取り方法を選んでください。"),
+        (
+            r"a (?P<k>\w+) phone can only receive a voice call, not \w+",
+            "この種類の電話では音声通話でのみコードを受け取れます。",
+        ),
+        (
+            r"\S+ already has a (?P<k>\w+) phone; delete it first to change it",
+            "この種類の電話は登録済みです。変更するには、先に今の登録を削除してください。",
+        ),
+        (
+            r"that code is wrong or has expired; ask for a new one",
+            "コードが正しくないか、有効期限が切れています。新しいコードを送信してください。",
+        ),
+        (
+            r"no phone is waiting for confirmation; add it again",
+            "確認待ちの電話がありません。もう一度追加してください。",
+        ),
+        (
+            r"too many codes were sent in the last hour.*",
+            "直近 1 時間に送信したコードが多すぎます。別の方法を使うか、しばらくしてからお試しください。",
+        ),
+        (r"there is no registered phone to send a code to", "コードを送信できる電話が登録されていません。"),
+        (r"\S+ has no method \S+", "その確認方法は見つかりません（すでに削除されています）。"),
+        (r"\S+ has no trusted device \S+", "その信頼済みデバイスは見つかりません（すでに取り消されています）。"),
+        (r"there is no such passkey", "そのパスキーは見つかりません。"),
+        (r"at most (?P<n>\d+) passkeys; delete one first", "パスキーは {n} 個までです。先に 1 つ削除してください。"),
+        (r"the passkey could not be registered: .*", "パスキーを登録できませんでした。もう一度お試しください。"),
+        (
+            r"confirm with a second factor first: .* last (?P<m>\d+) minutes",
+            "先に本人確認をしてください。セキュリティ情報の変更には直近 {m} 分以内のコードが必要です。",
+        ),
+        (r"\S+ applied for MFA on .*", "MFA は申請済みです。申請の取り消しや再申請はできません。"),
+        (r"there is no account (?P<u>\S+)", "アカウント {u} はありません。"),
+        (r"there is no live token \S+", "その API トークンは見つからないか、取り消し済みです。"),
+        (r"say what the token is for", "トークンの用途を入力してください。"),
+        (
+            r"say how the person's identity was checked.*",
+            "本人確認の方法を入力してください（監査ログに記録されます）。",
+        ),
+        (r"'(?P<u>.*)' is not a user name; a user name is .*", "「{u}」はユーザー名として正しくありません。"),
+        (r"the part after @ must be .*", "@ の後ろのドメインが正しくありません。"),
+        (
+            r"(?P<what>\S+) '(?P<v>.*)' is not a date; write it as YYYY-MM-DD",
+            "{what} の「{v}」は日付ではありません。YYYY-MM-DD の形式で入力してください。",
+        ),
+        (
+            r"role '(?P<r>.*)' is not known; use one of: (?P<roles>.*)",
+            "身分「{r}」は使えません。次のいずれかにしてください：{roles}",
+        ),
+        (
+            r"the name is (?P<n>\d+) characters long; at most (?P<m>\d+) are kept",
+            "氏名が {n} 文字あります。{m} 文字以内にしてください。",
+        ),
+        (r"the name contains control characters", "氏名に制御文字が含まれています。"),
+        (r"the e-mail address is longer than 254 characters", "メールアドレスが 254 文字を超えています。"),
+        (
+            r"e-mail address '(?P<e>.*)' does not look like name@domain",
+            "メールアドレス「{e}」の形式が正しくありません（name@domain の形式）。",
+        ),
+        (
+            r"the affiliation ends \((?P<e>.*)\) before it starts \((?P<s>.*)\)",
+            "所属期間の終了日（{e}）が開始日（{s}）より前です。",
+        ),
+        (
+            r"\S+ already has a (?P<r>\S+) affiliation from (?P<s>\S+) .* overlapping this one",
+            "{s} から始まる同じ身分（{r}）の所属期間と重なっています。",
+        ),
+        (r"completed_on (?P<d>\S+) is in the future", "修了日 {d} が未来の日付です。"),
+        (r"the file is empty; the first line must name the columns", "ファイルが空です。1 行目に列名が必要です。"),
+        (r"the header lacks column\(s\) (?P<m>.*); expected (?P<c>.*)", "見出し行に列 {m} がありません。必要な列：{c}"),
+        (r"line (?P<n>\d+): not valid CSV: .*", "{n} 行目：CSV として読み取れません。"),
+    )
+]
+
 
 def pick_language(cookie: str | None, accept_language: str | None, default: str) -> str:
     """The user's choice (cookie) first, then the browser's order of preference."""
@@ -527,17 +217,59 @@ def pick_language(cookie: str | None, accept_language: str | None, default: str)
 
 
 class Translator:
-    def __init__(self, lang: str, zone: ZoneInfo) -> None:
+    def __init__(
+        self, lang: str, zone: ZoneInfo, helpdesk: tuple[str, str] = ("the IT help desk", "IT ヘルプデスク")
+    ) -> None:
         self.lang = lang if lang in LANGUAGES else "en"
         self.zone = zone
+        self._helpdesk = helpdesk  # (English, Japanese): the configured name, said in the page's language
+
+    @property
+    def helpdesk(self) -> str:
+        return self._helpdesk[1] if self.lang == "ja" else self._helpdesk[0]
 
     def __call__(self, key: str, **kw: object) -> str:
         en, ja = MESSAGES[key]
         text = ja if self.lang == "ja" else en
         return text.format(**kw) if kw else text
 
+    # gettext for `{% trans %}` blocks (Jinja's i18n extension finds these in the page's context): the
+    # English text is the msgid; Japanese has one form for every number.
+    def gettext(self, text: str) -> str:
+        return catalogue.by_english().get(text, text) if self.lang == "ja" else text
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self.gettext(singular) if self.lang == "ja" or n == 1 else plural
+
+    def pgettext(self, context: str, text: str) -> str:
+        if self.lang != "ja":
+            return text
+        return catalogue.entries().get(context, (text, ""))[1] or text
+
+    def npgettext(self, context: str, singular: str, plural: str, n: int) -> str:
+        return self.pgettext(context, singular) if self.lang == "ja" or n == 1 else plural
+
     def time(self, at: datetime | None) -> str:
         return format_local(at, self.zone) if at else ""
+
+    def when(self, at: datetime | str | None) -> str:
+        """A stored time (a datetime or its ISO text, UTC) as local time in the configured zone."""
+        if not at:
+            return ""
+        if isinstance(at, str):
+            try:
+                parsed = datetime.fromisoformat(at)
+            except ValueError:
+                return at
+        else:
+            parsed = at
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return format_local(parsed, self.zone)
+
+    def day(self, at: datetime | str | None) -> str:
+        """Only the local date of a stored time."""
+        return self.when(at)[:10]
 
     def from_time(self, at: datetime | None) -> str:
         """When something becomes possible: the first whole minute at or after `at`."""
@@ -547,11 +279,53 @@ class Translator:
         """A policy reason in the user's language, from its code and facts."""
         if self.lang != "ja" or r.code not in REASONS:
             return r.message
-        params = {**r.params, "at": self.from_time(r.until)}
+        params = {**r.params, "at": self.from_time(r.until), "helpdesk": self.helpdesk}
         try:
             return REASONS[r.code][1].format(**params)
         except KeyError:
             return r.message
+
+    def method(self, m: Any) -> str:
+        """A verification method's name in the page's language. The service and the sign-in engine name
+        methods in English ("Authenticator app", "Mobile phone +81********78"); the kind word is swapped."""
+        label = str(m.get("label") if isinstance(m, dict) else getattr(m, "label", "")) or ""
+        if label == "Authenticator app":
+            return self("method.totp")
+        kind = re.fullmatch(r"(Mobile|Alternate|Office) phone(?: (.*))?", label)
+        if kind:
+            return f"{self('method.phone.' + kind.group(1).lower())} {kind.group(2) or ''}".strip()
+        return label
+
+    def device(self, label: str) -> str:
+        """A trusted device's name ("Chrome on Windows", made at sign-in) in the page's language."""
+        if self.lang != "ja":
+            return label
+        browser, _, system = label.partition(" on ")
+        browser = {"Browser": "ブラウザー"}.get(browser, browser)
+        system = {"unknown system": "不明なシステム"}.get(system, system)
+        return f"{browser}（{system}）" if system else browser
+
+    def event(self, code: str) -> str:
+        """An audit event in words; an event not named here (a new one) shows its code."""
+        names = EVENTS.get(code)
+        return (names[1] if self.lang == "ja" else names[0]) if names else code
+
+    def outcome(self, outcome: str) -> str:
+        return self(f"outcome.{outcome}") if f"outcome.{outcome}" in MESSAGES else outcome
+
+    def actor(self, actor: str) -> str:
+        return self("actor.system") if actor == "system" else actor
+
+    def service_error(self, exc: Exception | str) -> str:
+        """A service error in the page's language: its English sentence, or the Japanese one it matches."""
+        text = str(exc)
+        if self.lang != "ja":
+            return text
+        for pattern, ja in SERVICE_JA:
+            m = pattern.fullmatch(text)
+            if m:
+                return ja.format(**m.groupdict(), helpdesk=self.helpdesk)
+        return text
 
     def engine(self, text: str | None, code: str | None = None) -> str:
         if text is None:

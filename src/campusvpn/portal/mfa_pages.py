@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response
 
 from campusvpn.portal.signin_flow import engine_of, finish_signin, fresh
-from campusvpn.portal.web import Req, ended, page, rotated
+from campusvpn.portal.web import Req, ended, page, rotate_now
 from campusvpn.service import authenticator, mfa, phones
 from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Finished, Registered, SignIn, Step
@@ -50,7 +50,9 @@ def _method_added(req: Req, engine: SignIn | None, codes: list[str] | None) -> R
         assert isinstance(out, Finished)
         resp = finish_signin(req, engine.username or "", second_factor=True)
         if codes:
-            resp = rotated(req.render("codes.html", codes=codes, left=len(codes), total=len(codes)))
+            # The new session id (and CSRF token) first, so the forms on this page (sign out) carry it.
+            rotate_now(req)
+            resp = req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
         return resp
     req.session.flash = {"info": req.t("security.changed")}
     if codes:
@@ -72,7 +74,7 @@ def add_totp(req: Req) -> Response:
             )
             return _method_added(req, engine, codes)
         except ServiceError as exc:
-            error = str(exc)
+            error = req.t.service_error(exc)
     try:
         # The enrolment waiting for its first code is shown again (a reload, a language switch, a wrong
         # code): a new secret each time would break the account the app has already scanned.
@@ -80,9 +82,11 @@ def add_totp(req: Req) -> Response:
             req.ctx, username, actor=username
         )
     except ServiceError as exc:
-        return req.error(str(exc), 409)
-    qr_png = base64.b64encode(enrolment.qr_png(scale=6)).decode()
-    return req.render("totp.html", enrolment=enrolment, qr_png=qr_png, error=error)
+        return req.error(req.t.service_error(exc), 409)
+    png = enrolment.qr_png(scale=6)
+    qr_png = base64.b64encode(png).decode()
+    size = int.from_bytes(png[16:20], "big")  # the PNG's width (IHDR), so the page keeps its place while it loads
+    return req.render("totp.html", enrolment=enrolment, qr_png=qr_png, qr_size=size, error=error)
 
 
 @page("/mfa/phone", ("GET", "POST"), auth="none")
@@ -112,7 +116,7 @@ def add_phone(req: Req) -> Response:
         return req.render("phone.html", v=values, step="code", info=req.t("phone.sent", label=values["number"]))
     except ServiceError as exc:
         step = "code" if req.field("action") == "confirm" else "number"
-        return req.render("phone.html", status=400, v=values, step=step, error=str(exc))
+        return req.render("phone.html", status=400, v=values, step=step, error=req.t.service_error(exc))
 
 
 ROUTES = [apply, add_totp, add_phone]

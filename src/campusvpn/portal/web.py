@@ -9,6 +9,7 @@ non-admins away from the console."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -37,7 +39,52 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html", "xml"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    # {% trans %} blocks: their gettext comes with each page (shared_values), in the page's language.
+    extensions=["jinja2.ext.i18n"],
 )
+_URL = re.compile(r"https?://[^\s<>\"'、。）)]+")
+
+
+def linkify(text: object) -> Markup:
+    """Plain text with its web addresses as links (policy reasons name the portal and training sites).
+    Markup.join and Markup.format escape every piece that is not our own tag."""
+    parts: list[str | Markup] = []
+    last, raw = 0, str(text)
+    for m in _URL.finditer(raw):
+        url = m.group(0).rstrip(".,;:")
+        parts += [raw[last : m.start()], Markup('<a href="{0}">{0}</a>').format(url)]
+        last = m.start() + len(url)
+    parts.append(raw[last:])
+    return Markup("").join(parts)
+
+
+TEMPLATES.filters["linkify"] = linkify
+
+
+def translator(ctx: Context, lang: str) -> Translator:
+    return Translator(lang, ctx.policy.zone, (ctx.config.service.helpdesk, ctx.config.portal.helpdesk_ja))
+
+
+def shared_values(ctx: Context, t: Translator) -> dict[str, Any]:
+    """What base.html needs on every page, signed in or not, error pages included."""
+    return {
+        "t": t,
+        "lang": t.lang,
+        "service": ctx.config.service.name,
+        "brand": ctx.config.portal,
+        "helpdesk": t.helpdesk,
+        "gettext": t.gettext,
+        "_": t.gettext,
+        "ngettext": t.ngettext,
+        "pgettext": t.pgettext,
+        "npgettext": t.npgettext,
+    }
+
+
+def brand_css(ctx: Context) -> str:
+    """The university's colours as CSS variables (validated #rrggbb, so nothing else can get in)."""
+    p = ctx.config.portal
+    return f":root {{ --brand: {p.brand_colour}; --accent: {p.accent_colour}; }}\n"
 
 
 @dataclass
@@ -74,12 +121,10 @@ class Req:
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         html = TEMPLATES.get_template(template).render(
-            t=self.t,
-            lang=self.t.lang,
+            **shared_values(self.ctx, self.t),
             csrf=self.session.csrf,
             me=self.session.username if self.session.signed_in else None,
             is_admin=self.is_admin and self.session.signed_in,
-            service=self.ctx.config.service.name,
             path=self.request.url.path,
             other_language=self._other_language_link(),
             idp_label=self.ctx.config.oidc.label if self.ctx.oidc is not None else None,  # "Sign in with ..."
@@ -153,7 +198,7 @@ def _run(
         request.headers.get("accept-language"),
         ctx.config.portal.default_language,
     )
-    req = Req(request, ctx, cur, Translator(lang, ctx.policy.zone), form, files)
+    req = Req(request, ctx, cur, translator(ctx, lang), form, files)
     if request.query_params.get("lang") in LANGUAGES:
         req.set_cookies.append((LANG_COOKIE, lang, 365 * 86400))
     sent_csrf = form.get("csrf") or request.headers.get("x-csrf-token")  # forms, or the passkey script
@@ -207,6 +252,12 @@ def rotated(response: Response) -> Response:
     """Mark a response whose request raised the session's privilege: it gets a new token."""
     response.rotate_session = True  # type: ignore[attr-defined]
     return response
+
+
+def rotate_now(req: Req) -> None:
+    """Give the session its new id before rendering, for a page that must show forms with the new
+    CSRF token (rotating after rendering would leave them with the old one)."""
+    portal_sessions.save(req.ctx, req.session, rotate=True)
 
 
 def ended(ctx: Context, req: Req, response: Response) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campusvpn.store.models import AuditEvent
@@ -85,3 +85,31 @@ def listing(
     """The trail, oldest first, as plain values."""
     with ctx.tx() as s:
         return [as_dict(e) for e in query(s, subject=subject, since=since, limit=limit)]
+
+
+def search(
+    ctx: Context,
+    *,
+    subject: str | None = None,
+    event: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the trail, newest first, and how many events match in all (the console's
+    filters: one account, an event or its family by prefix ("mfa." or "mfa.reset"), a time range)."""
+    conds = []
+    if subject:
+        conds.append(AuditEvent.subject == subject)
+    if event:
+        conds.append(AuditEvent.event.startswith(event, autoescape=True))
+    if since is not None:
+        conds.append(AuditEvent.at >= since)
+    if until is not None:
+        conds.append(AuditEvent.at < until)
+    with ctx.tx() as s:
+        total = s.scalar(select(func.count()).select_from(AuditEvent).where(*conds)) or 0
+        q = select(AuditEvent).where(*conds).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        rows = s.scalars(q.offset(max(offset, 0)).limit(limit))
+        return [as_dict(e) for e in rows], int(total)

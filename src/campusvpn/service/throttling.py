@@ -150,11 +150,13 @@ def unlock(s: Session, username: str) -> int:
     return sum(1 for r in rows if r is not None)
 
 
-def unlock_account(ctx: Context, username: str, *, actor: str) -> tuple[str, int]:
-    """Lift a lock or back-off on the account (an administrator's act, audited): its name and how
-    many counters were cleared."""
+def unlock_account(ctx: Context, username: str, *, actor: str, reason: str | None = None) -> tuple[str, int]:
+    """Lift a lock or back-off on the account (an administrator's act, audited with its reason): its
+    name and how many counters were cleared."""
     with ctx.tx() as s:
         user = ctx.user(s, username)
         n = unlock(s, user.username)
-        audit.record(s, ctx.clock.now(), "account.unlocked", actor=actor, subject=user.username, counters=n)
+        audit.record(
+            s, ctx.clock.now(), "account.unlocked", actor=actor, subject=user.username, note=reason, counters=n
+        )
         return user.username, n

@@ -216,6 +216,6 @@ def test_the_admin_console_shows_upcoming_revocations_and_failing_deliveries(tmp
     assert "1000000004" in upcoming and "2027-03-31" in upcoming and "2027-04-01" in upcoming
     assert "1000000005" not in upcoming
     delivery = page[page.index('id="delivery"') :]
-    assert '<tr data-channel="email"><td>email</td><td>0</td><td>1</td><td>1</td></tr>' in delivery
+    assert '<tr data-channel="email"><td>E-mail</td><td>0</td><td>1</td><td>1</td></tr>' in delivery
     assert ("leaving@example.ac.jp" in delivery and "ConnectionRefused" in delivery) or "Errno" in delivery
     ctx.engine.dispose()

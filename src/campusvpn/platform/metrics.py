@@ -22,7 +22,11 @@ PACKETS_OUT = Counter("campusvpn_packets_out_total", "Packets sent to clients")
 PACKETS_DROPPED = Counter(
     "campusvpn_packets_dropped_total", "Packets for clients dropped because the client's queue was full"
 )
-DTLS_CHANNELS = Gauge("campusvpn_dtls_channels", "Tunnels whose packets may go over DTLS (UDP) besides TLS")
+DTLS_CHANNELS = Gauge(
+    "campusvpn_dtls_channels",
+    "Tunnels whose packets may go over DTLS (UDP) besides TLS",
+    multiprocess_mode="livesum",  # summed over the workers, like the tunnels
+)
 DTLS_DROPPED = Counter(
     "campusvpn_dtls_dropped_total",
     "UDP datagrams the DTLS port dropped, by reason (unknown peer, bad record...)",

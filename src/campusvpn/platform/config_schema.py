@@ -810,6 +810,62 @@ class OidcSection(Section):
         return self
 
 
+class VerificationSection(Section):
+    """An identity-verification service (OpenID Connect) that asserts a verified real-world identity:
+    members link it to their account in advance (after a fresh second factor) and later use it to
+    set a new password or register MFA again without the help desk. See docs/lifecycle.md."""
+
+    enabled: bool = Field(
+        False, description="Offer linking on the security page and the self-reset on the sign-in page."
+    )
+    label: str = Field("the identity verification service", description="The service's name shown to members.")
+    issuer: str = Field("", description="The provider's issuer URL (https); its discovery document is read from it.")
+    client_id: str = Field("", description="This portal's client id at the provider.")
+    client_secret: str = Field("", description="Its client secret (prefer client_secret_env).")
+    client_secret_env: str = Field("", description="Environment variable holding the client secret.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid"], description="Scopes asked for; openid is required.")
+    subject_claim: str = Field(
+        "sub", description="ID token claim that names the person stably at this provider (linked to the account)."
+    )
+    required_acr: str = Field(
+        "", description="acr value the ID token must carry (the provider's verified-identity level); empty: any."
+    )
+    ca_file: str = Field("", description="CA certificates to check the provider with; empty: the system's.")
+    timeout: Duration = Field(timedelta(seconds=10), description="Time limit of one request to the provider.")
+    clock_skew: Duration = Field(timedelta(seconds=60), description="Clock difference tolerated in ID token times.")
+    reset_window: Duration = Field(
+        timedelta(minutes=10), description="How long after verifying the member may set a new password or reset MFA."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> VerificationSection:
+        if self.enabled:
+            if not self.issuer.startswith("https://"):
+                raise ValueError("verification.issuer must be an https URL")
+            if not self.client_id:
+                raise ValueError("verification.client_id is empty")
+            if "openid" not in self.scopes:
+                raise ValueError('verification.scopes must include "openid"')
+            if not self.subject_claim:
+                raise ValueError("verification.subject_claim is empty")
+        return self
+
+    def client_section(self) -> OidcSection:
+        """The same OpenID Connect client machinery as [oidc], with this provider's settings."""
+        return OidcSection(
+            enabled=True,
+            label=self.label,
+            issuer=self.issuer,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            client_secret_env=self.client_secret_env,
+            scopes=self.scopes,
+            ca_file=self.ca_file,
+            timeout=self.timeout,
+            clock_skew=self.clock_skew,
+        )
+
+
 class SamlSection(Section):
     """A SAML 2.0 identity provider for the portal's "Sign in with ..." button (campusvpn is the
     service provider; its metadata is at <portal_url>saml/metadata). See docs/sso.md."""
@@ -874,6 +930,7 @@ class Config(Section):
     ldap: LdapSection = Field(default_factory=LdapSection)
     oidc: OidcSection = Field(default_factory=OidcSection)
     saml: SamlSection = Field(default_factory=SamlSection)
+    verification: VerificationSection = Field(default_factory=VerificationSection)
 
     # Where the file was read from: relative paths in it are read from there.
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -24,6 +24,7 @@ from campusvpn.portal import (
     security_pages,
     signin_pages,
     sso_pages,
+    verify_pages,
     vpn_pages,
 )
 from campusvpn.portal.api import create_api
@@ -136,6 +137,7 @@ def create_app(ctx: Context) -> ASGIApp:
             Route("/brand.css", brand),
             *signin_pages.ROUTES,
             *oidc_pages.ROUTES,
+            *verify_pages.ROUTES,
             *saml_pages.ROUTES,
             *mfa_pages.ROUTES,
             *vpn_pages.ROUTES,

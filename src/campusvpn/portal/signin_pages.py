@@ -28,7 +28,7 @@ def signin(req: Req) -> Response:
         return req.redirect("/")
     if req.request.method == "GET":
         why = req.request.query_params.get("out")  # why the user was signed out, if they were
-        said = {"emptied": "signout.emptied"}.get(why or "", "signout.done")
+        said = {"emptied": "signout.emptied", "reset": "verify.done"}.get(why or "", "signout.done")
         return req.render("signin.html", info=req.t(said) if why else None, vpn=purpose is Purpose.VPN)
     engine = start_signin(req.ctx, purpose, req.source)
     out = engine.handle(

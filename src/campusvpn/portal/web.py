@@ -129,6 +129,7 @@ class Req:
             other_language=self._other_language_link(),
             idp_label=self.ctx.config.oidc.label if self.ctx.oidc is not None else None,  # "Sign in with ..."
             saml_label=self.ctx.config.saml.label if self.ctx.saml is not None else None,
+            verify_offered=self.ctx.verification is not None,  # "Forgot your password or lost your phone?"
             **values,
         )
         return HTMLResponse(html, status_code=status)

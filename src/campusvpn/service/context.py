@@ -59,6 +59,7 @@ class Context:
     directory: LdapDirectory | None = None  # [identity] first_factor = "ldap"
     oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
     saml: SamlServiceProvider | None = None  # [saml] enabled (the identity provider's metadata is kept here)
+    verification: OidcClient | None = None  # [verification] enabled: the identity-verified self-reset
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -133,6 +134,7 @@ def open_context(
         directory=_directory(config),
         oidc=_oidc(config),
         saml=_saml(config),
+        verification=_verification(config),
     )
 
 
@@ -150,6 +152,14 @@ def _oidc(config: Config) -> OidcClient | None:
     from campusvpn.service.oidc_client import OidcClient
 
     return OidcClient(config.oidc, config.base_dir)
+
+
+def _verification(config: Config) -> OidcClient | None:
+    if not config.verification.enabled:
+        return None
+    from campusvpn.service.oidc_client import OidcClient
+
+    return OidcClient(config.verification.client_section(), config.base_dir)
 
 
 def _saml(config: Config) -> SamlServiceProvider | None:

@@ -180,9 +180,10 @@ def clear_mfa(s: Session, user: User, now: datetime, *, actor: str, reason: str,
         user.mfa_applied_at = None
 
 
-def reset(ctx: Context, username: str, *, actor: str, reason: str) -> None:
-    """Administrator reset: the user registers a first method again at the next sign-in.
-    The application stays (MFA cannot be switched off), so no new activation delay starts."""
+def reset(ctx: Context, username: str, *, actor: str, reason: str, notice: str = "mfa_reset") -> None:
+    """Administrator reset (or the member's own, with a verified identity: service.identity_links):
+    the user registers a first method again at the next sign-in. The application stays (MFA cannot
+    be switched off), so no new activation delay starts."""
     if not reason.strip():
         raise Invalid("say why MFA is reset (--reason); it is kept in the audit trail")
     with ctx.tx() as s:
@@ -190,7 +191,7 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str) -> None:
         now = ctx.clock.now()
         clear_mfa(s, user, now, actor=actor, reason=reason, keep_applied=True)
         audit.record(s, now, "mfa.reset", actor=actor, subject=user.username, note=reason)
-        notices.security_changed(ctx, user, "mfa_reset")
+        notices.security_changed(ctx, user, notice)
         sessions.end_for_user(s, user, now, "Your MFA was reset; register a method and sign in again.", actor=actor)
         portal_sessions.end_for_user(s, user.username)
 

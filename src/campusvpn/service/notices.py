@@ -37,6 +37,22 @@ CHANGES: dict[str, tuple[str, str]] = {
         "Notices now go to another e-mail address: {what}.",
         "通知の送信先メールアドレスが変更されました：{what}",
     ),
+    "identity_linked": (
+        "A verified identity ({what}) was linked to your account; it can now reset your password and MFA.",
+        "本人確認済みの ID（{what}）がアカウントに連携されました。パスワードと MFA のリセットに使えます。",
+    ),
+    "identity_unlinked": (
+        "The verified identity ({what}) was unlinked from your account.",
+        "本人確認済みの ID（{what}）とアカウントの連携が解除されました。",
+    ),
+    "password_self_reset": (
+        "Your password was reset with your verified identity.",
+        "本人確認済みの ID によりパスワードがリセットされました。",
+    ),
+    "mfa_self_reset": (
+        "Your MFA was reset with your verified identity; register a method at your next sign-in.",
+        "本人確認済みの ID により MFA がリセットされました。次回サインイン時に確認方法を登録してください。",
+    ),
 }
 
 

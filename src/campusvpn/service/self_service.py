@@ -42,7 +42,7 @@ def set_language(ctx: Context, username: str, lang: str) -> None:
         ctx.user(s, username).language = lang
 
 
-def _require_fresh(ctx: Context, fresh_second_factor_at: datetime | None) -> None:
+def require_fresh(ctx: Context, fresh_second_factor_at: datetime | None) -> None:
     if fresh_second_factor_at is None or ctx.clock.now() - fresh_second_factor_at > ctx.config.mfa.step_up_max_age:
         raise Forbidden(
             "confirm with a second factor first: this change needs one from the "
@@ -78,7 +78,7 @@ def change_password(
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if any(m.confirmed_at is not None for m in user.methods):
-            _require_fresh(ctx, fresh_second_factor_at)
+            require_fresh(ctx, fresh_second_factor_at)
         now = ctx.clock.now()
         if not ctx.hasher.verify(user.password_hash, current):
             audit.record(s, now, "password.change_failed", actor=user.username, subject=user.username, source=source)
@@ -109,7 +109,7 @@ def begin_email(
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if any(m.confirmed_at is not None for m in user.methods):
-            _require_fresh(ctx, fresh_second_factor_at)
+            require_fresh(ctx, fresh_second_factor_at)
         if user.email and user.email.lower() == address.lower():
             raise Invalid("that is already your address")
         now = ctx.clock.now()

@@ -336,3 +336,16 @@ class SeenAssertion(Base):
     id: Mapped[str] = mapped_column(String(256), primary_key=True)  # the assertion's ID
     issuer: Mapped[str] = mapped_column(String(500))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IdentityLink(Base):
+    """The verified real-world identity ([verification] provider's issuer and subject) a member
+    linked to their account, used for the self-reset. One per account; a subject names one account."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_identity_links_issuer_subject"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    linked_at: Mapped[datetime]

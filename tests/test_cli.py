@@ -27,8 +27,15 @@ def conf(tmp_path: Path) -> Path:
 
 def test_init_writes_config_keys_certificate_and_database(conf: Path) -> None:
     site = conf.parent
-    assert {p.name for p in site.iterdir()} >= {"campusvpn.toml", "secret.keys", "tls", "campusvpn.db"}
+    assert {p.name for p in site.iterdir()} >= {
+        "campusvpn.toml",
+        "secret.keys",
+        "identity-link.key",
+        "tls",
+        "campusvpn.db",
+    }
     assert (site / "secret.keys").stat().st_mode & 0o077 == 0
+    assert (site / "identity-link.key").stat().st_mode & 0o077 == 0
     assert (site / "tls" / "key.pem").stat().st_mode & 0o077 == 0
     assert run(conf, "config", "check").returncode == 0
     again = run(None, "init", "--dir", str(site))

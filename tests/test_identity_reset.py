@@ -6,6 +6,9 @@ for this sign-in are refused and change nothing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import re
 import time
@@ -26,6 +29,7 @@ from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_
 from tests.test_oidc_signin import through_provider
 
 from campusvpn.core.policy import AccountStatus
+from campusvpn.platform import link_key
 from campusvpn.platform.clock import FixedClock
 from campusvpn.portal.app import create_app
 from campusvpn.service import accounts
@@ -101,11 +105,27 @@ def link(ctx: Context, clock: FixedClock, idp: OidcProvider, name: str, login: s
 
 
 def state(ctx: Context, name: str) -> tuple[str | None, int, list[tuple[str, str]]]:
-    """What a refusal must leave alone: the password hash, the methods, the links."""
+    """What a refusal must leave alone: the password hash, the methods, the links (account, identity hash)."""
     with ctx.tx() as s:
         user = s.scalars(select(User).where(User.username == name)).one()
-        links = [(r.issuer, r.subject) for r in s.scalars(select(IdentityLink))]
+        rows = s.execute(
+            select(User.username, IdentityLink.identity_digest).join(User, IdentityLink.user_id == User.id)
+        )
+        links = [(who, digest) for who, digest in rows]
         return user.password_hash, len(user.methods), links
+
+
+def keyed(site: Path, issuer: str, subject: str) -> str:
+    """HMAC-SHA256 of issuer and subject with the site's identity-link key, computed here apart from the service."""
+    key = base64.b64decode((site / "identity-link.key").read_text().splitlines()[-1])
+    return hmac.new(key, f"{issuer}\n{subject}".encode(), hashlib.sha256).hexdigest()
+
+
+def everything_stored(ctx: Context) -> str:
+    """Every value of the links and the audit trail, as text."""
+    with ctx.tx() as s:
+        rows = [*s.execute(select(IdentityLink.__table__)), *s.execute(select(AuditEvent.__table__))]
+        return " ".join(str(v) for row in rows for v in row)
 
 
 def audits(ctx: Context, event: str) -> list[AuditEvent]:
@@ -137,9 +157,11 @@ def test_link_needs_a_fresh_second_factor_then_links(idp: OidcProvider, tmp_path
     back = via_provider(c, idp, "/identity", "/identity", "hanako", action="link")
     assert back.status_code == 303 and back.headers["location"] == "/identity", back.text[:300]
     assert "is linked since" in c.get("/identity").text
-    assert state(ctx, HANAKO)[2] == [(idp.issuer, "hanako")]
+    assert state(ctx, HANAKO)[2] == [(HANAKO, keyed(tmp_path, idp.issuer, "hanako"))]
     [event] = audits(ctx, "identity.linked")
     assert event.subject == HANAKO
+    assert "hanako" not in everything_stored(ctx)  # neither the table nor the audit trail names the identity
+    assert (tmp_path / "identity-link.key").stat().st_mode & 0o777 == 0o600  # made at first use
     # Unlinking needs the step-up too, and is allowed.
     r = c.post("/identity", data={"csrf": csrf(c.get("/identity").text), "action": "unlink"})
     assert r.headers["location"] == "/identity" and state(ctx, HANAKO)[2] == []
@@ -207,7 +229,7 @@ def test_another_accounts_identity_is_not_linked(idp: OidcProvider, tmp_path: Pa
     link(ctx, clock, idp, HANAKO, "hanako")
     r = link(ctx, clock, idp, TARO, "hanako")
     assert r.status_code == 409 and "already linked to another account" in r.text
-    assert state(ctx, TARO)[2] == [(idp.issuer, "hanako")]  # still Hanako's only
+    assert state(ctx, TARO)[2] == [(HANAKO, keyed(tmp_path, idp.issuer, "hanako"))]  # still Hanako's only
     assert len(audits(ctx, "identity.link_refused")) == 1
 
 
@@ -261,3 +283,18 @@ def test_tokens_for_another_client_or_start_are_refused(
     assert c.get("/identity/callback?code=x&state=not-this-one").status_code == 400
     assert c.get("/reset").status_code == 403
     assert state(ctx, HANAKO) == before
+
+
+def test_the_link_key_is_its_own_stable_file(tmp_path: Path) -> None:
+    path = tmp_path / "identity-link.key"
+    key = link_key.load(path)  # created at first use
+    assert path.stat().st_mode & 0o777 == 0o600 and link_key.load(path) == key
+    link_key.generate(path)  # a second creator (another worker) keeps the first key
+    assert link_key.load(path) == key
+    one = link_key.digest(key, "https://idp", "hanako")
+    assert len(one) == 64 and one != link_key.digest(key, "https://idp", "taro")
+    assert one != link_key.digest(key, "https://other-idp", "hanako")
+    assert one != link_key.digest(bytes(32), "https://idp", "hanako")  # keyed: not a plain hash
+    path.write_text("# broken\nnot base64!\n")
+    with pytest.raises(link_key.LinkKeyError, match="expected one line with the base64 of a 32-byte key"):
+        link_key.load(path)

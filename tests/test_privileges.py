@@ -167,7 +167,7 @@ def test_init_without_a_service_user_keeps_the_starting_user_and_private_files(t
     site = tmp_path / "site"
     assert 'user = ""' in (site / "campusvpn.toml").read_text()
     assert site.stat().st_mode & 0o777 == 0o700
-    for f in ("campusvpn.toml", "secret.keys", "campusvpn.db", "tls/key.pem", "tls/cert.pem"):
+    for f in ("campusvpn.toml", "secret.keys", "identity-link.key", "campusvpn.db", "tls/key.pem", "tls/cert.pem"):
         assert (site / f).stat().st_mode & 0o777 == 0o600, f
         assert (site / f).stat().st_uid == os.getuid()
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from campusvpn.cli import service_user as service_user_mod
-from campusvpn.platform import state_files
+from campusvpn.platform import link_key, state_files
 from campusvpn.platform.config import ConfigError, parse_config
 from campusvpn.platform.config_render import default_toml
 from campusvpn.platform.config_schema import ServiceSection
@@ -104,6 +104,10 @@ def init_dir(directory: Path, service_user: str | None = None) -> list[str]:
     if not keys.exists():
         generate_key_file(keys)
         done.append(f"wrote {keys} (secret keys: back it up apart from the database)")
+    link = cfg.path(cfg.verification.link_key_file)
+    if not link.exists():
+        link_key.generate(link)
+        done.append(f"wrote {link} (identity-link key: back it up apart from the database; never rotate it)")
     cert, key = cfg.path(cfg.tls.certificate), cfg.path(cfg.tls.key)
     if not cert.exists() and not key.exists():
         pin = write_self_signed(cert, key, socket.getfqdn() or "localhost")

@@ -836,6 +836,11 @@ class VerificationSection(Section):
     reset_window: Duration = Field(
         timedelta(minutes=10), description="How long after verifying the member may set a new password or reset MFA."
     )
+    link_key_file: str = Field(
+        "identity-link.key",
+        description="Key of the linked identities' keyed hash (created by init or at first use; never rotate it, "
+        "keep it apart from database backups).",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> VerificationSection:

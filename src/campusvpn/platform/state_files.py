@@ -43,7 +43,13 @@ def of(cfg: Config, config_path: Path) -> StateFiles:
     if cfg.database_url.startswith(SQLITE) and ":memory:" not in cfg.database_url:
         db = Path(cfg.database_url.removeprefix(SQLITE))
         written += [db, *(db.with_name(db.name + s) for s in _SIDECARS)]
-    fixed = [config_path, cfg.path(cfg.storage.key_file), cfg.path(cfg.tls.key), cfg.path(cfg.tls.certificate)]
+    fixed = [
+        config_path,
+        cfg.path(cfg.storage.key_file),
+        cfg.path(cfg.verification.link_key_file),
+        cfg.path(cfg.tls.key),
+        cfg.path(cfg.tls.certificate),
+    ]
     return StateFiles(cfg.base_dir, tuple(fixed + written), tuple(written))
 
 

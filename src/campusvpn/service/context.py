@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
@@ -18,6 +18,7 @@ from campusvpn.core.policy import PolicyRules, rules_from_config
 from campusvpn.core.throttle import ThrottleRule
 from campusvpn.core.totp import TotpParams
 from campusvpn.core.usernames import InvalidUsername, UsernameRule
+from campusvpn.platform import link_key
 from campusvpn.platform.clock import Clock, SystemClock
 from campusvpn.platform.config import ConfigError
 from campusvpn.platform.config_schema import Config
@@ -60,6 +61,18 @@ class Context:
     oidc: OidcClient | None = None  # [oidc] enabled (the provider's metadata and keys are cached here)
     saml: SamlServiceProvider | None = None  # [saml] enabled (the identity provider's metadata is kept here)
     verification: OidcClient | None = None  # [verification] enabled: the identity-verified self-reset
+    _link_key: bytes | None = field(default=None, repr=False)  # read at first use; never in a log line
+
+    def identity_digest(self, issuer: str, subject: str) -> str:
+        """The stored form of a verified identity (platform.link_key); the key file is read, or
+        created, at the first link or reset."""
+        if self._link_key is None:
+            try:
+                self._link_key = link_key.load(self.config.path(self.config.verification.link_key_file))
+            except link_key.LinkKeyError as exc:
+                log.error("%s", exc)
+                raise Unavailable("the identity-link key cannot be read") from exc
+        return link_key.digest(self._link_key, issuer, subject)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -1,5 +1,6 @@
 """The identity-verified self-reset: a member links, after a fresh second factor, the verified
-real-world identity the [verification] provider asserts (its issuer and a stable subject claim);
+real-world identity the [verification] provider asserts (its issuer and a stable subject claim,
+kept only as their keyed hash: Context.identity_digest; neither is written to the audit trail);
 later that identity alone lets them set a new password and/or register MFA again, without the help
 desk. Every rule of it is here; the portal pages (portal.verify_pages) only carry the browser."""
 
@@ -36,7 +37,7 @@ def linked(ctx: Context, username: str) -> dict[str, Any] | None:
     with ctx.tx() as s:
         user = ctx.user(s, username)
         row = s.scalars(select(IdentityLink).where(IdentityLink.user_id == user.id)).first()
-        return None if row is None else {"issuer": row.issuer, "linked_at": row.linked_at}
+        return None if row is None else {"linked_at": row.linked_at}
 
 
 def link(
@@ -52,12 +53,11 @@ def link(
     per account (unlink first); an identity linked to another account is refused (and audited)."""
     require_fresh(ctx, fresh_second_factor_at)
     refused: Exception | None = None
+    digest = ctx.identity_digest(issuer, subject)
     with ctx.tx() as s:
         user = ctx.user(s, username)
         now = ctx.clock.now()
-        taken = s.scalars(
-            select(IdentityLink).where(IdentityLink.issuer == issuer, IdentityLink.subject == subject)
-        ).first()
+        taken = s.scalars(select(IdentityLink).where(IdentityLink.identity_digest == digest)).first()
         mine = s.scalars(select(IdentityLink).where(IdentityLink.user_id == user.id)).first()
         if taken is not None and taken.user_id != user.id:
             refused = Conflict("this verified identity is already linked to another account")
@@ -74,7 +74,7 @@ def link(
         elif mine is not None and mine is not taken:
             raise Conflict("your account is already linked to a verified identity; unlink it first")
         elif mine is None:
-            s.add(IdentityLink(user_id=user.id, issuer=issuer, subject=subject, linked_at=now))
+            s.add(IdentityLink(user_id=user.id, identity_digest=digest, linked_at=now))
             audit.record(
                 s, now, "identity.linked", actor=user.username, subject=user.username, source=source, issuer=issuer
             )
@@ -100,10 +100,9 @@ def account_for(ctx: Context, issuer: str, subject: str, *, source: str | None =
     """The active account this verified identity is linked to; NotFound (nothing linked) or
     Forbidden (the account is not active) change nothing but the audit trail."""
     refused: Exception | None = None
+    digest = ctx.identity_digest(issuer, subject)
     with ctx.tx() as s:
-        row = s.scalars(
-            select(IdentityLink).where(IdentityLink.issuer == issuer, IdentityLink.subject == subject)
-        ).first()
+        row = s.scalars(select(IdentityLink).where(IdentityLink.identity_digest == digest)).first()
         user = s.get(User, row.user_id) if row is not None else None
         now = ctx.clock.now()
         if user is None:

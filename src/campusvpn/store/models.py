@@ -339,13 +339,12 @@ class SeenAssertion(Base):
 
 
 class IdentityLink(Base):
-    """The verified real-world identity ([verification] provider's issuer and subject) a member
-    linked to their account, used for the self-reset. One per account; a subject names one account."""
+    """The verified real-world identity a member linked to their account, used for the self-reset.
+    Stored only as a keyed hash of the [verification] provider's issuer and subject
+    (platform.link_key), so the database alone names no one. One per account; one account per identity."""
 
     __tablename__ = "identity_links"
-    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_identity_links_issuer_subject"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
-    issuer: Mapped[str] = mapped_column(String(500))
-    subject: Mapped[str] = mapped_column(String(255))
+    identity_digest: Mapped[str] = mapped_column(String(64), unique=True)
     linked_at: Mapped[datetime]

@@ -23,12 +23,11 @@ def upgrade() -> None:
         "identity_links",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("issuer", sa.String(length=500), nullable=False),
-        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("identity_digest", sa.String(length=64), nullable=False),
         sa.Column("linked_at", campusvpn.store.models.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("issuer", "subject", name="uq_identity_links_issuer_subject"),
+        sa.UniqueConstraint("identity_digest"),
         sa.UniqueConstraint("user_id"),
     )
 

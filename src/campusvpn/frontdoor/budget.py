@@ -13,6 +13,7 @@ everyone else:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -23,6 +24,9 @@ class Budget:
     per_address: int
     pending: int = 0
     by_address: Counter[str] = field(default_factory=Counter)
+    # Told the new count on every change (the metrics gauge: a callback read at scrape time would
+    # not reach the worker that serves the metrics when there are several).
+    on_change: Callable[[int], None] = lambda _n: None
 
     def admit(self, address: str | None) -> Slot | None:
         """A slot for a new connection, or None: refuse it before anything else is spent on it."""
@@ -31,6 +35,7 @@ class Budget:
             return None
         self.pending += 1
         self.by_address[key] += 1
+        self.on_change(self.pending)
         return Slot(self, key)
 
     @property
@@ -43,6 +48,7 @@ class Budget:
         self.by_address[key] -= 1
         if self.by_address[key] <= 0:
             del self.by_address[key]
+        self.on_change(self.pending)
 
 
 class Slot:

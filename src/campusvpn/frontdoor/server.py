@@ -63,7 +63,7 @@ class FrontDoor:
         self.default = default
         self.budget = budget
         self.limits = limits
-        metrics.PENDING.set_function(lambda: budget.pending)
+        budget.on_change = metrics.PENDING.set  # summed over the workers (multiprocess livesum)
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:

@@ -3,13 +3,16 @@
 # the machine's noise falls on both alike; prints each figure's median, min and max per version.
 # As root:  bash bench/ab_gateway.sh [--rounds N] [--duration S] [--phases tunnel,memory] REF_A [REF_B]
 # REF_A / REF_B are git revisions of this repository; REF_B defaults to the working tree.
+# --b-fortinet: B is the same gateway reached over the FortiGate protocol (openconnect
+# --protocol=fortinet, tunnel figures only): AnyConnect against Fortinet in alternating rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$PWD
 TB=$(cd "$PROJECT/../shared/testbed" && pwd)
-ROUNDS=3; DURATION=8; PHASES=tunnel,memory
+ROUNDS=3; DURATION=8; PHASES=tunnel,memory; B_FORTINET=0
 while (($#)); do
     case "$1" in
+        --b-fortinet) B_FORTINET=1; PHASES=tunnel; shift ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --phases) PHASES=$2; shift 2 ;;
@@ -46,9 +49,21 @@ for round in $(seq 1 "$ROUNDS"); do
         # Each version with its own launcher and bench user maker, run by one Python with that tree's
         # sources first on the path (the launchers' own venv is not used, so both share the same Python).
         PYTHON=$PY PYTHONPATH="$tree/src" "$tree/bench/campusvpn-gw.sh" start --dtls off --state "$state" >/dev/null
-        PYTHONPATH="$tree/src" "$TB/bench.sh" --gw-env "$state/gw.env" --gw-name "$v" --phases "$PHASES" \
-            --reps 1 --duration "$DURATION" --log-dir "$OUT/logs-$v-$round" \
-            | grep -v '^#' | sed "s/^/round=$round /" | tee -a "$OUT/figures.txt"
+        if [ "$v" = b ] && [ "$B_FORTINET" = 1 ]; then
+            # As bench/run.sh's Fortinet pass: password + TOTP on every connect, with a TOTP step newer
+            # than the one the bench user was made with.
+            ( . "$state/gw.env"
+              sleep $((31 - $(date +%s) % 30))
+              GW_URL="https://$GW_ADDR:$GW_PORT/" \
+                  BENCH_OC_EXTRA="--protocol=fortinet --token-mode=totp --token-secret=base32:$BENCH_TOTP_SECRET" \
+                  PYTHONPATH="$tree/src" "$TB/bench.sh" --gw-env "$state/gw.env" --gw-name "$v" --phases "$PHASES" \
+                  --reps 1 --duration "$DURATION" --log-dir "$OUT/logs-$v-$round" ) \
+                | grep -v '^#' | sed "s/^/round=$round /" | tee -a "$OUT/figures.txt"
+        else
+            PYTHONPATH="$tree/src" "$TB/bench.sh" --gw-env "$state/gw.env" --gw-name "$v" --phases "$PHASES" \
+                --reps 1 --duration "$DURATION" --log-dir "$OUT/logs-$v-$round" \
+                | grep -v '^#' | sed "s/^/round=$round /" | tee -a "$OUT/figures.txt"
+        fi
         "$tree/bench/campusvpn-gw.sh" stop --state "$state" >/dev/null
     done
 done

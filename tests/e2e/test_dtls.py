@@ -126,7 +126,8 @@ def test_udp_blocked_falls_back_to_tls(dbed: Testbed) -> None:
     nft = ("ip", "netns", "exec", dbed.ns_client, "nft")
     sh(*nft, "add", "table", "inet", table)
     sh(*nft, "add", "chain", "inet", table, "out", "{ type filter hook output priority 0 ; }")
-    sh(*nft, "add", "rule", "inet", table, "out", "udp", "dport", "443", "drop")
+    # Every UDP datagram: with several workers each has its own DTLS port (443, 444, ...).
+    sh(*nft, "add", "rule", "inet", table, "out", "meta", "l4proto", "udp", "drop")
     try:
         before = len(gateway_events(dbed, "gateway.channel_up"))
         udp_in, _ = gateway_udp(dbed)

@@ -155,13 +155,16 @@ def test_garbage_and_dtls_from_another_address_do_no_harm(dbed: Testbed) -> None
     found = re.search(r"X-DTLS-Session-ID: ([0-9A-F]{64})", log.read_text())
     assert found, "openconnect did not show the CONNECT answer"
     sid = bytes.fromhex(found.group(1))
+    # The port of the worker holding this tunnel (each worker of several has its own DTLS port).
+    port = re.search(r"X-DTLS-Port: (\d+)", log.read_text())
+    assert port, "openconnect did not show the DTLS port"
     other = "10.200.0.3"
     sh("ip", "-n", dbed.ns_client, "addr", "add", f"{other}/24", "dev", f"{dbed.tag}cg")
     # From the client's own address but another port: garbage, and records that look encrypted.
     # From another address: garbage, and a hello that names the live session (a forger who learnt it).
     sender = (
         "import os, random, socket, sys, time\n"
-        "gw = (sys.argv[1], 443); hello = bytes.fromhex(sys.argv[3])\n"
+        "gw = (sys.argv[1], int(sys.argv[4])); hello = bytes.fromhex(sys.argv[3])\n"
         "for src in (sys.argv[2], '10.200.0.2'):\n"
         "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0))\n"
         "    for i in range(300):\n"
@@ -173,7 +176,9 @@ def test_garbage_and_dtls_from_another_address_do_no_harm(dbed: Testbed) -> None
     )
     udp_before = gateway_udp(dbed)[0]
     try:
-        r = dbed.in_client(sys.executable, "-c", sender, GW_IP, other, client_hello(sid).hex(), timeout=30)
+        r = dbed.in_client(
+            sys.executable, "-c", sender, GW_IP, other, client_hello(sid).hex(), port.group(1), timeout=30
+        )
         assert r.returncode == 0, r.stderr
     finally:
         sh("ip", "-n", dbed.ns_client, "addr", "del", f"{other}/24", "dev", f"{dbed.tag}cg", check=False)

@@ -1,7 +1,9 @@
-"""Small helpers shared by service-level tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from datetime import timedelta
 
 import pyotp
@@ -45,3 +47,22 @@ def sign_in(
     if isinstance(out, Prompt) and code is not None:
         out = engine.handle(Code(code, trust_device=trust, device_label="test laptop"))
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the peer a test starts binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str] | None) -> None:
+    """Stop a server a test started, by its PID: SIGTERM, then SIGKILL if it has not ended in 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import RSAKey
+from tests.helpers import free_port, stop_process
 
 from campusvpn.cli.setup import write_self_signed
 
@@ -89,20 +90,8 @@ class OidcProvider:
         raise RuntimeError("oidc-provider did not listen within 30 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_installed() -> None:
@@ -121,7 +110,7 @@ def running_provider(tmp: Path, redirect_uri: str) -> Iterator[OidcProvider]:
     folder = tmp / "oidc-provider"
     folder.mkdir(parents=True)
     write_self_signed(folder / "cert.pem", folder / "key.pem", "localhost")
-    provider = OidcProvider(folder, _free_port(), [signing_key("key-1")], redirect_uri)
+    provider = OidcProvider(folder, free_port(), [signing_key("key-1")], redirect_uri)
     provider.start()
     try:
         yield provider

@@ -189,6 +189,6 @@ def test_passwords_in_clear_need_an_explicit_setting(tmp_path: Path) -> None:
 
 
 def _closed_port() -> int:
-    from tests.slapd_server import free_port
+    from tests.helpers import free_port
 
     return free_port()  # nothing listens there once the probe socket is closed

@@ -4,7 +4,6 @@ the service in between sends nothing twice."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from tests.conftest import add_user, make_config
+from tests.helpers import free_port
 
 from campusvpn.cli.main import main as cli_main
 from campusvpn.platform.clock import FixedClock
@@ -32,12 +32,6 @@ class Inbox:
 
     def subjects(self) -> list[str]:
         return [str(make_header(decode_header(m["Subject"]))) for m in self.mails]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

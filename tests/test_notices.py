@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.controller import Controller
 from tests.conftest import add_user, make_config
-from tests.test_mail import Inbox, free_port
+from tests.helpers import free_port
+from tests.test_mail import Inbox
 
 from campusvpn.app.serve import build
 from campusvpn.cli.setup import write_self_signed

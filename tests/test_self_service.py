@@ -13,8 +13,8 @@ import pyotp
 import pytest
 from aiosmtpd.controller import Controller
 from tests.conftest import PASSWORD, add_user, make_config
-from tests.helpers import enrol_totp, sign_in
-from tests.test_mail import Inbox, free_port
+from tests.helpers import enrol_totp, free_port, sign_in
+from tests.test_mail import Inbox
 from tests.test_portal import USER, client, csrf, register_totp, totp_now
 from tests.test_portal import sign_in as portal_sign_in
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pyotp
 import pytest
-from tests.browser.test_oidc_browser import CHROMIUM, START, _free_port, _missing, _set, _site
+from tests.browser.test_oidc_browser import CHROMIUM, START, _missing, _set, _site
 from tests.cli_run import campusvpn_command, clean_env, run_campusvpn
-from tests.helpers import enrol_totp
+from tests.helpers import enrol_totp, free_port, stop_process
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
 
 from campusvpn.platform.clock import FixedClock
@@ -62,7 +62,7 @@ def chromium() -> Iterator[Any]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, OidcProvider, TestClock, str]]:
     """`campusvpn serve` with [verification] at the node provider; Hanako with a password and an app."""
-    port = _free_port()
+    port = free_port()
     portal = f"https://127.0.0.1:{port}"
     with running_provider(tmp_path / "idp", portal + "/identity/callback") as idp:
         cfg = _site(tmp_path / "site", port, {})
@@ -99,12 +99,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, OidcProvider, TestClock, str]]
                 time.sleep(0.1)
             yield portal, idp, clock, secret
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
 
 def at_provider(page: Any, idp: OidcProvider, login: str) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from tests.cli_run import campusvpn_command, clean_env, run_campusvpn
-from tests.helpers import enrol_totp
+from tests.helpers import enrol_totp, free_port, stop_process
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, running_provider
 
 from campusvpn.platform.clock import FixedClock
@@ -42,12 +40,6 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _set(text: str, section: str, values: dict[str, str]) -> str:
     """Set keys of one section of the configuration `init` wrote (each key is there once)."""
     start = text.index(f"\n[{section}]\n")
@@ -65,7 +57,7 @@ def _site(d: Path, port: int, oidc: dict[str, str]) -> Path:
     text = cfg.read_text()
     for old, new in [
         ('listen = "0.0.0.0:443"', f'listen = "127.0.0.1:{port}"'),
-        ('metrics_listen = "127.0.0.1:9180"', f'metrics_listen = "127.0.0.1:{_free_port()}"'),
+        ('metrics_listen = "127.0.0.1:9180"', f'metrics_listen = "127.0.0.1:{free_port()}"'),
         ("argon2_time_cost = 2", "argon2_time_cost = 1"),
         ("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"),
     ]:
@@ -88,7 +80,7 @@ def chromium() -> Iterator[object]:
 
 
 def test_sign_in_through_the_providers_pages_then_totp(chromium: object, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     portal = f"https://127.0.0.1:{port}"
     with running_provider(tmp_path / "idp", portal + "/signin/oidc/callback") as idp:
         cfg = _site(
@@ -158,9 +150,4 @@ def test_sign_in_through_the_providers_pages_then_totp(chromium: object, tmp_pat
             assert USER in page.inner_text("header")
             context.close()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)

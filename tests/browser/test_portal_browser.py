@@ -11,8 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from tests.cli_run import campusvpn_command, clean_env, run_campusvpn
+from tests.helpers import free_port, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 USER, ADMIN = "1234567890", "9000000001"
@@ -80,23 +79,17 @@ class Site:
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     d = tmp_path_factory.mktemp("portal")
     init = run_campusvpn(None, "init", "--dir", str(d / "site"), "--service-user", "")
     assert init.returncode == 0, init.stderr
-    port = _free_port()
+    port = free_port()
     cfg = d / "site" / "campusvpn.toml"
     text = cfg.read_text()
     for old, new in [
         ('listen = "0.0.0.0:443"', f'listen = "127.0.0.1:{port}"'),
-        ('metrics_listen = "127.0.0.1:9180"', f'metrics_listen = "127.0.0.1:{_free_port()}"'),
+        ('metrics_listen = "127.0.0.1:9180"', f'metrics_listen = "127.0.0.1:{free_port()}"'),
         ('hostname = "vpn.example.ac.jp"', 'hostname = "localhost"'),  # WebAuthn needs a name, not an address
         ("argon2_time_cost = 2", "argon2_time_cost = 1"),
         ("argon2_memory_kib = 19456", "argon2_memory_kib = 8192"),
@@ -154,12 +147,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             time.sleep(0.1)
         yield s
     finally:
-        s.proc.send_signal(signal.SIGTERM)
-        try:
-            s.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            s.proc.kill()
-            s.proc.wait(5)
+        stop_process(s.proc)
         if os.environ.get("CAMPUSVPN_KEEP_LOGS"):
             print((d / "serve.log").read_text())
 

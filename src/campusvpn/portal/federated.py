@@ -20,6 +20,12 @@ def to_provider(req: Req, url: str, label: str) -> Response:
     return req.render("idp_go.html", url=url, label=label)
 
 
+def refused(req: Req, key: str, status: int) -> Response:
+    """The sign-in page again with why the provider's answer was not taken; nothing is kept."""
+    req.session.signin = None
+    return req.render("signin.html", status=status, error=req.t(key))
+
+
 def federated_signin(req: Req, username: str, idp_mfa: str | None) -> Response:
     # A browser signing in for a waiting VPN client signs in under the VPN's policy; `after` hands it over.
     engine = start_signin(req.ctx, signin_purpose(req), req.source)

@@ -14,7 +14,7 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.federated import federated_signin, to_provider
+from campusvpn.portal.federated import federated_signin, refused, to_provider
 from campusvpn.portal.web import Req, page
 from campusvpn.service import oidc
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
@@ -25,11 +25,6 @@ CALLBACK = "/signin/oidc/callback"
 
 def _redirect_uri(req: Req) -> str:
     return str(req.request.base_url).rstrip("/") + CALLBACK
-
-
-def _refused(req: Req, key: str, status: int) -> Response:
-    req.session.signin = None
-    return req.render("signin.html", status=status, error=req.t(key))
 
 
 @page("/signin/oidc", ("GET", "POST"), auth="none")
@@ -43,10 +38,10 @@ def oidc_start(req: Req) -> Response:
         begun = client.begin(_redirect_uri(req))
     except OidcUnavailable as exc:
         log.error("oidc: %s", exc)
-        return _refused(req, "signin.idp_unavailable", 503)
+        return refused(req, "signin.idp_unavailable", 503)
     except OidcRefused as exc:
         log.error("oidc: %s", exc)
-        return _refused(req, "signin.idp_failed", 502)
+        return refused(req, "signin.idp_failed", 502)
     req.session.signin = {"oidc": begun.state}
     return to_provider(req, begun.url, req.ctx.config.oidc.label)
 
@@ -58,23 +53,23 @@ def oidc_callback(req: Req) -> Response:
     req.session.signin = None  # one answer per sign-in: a replayed callback finds nothing
     q = req.request.query_params
     if client is None or not isinstance(kept, dict):
-        return _refused(req, "signin.idp_failed", 400)
+        return refused(req, "signin.idp_failed", 400)
     if not hmac.compare_digest(q.get("state", ""), str(kept.get("state", ""))):
         log.warning("oidc: callback with a state of another sign-in from %s", req.source)
-        return _refused(req, "signin.idp_failed", 400)
+        return refused(req, "signin.idp_failed", 400)
     if q.get("error") or not q.get("code"):
         log.info("oidc: the provider answered %s: %s", q.get("error"), q.get("error_description", "")[:200])
-        return _refused(req, "signin.idp_failed", 401)
+        return refused(req, "signin.idp_failed", 401)
     try:
         token = client.exchange(q["code"][:2000], str(kept["verifier"]), _redirect_uri(req))
         claims = client.validate(token, str(kept["nonce"]))
         verified = oidc.accept(req.ctx, client, claims, source=req.source)
     except OidcUnavailable as exc:
         log.error("oidc: %s", exc)
-        return _refused(req, "signin.idp_unavailable", 503)
+        return refused(req, "signin.idp_unavailable", 503)
     except OidcRefused as exc:
         log.warning("oidc: refused from %s: %s", req.source, exc)
-        return _refused(req, "signin.idp_failed", 401)
+        return refused(req, "signin.idp_failed", 401)
     return federated_signin(req, verified.username, verified.idp_mfa)
 
 

@@ -14,18 +14,13 @@ import logging
 
 from starlette.responses import Response
 
-from campusvpn.portal.federated import federated_signin, to_provider
+from campusvpn.portal.federated import federated_signin, refused, to_provider
 from campusvpn.portal.web import COOKIE, Req, page
 from campusvpn.service import saml
 from campusvpn.service.saml_sp import ACS_PATH, METADATA_PATH, SamlRefused, SamlUnavailable
 
 log = logging.getLogger("campusvpn.portal")
 MAX_ANSWER = 256 * 1024  # base64 of a signed assertion with attributes: a few kB, generously bounded
-
-
-def _refused(req: Req, key: str, status: int) -> Response:
-    req.session.signin = None
-    return req.render("signin.html", status=status, error=req.t(key))
 
 
 @page(METADATA_PATH, ("GET",), auth="none")
@@ -47,10 +42,10 @@ def saml_start(req: Req) -> Response:
         begun = sp.begin()
     except SamlUnavailable as exc:
         log.error("saml: %s", exc)
-        return _refused(req, "signin.idp_unavailable", 503)
+        return refused(req, "signin.idp_unavailable", 503)
     except SamlRefused as exc:
         log.error("saml: %s", exc)
-        return _refused(req, "signin.idp_failed", 502)
+        return refused(req, "signin.idp_failed", 502)
     req.session.signin = {"saml": {"request": begun.request_id}}
     return to_provider(req, begun.url, req.ctx.config.saml.label)
 
@@ -60,7 +55,7 @@ def saml_acs(req: Req) -> Response:
     sp = req.ctx.saml
     answer = req.form.get("SAMLResponse", "")
     if sp is None or not answer or len(answer) > MAX_ANSWER:
-        return _refused(req, "signin.idp_failed", 400)
+        return refused(req, "signin.idp_failed", 400)
     if req.request.cookies.get(COOKIE) is None and not req.form.get("reposted"):
         # Posted by the identity provider's page: the browser held our SameSite=Lax cookie back.
         # Post it again from our own page (the cookie comes along then); the session is untouched.
@@ -71,16 +66,16 @@ def saml_acs(req: Req) -> Response:
     req.session.signin = None  # one answer per request: a replayed answer finds nothing to answer
     if not isinstance(kept, dict) or not kept.get("request"):
         log.warning("saml: an answer with no sign-in started in this browser from %s", req.source)
-        return _refused(req, "signin.idp_failed", 400)
+        return refused(req, "signin.idp_failed", 400)
     try:
         asserted = sp.parse(answer, str(kept["request"]))
         verified = saml.accept(req.ctx, sp, asserted, source=req.source)
     except SamlUnavailable as exc:
         log.error("saml: %s", exc)
-        return _refused(req, "signin.idp_unavailable", 503)
+        return refused(req, "signin.idp_unavailable", 503)
     except SamlRefused as exc:
         log.warning("saml: refused from %s: %s", req.source, exc)
-        return _refused(req, "signin.idp_failed", 401)
+        return refused(req, "signin.idp_failed", 401)
     return federated_signin(req, verified.username, verified.idp_mfa)
 
 

@@ -176,4 +176,17 @@ def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     loaded = set(r.stdout.split())
     assert {"sqlalchemy", "h11", "pydantic"} <= loaded  # the probe did load the serving path
-    assert not loaded & {"alembic", "fastapi", "jinja2", "webauthn", "segno", "click", "cryptography", "pyroute2"}
+    assert not loaded & {
+        "alembic",
+        "fastapi",
+        "jinja2",
+        "webauthn",
+        "segno",
+        "click",
+        "cryptography",
+        "pyroute2",
+        "ldap3",
+        "authlib",
+        "saml2",
+        "httpx",
+    }

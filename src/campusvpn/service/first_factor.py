@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from campusvpn.service import external_accounts
 from campusvpn.service.context import Context
-from campusvpn.service.ldap_directory import DirectoryUnavailable
 from campusvpn.store.models import User
 
 
@@ -34,6 +33,9 @@ def check(ctx: Context, s: Session, username: str, password: str) -> Checked:
         if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
             user.password_hash = ctx.hasher.hash(password)  # Argon2 parameters changed in config
         return Checked(user)
+    # Here only: ldap3 is loaded when a directory is configured (a gateway worker starts without it).
+    from campusvpn.service.ldap_directory import DirectoryUnavailable
+
     try:
         entry = ctx.directory.authenticate(username, password)
     except DirectoryUnavailable as exc:

@@ -1,4 +1,4 @@
-"""The portal's gettext catalogue (portal/locale/ja/LC_MESSAGES/portal.po): every entry translated,
+"""The portal's gettext catalogue (texts/locale/ja/LC_MESSAGES/campusvpn.po): every entry translated,
 placeholders kept, and `{% trans %}` blocks rendered in the page's language."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from babel.messages.pofile import read_po
 
-from campusvpn.portal import catalogue, i18n
+from campusvpn.portal import i18n
 from campusvpn.portal.web import TEMPLATES, shared_values
+from campusvpn.texts import catalogue
 
 
 def catalogue_problems(path: Path) -> list[str]:

@@ -1,5 +1,5 @@
 """Japanese and English for the portal. The texts the portal owns live in the gettext catalogue
-(locale/ja/LC_MESSAGES/portal.po, see catalogue.py), keyed by short stable names; each entry has both
+(texts/locale/ja/LC_MESSAGES/campusvpn.po, see texts/catalogue.py), keyed by short stable names; each entry has both
 languages, so a page can never show up in one language only (tests check every entry is translated).
 Here: choosing the language, and saying in Japanese what other layers say in English (policy
 reasons, the sign-in engine, service errors)."""
@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import format_from, format_local
 from campusvpn.core.policy import Reason
-from campusvpn.portal import catalogue
 from campusvpn.signin.engine import SPENT_RECOVERY_CODE, UNAVAILABLE_EN, UNAVAILABLE_JA
+from campusvpn.texts import catalogue
 
 LANGUAGES = ("ja", "en")
 

@@ -1,4 +1,4 @@
-"""The portal's message catalogue: a gettext .po file (Babel reads it; translators' tools edit it).
+"""The message catalogue: one gettext .po file (Babel reads it; translators' tools edit it).
 
 Each entry's msgctxt is the stable key the code names (`nav.vpn`, audit events as
 `audit-event:mfa.reset`), its msgid the English text and its msgstr the Japanese. English needs no
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-PO_FILE = Path(__file__).parent / "locale" / "ja" / "LC_MESSAGES" / "portal.po"
+PO_FILE = Path(__file__).parent / "locale" / "ja" / "LC_MESSAGES" / "campusvpn.po"
 EVENT = "audit-event:"  # the context prefix of audit events' names
 
 

@@ -124,6 +124,17 @@ def every_page(ctx: Context, clock: FixedClock) -> Iterator[Visit]:
         "admin-confirm",
         _post(a, f"/admin/users/{USER}", f"/admin/users/{USER}", {"action": "suspended", "reason": "test"}),
     )
+    live = re.search(r'name="session" value="([0-9a-f]+)"', a.get(f"/admin/users/{USER}").text)
+    assert live
+    yield (
+        "admin-confirm-kill",
+        _post(
+            a,
+            f"/admin/users/{USER}",
+            f"/admin/users/{USER}",
+            {"action": "kill", "session": live.group(1), "reason": "test"},
+        ),
+    )
     yield (
         "admin-pass",
         _post(a, f"/admin/users/{USER}", f"/admin/users/{USER}", {"action": "pass", "reason": "ID checked"}),

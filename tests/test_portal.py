@@ -15,7 +15,7 @@ from tests.conftest import PASSWORD, add_user, make_config
 from campusvpn.platform.clock import FixedClock
 from campusvpn.portal import i18n
 from campusvpn.portal.app import create_app
-from campusvpn.service import mfa, sessions, trusted
+from campusvpn.service import audit, live_sessions, mfa, sessions, trusted
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.sender import read_outbox
 
@@ -273,8 +273,22 @@ def test_admin_console_reset_mfa_with_reason_and_kill_session(pctx: Context, clo
     assert "192.0.2.7" in page
     sid = re.search(r'name="session" value="([0-9a-f]+)"', page)
     assert sid
-    r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "kill", "session": sid.group(1)})
+    kill = {"csrf": csrf(page), "action": "kill", "session": sid.group(1)}
+    r = a.post(f"/admin/users/{USER}", data=kill)  # no reason: nothing happens
+    assert (
+        r.status_code == 400 and "Give a reason for “End session”" in r.text and sessions.listing(pctx, username=USER)
+    )
+    kill["reason"] = "suspicious traffic, ticket 4711"
+    r = a.post(f"/admin/users/{USER}", data=kill)  # asked first, with the reason repeated
+    assert 'id="confirm"' in r.text and "Reason: suspicious traffic, ticket 4711" in r.text
+    assert sessions.listing(pctx, username=USER)
+    r = a.post(f"/admin/users/{USER}", data={**kill, "csrf": csrf(r.text), "confirmed": "1"})
     assert "Done" in r.text and not sessions.listing(pctx, username=USER)
+    ended = [e for e in audit.listing(pctx) if e["event"] == "vpn.session.ended"]
+    assert ended[-1]["actor"] == ADMIN and ended[-1]["note"] == "suspicious traffic, ticket 4711"
+    # What the gateway holding the tunnel tells its client.
+    told = live_sessions.ended_since(pctx, clock.now(), frozenset({sid.group(1)}))
+    assert told == [(sid.group(1), "suspicious traffic, ticket 4711")]
     r = a.post(f"/admin/users/{USER}", data={"csrf": csrf(r.text), "action": "reset_mfa", "reason": ""})
     assert r.status_code == 400 and "Give a reason for “Reset MFA”" in r.text and "--reason" not in r.text
     fields = {"csrf": csrf(r.text), "action": "reset_mfa", "reason": "lost phone, ID checked at desk"}

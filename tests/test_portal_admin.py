@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from tests.conftest import PASSWORD, add_user
 from tests.test_portal import ADMIN, USER, client, csrf, pctx, register_totp, sign_in
 
+from campusvpn.core.calendar import format_from
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, audit, mfa
 from campusvpn.service.context import Context
@@ -88,3 +89,28 @@ def test_audit_trail_filters_and_pages(pctx: Context, clock: FixedClock) -> None
     day = a.get("/admin/audit?from=2026-10-01&to=2026-10-01&event=mfa.applied").text
     assert "Events: 61 " in day
     assert "Dates are like" in a.get("/admin/audit?from=yesterday").text
+
+
+def test_vpn_pill_says_waiting_with_its_time_not_refused(pctx: Context, clock: FixedClock) -> None:
+    a = _admin(pctx, clock)
+    mfa.apply(pctx, USER, actor="test")
+    u = client(pctx)
+    sign_in(u)
+    register_totp(u, pctx, clock)  # registered: only the activation delay is left
+    pill = re.compile(r'<span class="pill (\w+)" id="vpn-pill" data-state="(\w+)">([^<]*)</span>')
+    m = pill.search(a.get(f"/admin/users/{USER}").text)
+    assert m and m.group(1, 2) == ("info", "waiting")
+    at = pctx.config.mfa.activation_delay + clock.now()
+    assert m.group(3) == f"VPN: usable from {format_from(at, pctx.policy.zone)}"
+    ja = pill.search(a.get(f"/admin/users/{USER}?lang=ja").text)
+    assert ja and ja.group(3) == f"VPN：{format_from(at, pctx.policy.zone)} から利用可"
+    a.get("/admin?lang=en")
+    while clock.now() < at:  # in steps shorter than the idle timeout, so the console stays signed in
+        clock.advance(timedelta(minutes=10))
+        a.get("/admin")
+    m = pill.search(a.get(f"/admin/users/{USER}").text)
+    assert m and m.group(1, 2, 3) == ("good", "allowed", "VPN: allowed")
+    page = a.get(f"/admin/users/{USER}").text
+    a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "suspended", "reason": "x", "confirmed": "1"})
+    m = pill.search(a.get(f"/admin/users/{USER}").text)
+    assert m and m.group(1, 2, 3) == ("bad", "refused", "VPN: refused")

@@ -81,12 +81,22 @@ class Reason:
     params: dict[str, str] = field(default_factory=dict, compare=False)
 
 
+# Reasons that lift by themselves at their time: the user only waits.
+WAITING_CODES = frozenset({"mfa_activation_pending", "affiliation_not_started"})
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
     at: datetime
     reasons: tuple[Reason, ...] = ()
     notices: tuple[Reason, ...] = field(default=())
+
+    @property
+    def waiting(self) -> bool:
+        """Refused only until a time that comes by itself (MFA activation, an affiliation not yet
+        started): "not yet", not a refusal; `changes_at` is when it becomes usable."""
+        return not self.allowed and bool(self.reasons) and all(r.code in WAITING_CODES for r in self.reasons)
 
     @property
     def changes_at(self) -> datetime | None:

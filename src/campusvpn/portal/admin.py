@@ -19,8 +19,9 @@ from campusvpn.portal.web import Req, page
 from campusvpn.service import accounts, api_tokens, audit, eligibility, lifecycle, mail_queue, throttling
 from campusvpn.service.errors import ServiceError
 
-# action -> (label key, needs a confirmation page)
+# action -> (label key, needs a confirmation page); each needs its own reason
 ACTIONS: dict[str, tuple[str, bool]] = {
+    "kill": ("admin.kill", True),
     "reset_mfa": ("admin.reset_mfa", True),
     "pass": ("admin.pass", False),
     "unlock": ("admin.unlock", False),
@@ -46,6 +47,9 @@ def _act(req: Req, username: str, action: str, reason: str) -> tuple[str | None,
     if action == "reset_mfa":
         admin_ops.reset_mfa(ctx, username, reason, actor=actor)
         return t("admin.done", what=t("admin.reset_mfa")), None
+    if action == "kill":
+        admin_ops.kill_session(ctx, req.field("session", 40), reason, actor=actor)
+        return t("admin.done", what=t("admin.kill")), None
     if action == "unlock":
         _, n = throttling.unlock_account(ctx, username, actor=actor, reason=reason)
         return t("admin.unlocked", n=n), None
@@ -61,14 +65,14 @@ def admin_user(req: Req) -> Response:
     if req.request.method == "POST":
         action, reason = req.field("action"), req.field("reason", 500)
         try:
-            if action == "kill":
-                admin_ops.kill_session(ctx, req.field("session", 40), actor=actor)
-                info = t("admin.done", what=t("admin.kill"))
-            elif action not in ACTIONS:
+            if action not in ACTIONS:
                 error = t("err.not_found")
             elif not reason:
                 error = t("admin.reason_required", what=t(ACTIONS[action][0]))
             elif ACTIONS[action][1] and req.field("confirmed") != "1":
+                fields = {"action": action, "reason": reason}
+                if action == "kill":
+                    fields["session"] = req.field("session", 40)
                 return req.render(
                     "confirm.html",
                     heading=t(ACTIONS[action][0]),
@@ -77,7 +81,7 @@ def admin_user(req: Req) -> Response:
                     yes=t(ACTIONS[action][0]),
                     post_to=f"/admin/users/{username}",
                     cancel=f"/admin/users/{username}",
-                    fields={"action": action, "reason": reason},
+                    fields=fields,
                     danger=True,
                 )
             elif action == "pass":

@@ -38,8 +38,11 @@ def issue_pass(ctx: Context, username: str, reason: str, *, actor: str) -> tuple
     return recovery_pass.issue(ctx, username, actor=actor, reason=reason)
 
 
-def kill_session(ctx: Context, session_id: str, *, actor: str) -> int:
-    return sessions.kill(ctx, session_id=session_id, actor=actor, reason="Ended by the IT staff")
+def kill_session(ctx: Context, session_id: str, reason: str, *, actor: str) -> int:
+    """End one VPN session; the reason is audited and is what the VPN client is told."""
+    if not reason.strip():
+        raise Invalid("say why the session is ended (kept in the audit trail and shown by the VPN client)")
+    return sessions.kill(ctx, session_id=session_id, actor=actor, reason=reason.strip())
 
 
 def import_roster(ctx: Context, text: str, *, actor: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -141,8 +141,12 @@ def create_api(ctx: Context) -> FastAPI:
         return sessions.listing(ctx, username=user)
 
     @api.delete("/sessions/{session_id}", response_model=Done, responses=ERRORS, summary="End a VPN session")
-    def kill_session(actor: Admin, session_id: str) -> Done:
-        admin_ops.kill_session(ctx, session_id, actor=actor)
+    def kill_session(
+        actor: Admin,
+        session_id: str,
+        reason: Annotated[str, Query(min_length=1, max_length=200, description="Why; audited, told to the client.")],
+    ) -> Done:
+        admin_ops.kill_session(ctx, session_id, reason, actor=actor)
         return Done(detail=f"session {session_id} ended")
 
     @api.post("/roster", response_model=ImportReport, responses=ERRORS, summary="Import a roster CSV (per-row report)")

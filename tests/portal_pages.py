@@ -91,6 +91,12 @@ def every_page(ctx: Context, clock: FixedClock) -> Iterator[Visit]:
     c.post("/signout", data={"csrf": csrf(c.get("/").text)})
     page = sign_in(c)
     yield "code", _get(c, "/signin/code")
+    yield "other-ways", _get(c, "/signin/code/other")
+    other = "/signin/code/other"
+    yield "other-way-sms", _post(c, other, other, {"way": f"sms:{phone.group(1)}"})
+    yield "other-way-call", _post(c, other, other, {"way": f"voice:{phone.group(1)}"})
+    yield "other-way-recovery", _post(c, other, other, {"way": "recovery"})
+    yield "other-way-refused", _post(c, other, other, {"way": "sms:0000"})
     clock.advance(timedelta(seconds=30))
     c.post("/signin/code", data={"csrf": csrf(page), "code": totp_now(ctx, secret, clock), "trust": "1"})
     yield "devices", _get(c, "/devices")

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from campusvpn.portal.sso_pages import hand_off, vpn_attempt
 from campusvpn.portal.web import Req, rotated
-from campusvpn.service.signin_ports import resume_signin
+from campusvpn.service.signin_ports import Way, resume_signin
 from campusvpn.signin import Finished, Prompt, Purpose, SendCode, SignIn, Step
 
 DEVICE_COOKIE = "campusvpn-device"  # the same cookie the gateway reads: one trust per browser
@@ -96,8 +96,9 @@ def send_request(req: Req) -> SendCode | None:
     return SendCode(method_id or None, channel or None)
 
 
-def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str) -> Response:
-    """Route the engine's answer to the right page."""
+def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str, way: Way | None = None) -> Response:
+    """Route the engine's answer to the right page (`way`: the one chosen under "Sign in another way",
+    kept when the code is asked again)."""
     if isinstance(out, Finished):
         if engine.purpose is Purpose.VPN and (out.ok or out.code != "bad_credentials"):
             # A VPN client's sign-in: the client gets the outcome; a wrong password may be retyped here.
@@ -126,11 +127,11 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
         )
     req.session.signin = engine.snapshot()
     if out.error:
-        return render_step(req, out)
+        return render_step(req, out, way=way)
     return req.redirect(page_on_prompt)
 
 
-def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
+def render_step(req: Req, prompt: Prompt, info: str | None = None, way: Way | None = None) -> Response:
     if prompt.step is Step.SECOND_FACTOR:
         return req.render(
             "code.html",
@@ -140,6 +141,7 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
             trust_days=req.ctx.config.trusted_devices.lifetime.days,
             action="/signin/code",
             who=(req.session.signin or {}).get("username"),
+            way=way,
         )
     if prompt.step is Step.REGISTRATION:
         return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))

@@ -17,8 +17,18 @@ from campusvpn.portal.signin_flow import (
 )
 from campusvpn.portal.web import Req, ended, page, rotated
 from campusvpn.service import mfa, recovery_pass
-from campusvpn.service.signin_ports import start_signin
-from campusvpn.signin import Code, Finished, Password, Prompt, Purpose, RecoveryForRegistration, Step
+from campusvpn.service.signin_ports import Way, start_signin, ways
+from campusvpn.signin import (
+    Code,
+    Finished,
+    Password,
+    Prompt,
+    Purpose,
+    RecoveryForRegistration,
+    SendCode,
+    SignIn,
+    Step,
+)
 
 
 @page("/signin", ("GET", "POST"), auth="none")
@@ -50,20 +60,66 @@ def signin_code(req: Req) -> Response:
         return req.redirect("/signin")
     if req.request.method == "GET":
         return render_step(req, engine.current_prompt())
+    way = None
+    if req.field("way"):  # the code of a way chosen under "Sign in another way"
+        way = _way_of(req, engine.username or "")
+        if way is None:
+            return _other_ways(req, engine.username or "", refused=True)
     send = send_request(req)
     if send:
-        out = engine.handle(send)
-        req.session.signin = engine.snapshot()
-        assert isinstance(out, Prompt)
-        return render_step(req, out, info=out.message if not out.error else None)
+        return _send(req, engine, send, way)
     out = engine.handle(
         Code(
             req.field("code", 64),
+            method_id=way.method_id if way else None,
             trust_device=req.form.get("trust") == "1",
             device_label=device_label(req.user_agent),
         )
     )
-    return after(req, engine, out, "/signin/code")
+    return after(req, engine, out, "/signin/code", way)
+
+
+@page("/signin/code/other", ("GET", "POST"), auth="none")
+def signin_other_way(req: Req) -> Response:
+    """ "Sign in another way": the user's registered ways (from the service), each a button; a phone
+    is sent its code at once (the same send path and throttling as the code page's buttons)."""
+    engine = engine_of(req)
+    if engine is None or engine.step is not Step.SECOND_FACTOR:
+        return req.redirect("/signin")
+    username = engine.username or ""
+    if req.request.method == "GET":
+        return _other_ways(req, username)
+    way = _way_of(req, username)
+    if way is None:  # not one of this user's ways (made up, another user's, or deleted meanwhile)
+        return _other_ways(req, username, refused=True)
+    if way.kind in ("sms", "voice"):
+        return _send(req, engine, SendCode(way.method_id, way.kind), way)
+    return render_step(req, engine.current_prompt(), way=way)
+
+
+def _way_of(req: Req, username: str) -> Way | None:
+    key = req.field("way", 60)
+    return next((w for w in ways(req.ctx, username) if w.key == key), None)
+
+
+def _other_ways(req: Req, username: str, *, refused: bool = False) -> Response:
+    return req.render(
+        "other_ways.html",
+        status=400 if refused else 200,
+        ways=ways(req.ctx, username),
+        who=username,
+        error=req.t("way.unknown") if refused else None,
+    )
+
+
+def _send(req: Req, engine: SignIn, send: SendCode, way: Way | None) -> Response:
+    out = engine.handle(send)
+    req.session.signin = engine.snapshot()
+    assert isinstance(out, Prompt)
+    if out.error or way is None:
+        return render_step(req, out, info=out.message if not out.error else None, way=way)
+    said = "way.sent.sms" if way.kind == "sms" else f"way.sent.voice.{way.phone_kind}"
+    return render_step(req, out, info=req.t(said, ending=way.ending), way=way)
 
 
 @page("/signin/pass", ("GET", "POST"), auth="none")
@@ -140,4 +196,4 @@ def stepup(req: Req) -> Response:
     )
 
 
-ROUTES = [signin, signin_code, signin_pass, register, signout, stepup]
+ROUTES = [signin, signin_code, signin_other_way, signin_pass, register, signout, stepup]

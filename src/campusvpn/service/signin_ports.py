@@ -36,7 +36,7 @@ from campusvpn.signin.ports import (
     Settings,
     accepted,
 )
-from campusvpn.store.models import User
+from campusvpn.store.models import Passkey, User
 
 
 def ports_for(ctx: Context) -> Ports:
@@ -65,6 +65,42 @@ def start_signin(
 def resume_signin(ctx: Context, data: dict[str, Any], source: str | None) -> SignIn:
     """A sign-in from its `snapshot()` (the portal keeps it between pages)."""
     return SignIn.restore(ports_for(ctx), data, source)
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way to give the second factor, as "Sign in another way" lists it."""
+
+    kind: str  # totp | sms | voice | recovery | passkey
+    method_id: str | None = None
+    label: str = ""  # an authenticator's own name, if it has one
+    phone_kind: str | None = None  # mobile | alternate | office
+    ending: str = ""  # the phone number's last two digits (enough to recognise, as in `masked`)
+
+    @property
+    def key(self) -> str:
+        """What the page's button carries: `sms:ID`, `totp:ID`, `recovery`, `passkey`."""
+        return f"{self.kind}:{self.method_id}" if self.method_id else self.kind
+
+
+def ways(ctx: Context, username: str) -> tuple[Way, ...]:
+    """Every way this user can give the second factor now: each confirmed method (a phone once per
+    channel its kind can take), recovery codes while some are left, a passkey if one is registered.
+    The default method comes first."""
+    with ctx.tx() as s:
+        user = ctx.user(s, username)
+        out: list[Way] = []
+        for m in mfa.confirmed(user):
+            if m.kind == "totp":
+                out.append(Way("totp", m.public_id, label=m.label or ""))
+            elif m.phone_kind:
+                for ch in CHANNELS[PhoneKind(m.phone_kind)]:
+                    out.append(Way(ch.value, m.public_id, phone_kind=m.phone_kind, ending=(m.phone_number or "")[-2:]))
+        if mfa.recovery_left(s, user):
+            out.append(Way("recovery"))
+        if s.scalars(select(Passkey.id).where(Passkey.user_id == user.id).limit(1)).first() is not None:
+            out.append(Way("passkey"))
+        return tuple(out)
 
 
 @dataclass

@@ -84,6 +84,7 @@ def every_page(ctx: Context, clock: FixedClock) -> Iterator[Visit]:
     yield "confirm-delete", _post(c, "/security", "/security", {"action": "delete", "method": phone.group(1)})
     yield "confirm-codes", _post(c, "/security", "/security", {"action": "codes"})
     yield "codes", _post(c, "/security", "/security", {"action": "codes", "confirmed": "1"})
+    yield "codes-already-shown", _get(c, "/recovery-codes")
     clock.advance(timedelta(minutes=11))
     yield "stepup", _post(c, "/security", "/security", {"action": "codes"})
     page = c.get("/stepup?next=/security").text

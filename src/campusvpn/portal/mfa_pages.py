@@ -8,8 +8,9 @@ from typing import Any
 
 from starlette.responses import Response
 
+from campusvpn.portal.recovery_codes_page import show_once
 from campusvpn.portal.signin_flow import engine_of, finish_signin, fresh
-from campusvpn.portal.web import Req, ended, page, rotate_now
+from campusvpn.portal.web import Req, ended, page, rotated
 from campusvpn.service import authenticator, mfa, phones
 from campusvpn.service.errors import ServiceError
 from campusvpn.signin import Finished, Registered, SignIn, Step
@@ -49,14 +50,12 @@ def _method_added(req: Req, engine: SignIn | None, codes: list[str] | None) -> R
         out = engine.handle(Registered())
         assert isinstance(out, Finished)
         resp = finish_signin(req, engine.username or "", second_factor=True)
-        if codes:
-            # The new session id (and CSRF token) first, so the forms on this page (sign out) carry it.
-            rotate_now(req)
-            resp = req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
+        if codes:  # shown by the GET the redirect leads to (the new session id comes with it)
+            return rotated(show_once(req, codes))
         return resp
     req.session.flash = {"info": req.t("security.changed")}
     if codes:
-        return req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
+        return show_once(req, codes)
     return req.redirect("/security")
 
 

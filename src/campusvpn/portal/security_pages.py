@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from campusvpn.core.policy import MfaState
+from campusvpn.portal.recovery_codes_page import show_once
 from campusvpn.portal.signin_flow import fresh
 from campusvpn.portal.web import Req, ended, page, take_info
 from campusvpn.service import mfa, passkeys
@@ -122,7 +123,7 @@ def security(req: Req) -> Response:
             passkeys.delete(req.ctx, req.username, method_id, req.source)
         elif action == "codes":
             codes = mfa.regenerate_recovery_codes(req.ctx, req.username, actor=req.username)
-            return req.render("codes.html", codes=codes, left=len(codes), total=len(codes))
+            return show_once(req, codes)
     except ServiceError as exc:
         return _page(req, status=400, error=req.t.service_error(exc))
     req.session.flash = {"info": req.t("security.changed")}

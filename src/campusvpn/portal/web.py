@@ -255,12 +255,6 @@ def rotated(response: Response) -> Response:
     return response
 
 
-def rotate_now(req: Req) -> None:
-    """Give the session its new id before rendering, for a page that must show forms with the new
-    CSRF token (rotating after rendering would leave them with the old one)."""
-    portal_sessions.save(req.ctx, req.session, rotate=True)
-
-
 def ended(ctx: Context, req: Req, response: Response) -> Response:
     portal_sessions.end(ctx, req.session)
     response.session_ended = True  # type: ignore[attr-defined]

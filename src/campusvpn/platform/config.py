@@ -44,7 +44,8 @@ def parse_config(text: str, path: Path) -> Config:
     except RecursionError as exc:  # tomllib recurses once per nested array or inline table
         raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from exc
     try:
-        return Config.model_validate({**data, "base_dir": path.parent.resolve()})
+        base = path.parent.resolve()
+        return Config.model_validate({**data, "base_dir": base}, context={"base_dir": base})
     except ValidationError as exc:
         lines = key_lines(text)
         raise ConfigError([_describe(err, path, lines) for err in exc.errors()]) from exc

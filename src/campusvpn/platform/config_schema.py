@@ -22,11 +22,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from campusvpn.platform.durations import DurationError, format_duration, parse_duration
+from campusvpn.platform.logo import read_logo
 
 
 def _duration(value: Any) -> timedelta:
@@ -596,6 +598,20 @@ class PortalSection(Section):
         pattern=r"^(https?://\S+)?$",
         description="The privacy notice linked from every page's footer; empty: no link.",
     )
+    logo: str = Field(
+        "",
+        description="The university's logo in every portal page's header (its alt text is `university`): a PNG or "
+        "SVG file of at most 256 KiB, its type told by its content, checked at start; a relative path is read "
+        "from the configuration file's folder. Empty: no logo.",
+    )
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, v: str, info: ValidationInfo) -> str:
+        if v:
+            base = (info.context or {}).get("base_dir", Path("."))
+            read_logo(Path(v) if Path(v).is_absolute() else Path(base) / v)  # raises with what is wrong
+        return v
 
 
 class VpnSettings(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campusvpn.core.sso_handoff import FORTINET_LISTENER_ORIGIN, LISTENER_ORIGIN
+from campusvpn.platform.logo import Logo, read_logo
 from campusvpn.portal import (
     account_pages,
     admin,
@@ -92,6 +94,21 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# An SVG is a document that could carry script: served as an image, it may run nothing and load nothing.
+SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def logo_response(logo: Logo, if_none_match: str | None) -> Response:
+    """The logo at its stable URL (/logo), cached by browsers for a day and checked by its digest."""
+    etag = '"' + hashlib.sha256(logo.data).hexdigest()[:32] + '"'
+    headers = {"cache-control": "public, max-age=86400", "etag": etag}
+    if logo.media_type == "image/svg+xml":
+        headers["content-security-policy"] = SVG_CSP
+    if if_none_match == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(logo.data, media_type=logo.media_type, headers=headers)
+
+
 def _error_page(request: Request, status: int, key: str) -> Response:
     ctx: Context = request.app.state.ctx
     lang = pick_language(
@@ -133,9 +150,17 @@ def create_app(ctx: Context) -> ASGIApp:
     async def brand(request: Request) -> Response:
         return Response(brand_css(ctx), media_type="text/css")
 
+    logo = read_logo(ctx.config.path(ctx.config.portal.logo)) if ctx.config.portal.logo else None
+
+    async def logo_file(request: Request) -> Response:
+        if logo is None:
+            return await not_found(request, HTTPException(404))
+        return logo_response(logo, request.headers.get("if-none-match"))
+
     app = Starlette(
         routes=[
             Route("/brand.css", brand),
+            Route("/logo", logo_file),
             *signin_pages.ROUTES,
             *oidc_pages.ROUTES,
             *verify_pages.ROUTES,

@@ -343,7 +343,9 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     ap.click(f"#results a[href='/admin/users/{USER}']")
     assert "127.0.0.1" in ap.inner_text("#sessions")
     shot(ap, "admin-user-en")
+    ap.fill("#sessions input[name=reason]", "ended in the browser test")  # required, then confirmed
     ap.click("#sessions button")
+    ap.click("#confirm-yes")
     assert "Done" in ap.inner_text("main") and ap.locator("#sessions button").count() == 0
     ap.fill("#action-reset_mfa input[name=reason]", "Lost phone; identity checked at the desk (ID card)")
     ap.click("#action-reset_mfa button")

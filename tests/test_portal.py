@@ -340,6 +340,14 @@ def test_api_token_openapi_and_actions(pctx: Context, clock: FixedClock) -> None
     assert r.status_code == 200
     assert c.get("/api/users/0000000000", headers=h).status_code == 404
     assert c.get("/api/users/not-a-name", headers=h).status_code == 404
+    with pctx.tx() as s:
+        live = sessions.open_session(
+            pctx, s, pctx.user(s, "1111111111"), profile=None, pool="172.31.0.0/16", source="192.0.2.8", client="t"
+        ).session.public_id
+    assert c.delete(f"/api/sessions/{live}", headers=h).status_code == 422  # a reason is required
+    r = c.delete(f"/api/sessions/{live}", headers=h, params={"reason": "abuse report 12"})
+    assert r.status_code == 200 and not sessions.listing(pctx, username="1111111111")
+    assert audit.listing(pctx)[-1]["note"] == "abuse report 12"
     api_tokens.revoke(pctx, api_tokens.listing(pctx)[0]["id"], actor=ADMIN)
     assert c.get("/api/users", headers=h).status_code == 401
 

@@ -209,9 +209,9 @@ def test_the_walk_reaches_every_template() -> None:
     # The identity-verified self-reset's pages answer only with a [verification] provider (404
     # otherwise): tests/test_identity_reset.py goes through them with the real node oidc-provider.
     with_idp = {"idp_go.html", "saml_post.html", "identity.html", "forgot.html", "reset.html"}
-    assert (
-        names - walked - with_idp - {"base.html", "_ui.html", "_decision.html", "admin/_audit_table.html"} <= set()
-    ), names - walked
+    assert names - walked - with_idp - {"base.html", "_ui.html", "_decision.html", "admin/_audit_table.html"} <= set(), (
+        names - walked
+    )
 
 
 def test_every_catalogue_key_a_template_names_exists() -> None:

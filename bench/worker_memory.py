@@ -9,7 +9,7 @@ Then, unless --no-breakdown, it starts the gateway once more with a `sitecustomi
 process's module list when it exits, stops it, and in a fresh interpreter imports worker 0's modules
 one top-level package at a time (the standard library first, then the other packages in the order
 the worker first loaded them, campusvpn last), printing the RSS each step adds and what it pulled
-in; finally the RSS that loading the config, opening the context and building the gateway adds.
+in; finally the RSS that reading the parent's config, opening the context and building the gateway add.
 Run as root from the project folder:
   PYTHONPATH=src python3 bench/worker_memory.py [--dtls on,off] [--workers 2] [--settle 5]
 Prints numbers only; nothing is asserted.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -167,8 +168,13 @@ def loaded_modules(bed: object, workers: int) -> dict[int, list[str]]:
 
 
 def probe(modules: list[str], config: Path) -> None:
+    from campusvpn.platform.config import load_config
+
+    # The config as the parent hands it to a worker (app.workers.config_fd): validated here.
+    handed = config.with_suffix(".pickle")
+    handed.write_bytes(pickle.dumps(load_config(config)))
     r = subprocess.run(
-        [sys.executable, __file__, "--probe", str(config)],
+        [sys.executable, __file__, "--probe", str(handed)],
         input=json.dumps(modules),
         capture_output=True,
         text=True,
@@ -220,17 +226,17 @@ def run_probe(config: Path) -> None:
     imported = own_rss()
     print(f"probe.imports rss {mb(imported)} MB (+{mb(imported - total)} MB)")
     from campusvpn.app.serve import build
-    from campusvpn.platform.config import load_config
+    from campusvpn.app.workers import read_config
     from campusvpn.service.context import open_context
 
-    cfg = load_config(config)
+    cfg = read_config(os.open(config, os.O_RDONLY))
     loaded = own_rss()
     ctx = open_context(cfg, migrate=False)
     opened = own_rss()
     build(ctx, tun_fd=None)
     built = own_rss()
     print(
-        f"probe.startup load_config +{mb(loaded - imported)} MB open_context +{mb(opened - loaded)} MB "
+        f"probe.startup read_config +{mb(loaded - imported)} MB open_context +{mb(opened - loaded)} MB "
         f"build +{mb(built - opened)} MB -> rss {mb(built)} MB"
     )
 
@@ -242,7 +248,7 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=5.0, help="seconds of idling before the reading")
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-package breakdown")
     p.add_argument("--modules-out", metavar="DIR", type=Path, help="write each worker's module list here")
-    p.add_argument("--probe", metavar="CONFIG", help=argparse.SUPPRESS)
+    p.add_argument("--probe", metavar="PICKLED_CONFIG", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.probe:
         run_probe(Path(a.probe))

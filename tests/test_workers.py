@@ -157,7 +157,7 @@ def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
     migrations, passkeys, QR codes, the command line, phone-number metadata, the SMTP and SMS
     clients of worker 0's mail round and, without DTLS, the crypto library (DTLS reaches OpenSSL
     through pyOpenSSL's bindings, which live in `cryptography`); it takes the parent's validated
-    config and builds none of pydantic's validators."""
+    config and builds none of pydantic's validators, and on SQLite no PostgreSQL dialect."""
     r = run_campusvpn(None, "init", "--dir", str(tmp_path / "site"), "--service-user", "")
     assert r.returncode == 0, r.stderr
     config_file = tmp_path / "site" / "campusvpn.toml"
@@ -179,12 +179,13 @@ def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
         "build(ctx, tun_fd=None)\n"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
         "print('validators built' if Config.__pydantic_complete__ else 'no validators')\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')))\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", probe, str(handed)], capture_output=True, text=True, timeout=120, check=False
     )
     assert r.returncode == 0, r.stderr
-    modules, validators = r.stdout.splitlines()
+    modules, validators, dialects = r.stdout.splitlines()
     loaded = set(modules.split())
     assert {"sqlalchemy", "h11", "pydantic"} <= loaded  # the probe did load the serving path
     assert not loaded & {
@@ -204,3 +205,4 @@ def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
         "phonenumbers",
     }
     assert validators == "no validators"
+    assert "sqlalchemy.dialects.postgresql" not in dialects.split()  # the site's database is SQLite

@@ -109,7 +109,9 @@ def measure(dtls: bool, workers: int, settle: float, breakdown: bool, modules_ou
             bed.start_gateway()
             wait_until(lambda: bed.gw_log.read_text().count("gateway.listening") >= workers, 60)
             time.sleep(settle)  # idle: start-up finished, nothing connected
-            for index, pid in sorted(worker_pids(bed.gw_log).items()):
+            assert bed.gw_proc is not None
+            serving = worker_pids(bed.gw_log) or {0: bed.gw_proc.pid}  # workers = 1: the gateway itself
+            for index, pid in sorted(serving.items()):
                 r = rollup(pid)
                 print(
                     f"{tag}.worker{index} rss {mb(r['Rss'])} MB pss {mb(r['Pss'])} MB uss {mb(r['Uss'])} MB "
@@ -122,9 +124,9 @@ def measure(dtls: bool, workers: int, settle: float, breakdown: bool, modules_ou
                 if index == 0:
                     top = sorted(mappings(pid).items(), key=lambda kv: -kv[1])[:14]
                     print(f"{tag}.worker0.mappings " + ", ".join(f"{n} {mb(k)}" for n, k in top) + " (MB RSS)")
-            assert bed.gw_proc is not None
-            parent = rollup(bed.gw_proc.pid)
-            print(f"{tag}.parent rss {mb(parent['Rss'])} MB pss {mb(parent['Pss'])} MB", flush=True)
+            if workers > 1:
+                parent = rollup(bed.gw_proc.pid)
+                print(f"{tag}.parent rss {mb(parent['Rss'])} MB pss {mb(parent['Pss'])} MB", flush=True)
             bed.stop_gateway()
             if breakdown:
                 modules = loaded_modules(bed, workers)
@@ -155,7 +157,8 @@ def loaded_modules(bed: object, workers: int) -> dict[int, list[str]]:
             bed.gw_log.write_text("")
             bed.start_gateway()
             wait_until(lambda: bed.gw_log.read_text().count("gateway.listening") >= workers, 60)
-            pids = worker_pids(bed.gw_log)
+            assert bed.gw_proc is not None
+            pids = worker_pids(bed.gw_log) or {0: bed.gw_proc.pid}
             bed.stop_gateway()
             wait_until(lambda: all(Path(out, f"{pid}.json").exists() for pid in pids.values()), 15)
         finally:

@@ -18,10 +18,11 @@ from tests.helpers import enrol_totp
 from tests.test_gateway_login import init, inputs, new_login, reply
 
 from campusvpn.anyconnect.login import GatewayLogin
-from campusvpn.app.workers import device_names, parse_route_request, route_request
+from campusvpn.app.workers import config_fd, device_names, parse_route_request, route_request
 from campusvpn.core.hashing import Argon2Params, Hasher
 from campusvpn.fortinet.login import FortiLogin
 from campusvpn.platform.clock import FixedClock
+from campusvpn.platform.config import load_config
 from campusvpn.platform.config_schema import GatewaySection
 from campusvpn.platform.local_share import LocalShare
 from campusvpn.service import live_sessions, sessions
@@ -153,28 +154,39 @@ def test_a_session_taken_over_by_another_worker_is_that_workers_alone(ctx: Conte
 
 def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Start-up memory: what a gateway worker loads before its first sign-in leaves out the portal,
-    migrations, passkeys, QR codes, the command line and, without DTLS, the crypto library (DTLS
-    reaches OpenSSL through pyOpenSSL's bindings, which live in `cryptography`)."""
+    migrations, passkeys, QR codes, the command line, phone-number metadata, the SMTP and SMS
+    clients of worker 0's mail round and, without DTLS, the crypto library (DTLS reaches OpenSSL
+    through pyOpenSSL's bindings, which live in `cryptography`); it takes the parent's validated
+    config and builds none of pydantic's validators, and on SQLite no PostgreSQL dialect."""
     r = run_campusvpn(None, "init", "--dir", str(tmp_path / "site"), "--service-user", "")
     assert r.returncode == 0, r.stderr
     config_file = tmp_path / "site" / "campusvpn.toml"
     text = config_file.read_text()
     assert "\ndtls = true\n" in text
     config_file.write_text(text.replace("\ndtls = true\n", "\ndtls = false\n"))
+    handed = tmp_path / "config.pickle"  # what the parent writes into the worker's config fd
+    with handed.open("wb") as f, os.fdopen(config_fd(load_config(config_file)), "rb") as fd:
+        f.write(fd.read())
     probe = (
-        "import sys, pathlib\n"
+        "import os, sys\n"
         "from campusvpn.cli import worker\n"
         "from campusvpn.app.serve import build\n"
-        "from campusvpn.platform.config import load_config\n"
+        "from campusvpn.app.workers import read_config\n"
+        "from campusvpn.service import lifecycle, mail_sender\n"  # worker 0's chores
         "from campusvpn.service.context import open_context\n"
-        "ctx = open_context(load_config(pathlib.Path(sys.argv[1])), migrate=False)\n"
+        "from campusvpn.platform.config_schema import Config\n"
+        "ctx = open_context(read_config(os.open(sys.argv[1], os.O_RDONLY)), migrate=False)\n"
         "build(ctx, tun_fd=None)\n"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "print('validators built' if Config.__pydantic_complete__ else 'no validators')\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')))\n"
     )
-    config = str(tmp_path / "site" / "campusvpn.toml")
-    r = subprocess.run([sys.executable, "-c", probe, config], capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(handed)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert r.returncode == 0, r.stderr
-    loaded = set(r.stdout.split())
+    modules, validators, dialects = r.stdout.splitlines()
+    loaded = set(modules.split())
     assert {"sqlalchemy", "h11", "pydantic"} <= loaded  # the probe did load the serving path
     assert not loaded & {
         "alembic",
@@ -189,4 +201,8 @@ def test_a_worker_imports_only_what_serving_needs(tmp_path: Path) -> None:
         "authlib",
         "saml2",
         "httpx",
+        "aiosmtplib",
+        "phonenumbers",
     }
+    assert validators == "no validators"
+    assert "sqlalchemy.dialects.postgresql" not in dialects.split()  # the site's database is SQLite

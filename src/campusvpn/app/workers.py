@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import pickle
 import selectors
 import signal
 import socket
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 from campusvpn.platform import logs
 
 if TYPE_CHECKING:
+    from campusvpn.platform.config import Config
     from campusvpn.service.context import Context
 
 ROUTE = b"R"  # + 4 bytes of IPv4 address: route this address to the sender's TUN device
@@ -67,6 +69,24 @@ def parse_route_request(data: bytes, pools: Iterable[str]) -> str | None:
         if addr in net and addr not in (net.network_address, net.broadcast_address, next(net.hosts())):
             return str(addr)
     return None
+
+
+def config_fd(config: Config) -> int:
+    """The parent's validated config in an anonymous in-memory file, for a worker to inherit: the
+    worker neither reads the file again (every worker runs the config the parent checked, also one
+    restarted after the file was edited) nor validates it, so it does not build pydantic's validators.
+    Only the root parent writes it, and only its child inherits it."""
+    fd = os.memfd_create("campusvpn-config", os.MFD_CLOEXEC)
+    os.write(fd, pickle.dumps(config))  # a few KiB: one write
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def read_config(fd: int) -> Config:
+    """A worker's end of `config_fd`."""
+    with os.fdopen(fd, "rb") as f:
+        config: Config = pickle.load(f)  # noqa: S301 - written by our own root parent, see config_fd
+    return config
 
 
 class RouteClient:
@@ -320,13 +340,18 @@ def serve_workers(
     def start_worker(w: Worker) -> int:
         # A fresh interpreter, not a fork: it imports only what serving needs (start-up memory).
         tun = -1 if w.tun_fd is None else w.tun_fd
-        fds = [sock.fileno(), w.child_end.fileno(), *([tun] if tun >= 0 else [])]
-        args = [str(config_path), str(w.index), str(sock.fileno()), str(tun), str(w.child_end.fileno()), run_path]
+        cfg = config_fd(ctx.config)
+        fds = [cfg, sock.fileno(), w.child_end.fileno(), *([tun] if tun >= 0 else [])]
+        args = [str(config_path), str(cfg), str(w.index), str(sock.fileno()), str(tun), str(w.child_end.fileno())]
+        args.append(run_path)
         if udp:
             udp_sock, udp_port = udp[w.index]
             fds.append(udp_sock.fileno())
             args += [str(udp_sock.fileno()), str(udp_port)]
-        p = subprocess.Popen([sys.executable, "-m", "campusvpn.cli.worker", *args], pass_fds=fds)  # noqa: S603
+        try:
+            p = subprocess.Popen([sys.executable, "-m", "campusvpn.cli.worker", *args], pass_fds=fds)  # noqa: S603
+        finally:
+            os.close(cfg)
         procs[p.pid] = p
         return p.pid
 

@@ -1,9 +1,10 @@
 """One gateway worker, started by `campusvpn serve` when it runs several (app.workers); not for operators.
 
-    python3 -m campusvpn.cli.worker CONFIG INDEX LISTEN_FD TUN_FD ROUTE_FD RUN_DIR [UDP_FD DTLS_PORT]
+    python3 -m campusvpn.cli.worker CONFIG CONFIG_FD INDEX LISTEN_FD TUN_FD ROUTE_FD RUN_DIR [UDP_FD DTLS_PORT]
 
-It inherits the bound listening socket, its TUN device (-1: none), its channel to the parent and,
-with DTLS, its own bound UDP socket and port; it opens the database the parent has upgraded,
+It inherits the parent's validated config (CONFIG names the file it was read from), the bound
+listening socket, its TUN device (-1: none), its channel to the parent and, with DTLS, its own
+bound UDP socket and port; it opens the database the parent has upgraded,
 becomes the service user like a single gateway, and serves until SIGTERM. Its imports are only
 what serving needs; see docs/architecture.md.
 """
@@ -18,17 +19,16 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from campusvpn.app.serve import WorkerPlace, serve
-    from campusvpn.app.workers import FATAL, RouteClient
+    from campusvpn.app.workers import FATAL, RouteClient, read_config
     from campusvpn.cli import service_user
     from campusvpn.platform import logs, privileges, state_files
-    from campusvpn.platform.config import load_config
     from campusvpn.platform.privileges import PrivilegeError
     from campusvpn.service.context import open_context
 
-    config_path, index, listen_fd, tun_fd, route_fd, run_dir, *dtls = argv  # dtls: UDP socket and its port
+    config_path, config_fd, index, listen_fd, tun_fd, route_fd, run_dir, *dtls = argv  # dtls: UDP socket, port
     logs.setup(os.environ.get("CAMPUSVPN_LOG_LEVEL", "INFO"))
     logs.worker = index
-    cfg = load_config(Path(config_path))
+    cfg = read_config(int(config_fd))
     try:
         name = cfg.service.user
         account = privileges.service_account(name) if name and os.geteuid() == 0 else None

@@ -5,8 +5,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import phonenumbers
-
 
 class PhoneKind(enum.StrEnum):
     MOBILE = "mobile"
@@ -43,6 +41,10 @@ def masked(e164: str, extension: str | None = None) -> str:
 
 
 def parse_phone(kind: PhoneKind, number: str, extension: str | None, default_region: str) -> PhoneNumber:
+    # Imported here: its metadata (~1 MB) is needed only when someone types a number, not in every
+    # gateway worker that masks a stored one (start-up memory).
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(number, default_region)
     except phonenumbers.NumberParseException as exc:

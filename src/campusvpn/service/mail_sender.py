@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-import aiosmtplib
-
 from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
 from campusvpn.service.sender import Message
-from campusvpn.service.sms_providers import DeliveryFailed
 from campusvpn.store.models import MailMessage
 
 log = logging.getLogger("campusvpn.mail")
@@ -67,6 +64,10 @@ async def deliver(ctx: Context, limit: int = 50) -> Delivery:
 
 
 async def _deliver_sms(ctx: Context, limit: int, out: Delivery) -> None:
+    # The provider's module (and httpx) only where a provider is configured: the gateway's worker 0
+    # runs this round every minute (start-up memory).
+    from campusvpn.service.sms_providers import DeliveryFailed
+
     for m in await asyncio.to_thread(mail_queue.claim, ctx, limit, "sms"):
         message = Message(to=m.to, channel="sms", text=m.body, at=ctx.clock.now(), username=m.username or "")
         try:
@@ -86,6 +87,8 @@ async def _deliver_email(ctx: Context, limit: int, out: Delivery) -> Delivery:
     due = await asyncio.to_thread(mail_queue.claim, ctx, limit)
     if not due:
         return out
+    import aiosmtplib  # at the first mail to send, not in every gateway's worker 0 (start-up memory)
+
     user = cfg.smtp_user or None
     client = aiosmtplib.SMTP(
         hostname=cfg.smtp_host,

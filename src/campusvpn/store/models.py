@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Text,
     TypeDecorator,
@@ -212,13 +213,8 @@ class VpnSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(200))
     __table_args__ = (
         # One live session per address; ended sessions keep their address for the record.
-        Index(
-            "ix_live_address",
-            "address",
-            unique=True,
-            sqlite_where=text("ended_at IS NULL"),
-            postgresql_where=text("ended_at IS NULL"),
-        ),
+        # PostgreSQL has the same partial index: see postgresql_where.
+        Index("ix_live_address", "address", unique=True, sqlite_where=text("ended_at IS NULL")),
     )
 
 
@@ -348,3 +344,15 @@ class IdentityLink(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     identity_digest: Mapped[str] = mapped_column(String(64), unique=True)
     linked_at: Mapped[datetime]
+
+
+def postgresql_where(metadata: MetaData) -> None:
+    """Give every partial index its `sqlite_where` as `postgresql_where` too (migration 0002 creates
+    both). The models name only SQLite's: naming a `postgresql_*` option makes SQLAlchemy load its
+    whole PostgreSQL dialect (~2 MB, every driver) in every process that imports the models, also
+    on SQLite (start-up memory). Alembic's environment calls this when it talks to PostgreSQL."""
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_kwargs["postgresql_where"] = where

@@ -2,10 +2,12 @@
 
 from alembic import context
 
-from campusvpn.store.models import Base
+from campusvpn.store.models import Base, postgresql_where
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
+    if connection.dialect.name == "postgresql":
+        postgresql_where(Base.metadata)
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

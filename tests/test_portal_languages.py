@@ -37,6 +37,8 @@ ALLOWED_PHRASES = [
     "SHA-256",
     "Campus VPN",
     "sudo apt install openconnect",
+    "App Store",
+    "Google Play",
 ]
 ALLOWED_WORDS = {
     "vpn",
@@ -73,6 +75,12 @@ ALLOWED_WORDS = {
     "url",
     "e",
     "mail",
+    "ipad",
+    "homebrew",
+    "finder",
+    "debian",
+    "ubuntu",
+    "fedora",
 }
 _SKIP = {"script", "style", "code", "pre", "kbd", "textarea", "datalist", "option"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

@@ -596,6 +596,12 @@ class PortalSection(Section):
         pattern=r"^(https?://\S+)?$",
         description="The privacy notice linked from every page's footer; empty: no link.",
     )
+    software_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="The university's software site where members download Cisco Secure Client or FortiClient, "
+        "linked from the Get connected page; empty: the page tells them to ask the help desk.",
+    )
 
 
 class VpnSettings(Section):

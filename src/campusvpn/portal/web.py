@@ -58,7 +58,22 @@ def linkify(text: object) -> Markup:
     return Markup("").join(parts)
 
 
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def code_marks(text: object) -> Markup:
+    """A catalogue text whose `backticked` parts are things to type, shown as <code> (the rest escaped)."""
+    parts: list[str | Markup] = []
+    last, raw = 0, str(text)
+    for m in _CODE.finditer(raw):
+        parts += [raw[last : m.start()], Markup("<code>{0}</code>").format(m.group(1))]
+        last = m.end()
+    parts.append(raw[last:])
+    return Markup("").join(parts)
+
+
 TEMPLATES.filters["linkify"] = linkify
+TEMPLATES.filters["code_marks"] = code_marks
 
 
 def translator(ctx: Context, lang: str) -> Translator:

@@ -137,7 +137,7 @@ def test_a_self_signed_certificate_is_said_with_its_pin_and_the_profile_stays_st
     assert 'id="self-signed"' in page and "self-signed certificate" in page
     assert _code(page, "server-fingerprint") == _fingerprint(ctx)
     profile = c.get("/connect/profile.xml").text
-    assert "<StrictCertificateTrust UserControllable=\"false\">true</StrictCertificateTrust>" in profile
+    assert '<StrictCertificateTrust UserControllable="false">true</StrictCertificateTrust>' in profile
     assert "<!-- The server's certificate is self-signed" in profile
     ja = html.unescape(c.get("/connect?lang=ja").text)
     assert "このサーバーは自己署名証明書を使用しています" in ja

@@ -105,3 +105,18 @@ def test_a_security_notice_is_in_the_chosen_language_or_both_with_the_japanese_h
     ja_part = both.body.split("\n\n")[0]
     assert "接続元 192.0.2.1" in ja_part and "IT ヘルプデスク に連絡" in ja_part and "the IT help desk" not in ja_part
     ctx.engine.dispose()
+
+
+def test_a_name_given_per_language_is_said_in_each(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = _ctx(tmp_path, clock)
+    add_user(ctx, "1000000001")
+    with ctx.tx() as s:
+        user = ctx.user(s, "1000000001")
+        user.email = "a@example.ac.jp"
+        notices.security_changed(ctx, user, "identity_linked", {"en": "My Number Card", "ja": "マイナンバーカード"})
+    with ctx.tx() as s:
+        [mail] = s.query(MailMessage).all()
+    ja, en = mail.body.split("\n\n")[:2]
+    assert "本人確認済みの ID（マイナンバーカード）" in ja and "My Number Card" not in ja
+    assert "A verified identity (My Number Card) was linked" in en
+    ctx.engine.dispose()

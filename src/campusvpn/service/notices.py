@@ -9,6 +9,7 @@ saying who sent it and that nobody asks for a password or a code."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy import select
@@ -54,10 +55,16 @@ def footer(ctx: Context, lang: str) -> str:
 
 
 def security_changed(
-    ctx: Context, user: User, change: str, what: str = "", source: str | None = None, *, to: str | None = None
+    ctx: Context,
+    user: User,
+    change: str,
+    what: str | Mapping[str, str] = "",
+    source: str | None = None,
+    *,
+    to: str | None = None,
 ) -> bool:
     """Tell the user (at `to`, else their address); False when they have no address on file
-    (the audit trail still has it)."""
+    (the audit trail still has it). `what` is the same in every language, or given per language."""
     address = to or user.email
     if not address:
         return False
@@ -74,7 +81,8 @@ def security_changed(
     parts = []
     for lang in langs:
         where = outbound.render("mail.security.where", lang, source=source) if source else ""
-        change_text = outbound.render(f"mail.security.{change}", lang, what=what)
+        named = what if isinstance(what, str) else what[lang]
+        change_text = outbound.render(f"mail.security.{change}", lang, what=named)
         body = outbound.render(
             "mail.security.body",
             lang,
@@ -89,7 +97,8 @@ def security_changed(
     subject = " / ".join(outbound.render("mail.security.subject", lang) for lang in langs)
     s = object_session(user)
     assert s is not None, "security notices are queued in the transaction of the change"
-    digest = hashlib.sha256(f"{change}\0{what}\0{source}".encode()).hexdigest()[:16]
+    said = what if isinstance(what, str) else what["en"]
+    digest = hashlib.sha256(f"{change}\0{said}\0{source}".encode()).hexdigest()[:16]
     return mail_queue.enqueue(
         ctx,
         s,

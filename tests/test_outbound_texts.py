@@ -120,3 +120,14 @@ def test_a_name_given_per_language_is_said_in_each(tmp_path: Path, clock: FixedC
     assert "本人確認済みの ID（マイナンバーカード）" in ja and "My Number Card" not in ja
     assert "A verified identity (My Number Card) was linked" in en
     ctx.engine.dispose()
+
+
+def test_the_code_fields_hints_name_the_words_the_gateway_reads() -> None:
+    from campusvpn.signin.typed_answer import SEND_WORDS, TRUST_WORDS, hints
+
+    en = " ".join(hints(phone=True, trust_days=30, lang="en"))
+    ja = " ".join(hints(phone=True, trust_days=30, lang="ja"))
+    for said in (en, ja):
+        assert "sms" in said and "call" in said and '" trust"' in en and "「 trust」" in ja and "30" in said
+    assert {"sms", "call"} <= set(SEND_WORDS) and "trust" in TRUST_WORDS
+    assert "sms" not in " ".join(hints(phone=False, trust_days=30, lang="en"))

@@ -99,7 +99,7 @@ def test_the_second_password_field_is_explained_as_the_gateway_reads_it(tmp_path
     listed = page[page.index('<ul id="second-password">') : page.index("</ul>", page.index("second-password"))]
     # What to type is shown as code, never as literal backticks.
     assert "`" not in page
-    for typed in ("sms", "call", " trust", "123456 trust"):
+    for typed in ("sms", "call", "trust", "123456 trust"):
         assert f"<code>{typed}</code>" in listed, typed
     assert f"for {ctx.config.trusted_devices.lifetime.days} days" in listed and "recovery codes" in listed
     # The words are the ones the gateway's code field understands.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from datetime import timedelta
@@ -15,6 +16,13 @@ from campusvpn.service.signin_ports import start_signin
 from campusvpn.signin import Code, Finished, Password, Prompt, Purpose
 
 PASSWORD = "correct horse battery staple"
+
+
+def sent_code(text: str) -> str:
+    """The 6-digit code in an SMS as the user reads it (in either language)."""
+    found = re.search(r"(?<!\d)(\d{6})(?!\d)", text)
+    assert found, text
+    return found.group(1)
 
 
 def enrol_totp(ctx: Context, clock: FixedClock, name: str = "1234567890") -> tuple[str, list[str]]:

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from starlette.testclient import TestClient
 from tests.conftest import add_user
+from tests.helpers import enrol_totp
+from tests.oidc_provider import OidcProvider
+from tests.test_oidc_signin import through_provider
 from tests.test_portal import ADMIN, USER, client, csrf, register_totp, sign_in, totp_now
 
 from campusvpn.platform.clock import FixedClock
@@ -160,3 +165,52 @@ def every_page(ctx: Context, clock: FixedClock) -> Iterator[Visit]:
     yield "admin-tokens", _get(a, "/admin/tokens")
     yield "admin-token-new", _post(a, "/admin/tokens", "/admin/tokens", {"action": "create", "label": "nightly sync"})
     yield "admin-lifecycle", _get(a, "/admin/lifecycle")
+
+
+def _showing(marker: str, fetch: Callable[[str], str]) -> Callable[[str], str]:
+    """`fetch`, checked to reach its page (a refusal page would pass the language checks too)."""
+
+    def go(lang: str) -> str:
+        page = fetch(lang)
+        assert marker in page, page[:2000]
+        return page
+
+    return go
+
+
+def every_identity_page(ctx: Context, clock: FixedClock, oidc: OidcProvider) -> Iterator[Visit]:
+    """The pages shown only with an identity provider: the hand-over to the provider (idp_go), the
+    identity-verified self-reset ([verification], through the real node oidc-provider: link, forgot,
+    reset) and the SAML answer posted again with our cookie (saml_post, [saml] with a metadata file).
+    `ctx` has [verification] on `oidc` and [saml] enabled."""
+    secret, _ = enrol_totp(ctx, clock, USER)
+    c = client(ctx)
+    page = sign_in(c)
+    c.post("/signin/code", data={"csrf": csrf(page), "code": totp_now(ctx, secret, clock)})
+    clock.advance(timedelta(seconds=30))
+    yield "identity", _showing('id="identity-not-linked"', _get(c, "/identity"))
+    yield "idp-go", _showing('id="to-idp"', _post(c, "/identity", "/identity", {"action": "link"}))
+
+    def via_provider(form_page: str, data: dict[str, str]) -> None:
+        start = c.post(form_page, data={"csrf": csrf(c.get(form_page).text), **data})
+        go = re.search(r'<a href="([^"]+)" id="to-idp">', start.text)
+        assert go, start.text[:300]
+        back = urlsplit(through_provider(html.unescape(go.group(1)), oidc, "hanako"))
+        c.get(f"{back.path}?{back.query}")
+
+    via_provider("/identity", {"action": "link"})
+    yield "identity-linked", _showing('id="identity-linked"', _get(c, "/identity"))
+    c.post("/signout", data={"csrf": csrf(c.get("/").text)})
+    yield "forgot", _showing('id="verify-start"', _get(c, "/forgot"))
+    via_provider("/forgot", {})
+    yield "reset", _showing('action="/reset"', _get(c, "/reset"))
+    mismatch = {"new": "a long new phrase one", "again": "another phrase"}
+    yield "reset-mismatch", _showing('class="error"', _post(c, "/reset", "/reset", mismatch))
+    yield "reset-nothing", _showing('class="error"', _post(c, "/reset", "/reset", {}))
+
+    def saml_repost(lang: str) -> str:
+        # An answer posted from the provider's site arrives without our SameSite=Lax cookie.
+        fresh_browser = client(ctx)
+        return fresh_browser.post(f"/saml/acs?lang={lang}", data={"SAMLResponse": "PHNhbWw+", "RelayState": "x"}).text
+
+    yield "saml-post", _showing('id="saml-post"', saml_repost)

@@ -47,7 +47,7 @@ def _fingerprint(ctx: Context) -> str:
 
 
 def _code(page: str, element: str) -> str:
-    found = re.search(rf'<code id="{element}">([^<]*)</code>', page)
+    found = re.search(rf'<code id="{element}"[^>]*>([^<]*)</code>', page)
     assert found, page
     return html.unescape(found.group(1))
 
@@ -65,7 +65,8 @@ def test_forticlient_steps_and_fortinet_command(tmp_path: Path, clock: FixedCloc
         f"sudo openconnect --protocol=fortinet --user={USER} --servercert={pin.group(0)} "
         "https://vpn.test.ac.jp:10443/staff"
     )
-    steps = html.unescape(page[page.index('<ol id="forticlient-steps">') : page.index("</ol>")])
+    start = page.index('<ol id="forticlient-steps">')
+    steps = html.unescape(page[start : page.index("</ol>", start)])
     assert "“SSL-VPN”" in steps
     assert "Remote Gateway: vpn.test.ac.jp. Port: 10443" in steps
     assert "Realm (the connection group), where FortiClient asks for one: staff." in steps
@@ -88,3 +89,84 @@ def test_without_profiles_and_on_port_443_the_url_is_the_bare_server(tmp_path: P
     assert pin
     assert _code(page, "fortinet-command").endswith(f"--servercert={pin.group(0)} https://vpn.test.ac.jp/")
     assert "Realm" not in page and "Port: 443 " in html.unescape(page)
+
+
+def test_the_second_password_field_is_explained_as_the_gateway_reads_it(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = _ctx(tmp_path, clock, PROFILES)
+    c = client(ctx)
+    sign_in(c)
+    page = c.get("/connect").text
+    listed = page[page.index('<ul id="second-password">') : page.index("</ul>", page.index("second-password"))]
+    # What to type is shown as code, never as literal backticks.
+    assert "`" not in page
+    for typed in ("sms", "call", "trust", "123456 trust"):
+        assert f"<code>{typed}</code>" in listed, typed
+    assert f"for {ctx.config.trusted_devices.lifetime.days} days" in listed and "recovery codes" in listed
+    # The words are the ones the gateway's code field understands.
+    from campusvpn.signin.typed_answer import SEND_WORDS, TRUST_WORDS
+
+    assert {"sms", "call"} <= set(SEND_WORDS) and "trust" in TRUST_WORDS
+
+
+def test_the_profile_folders_and_the_mobile_apps(tmp_path: Path, clock: FixedClock) -> None:
+    ctx = _ctx(tmp_path, clock, PROFILES)
+    c = client(ctx)
+    sign_in(c)
+    raw = c.get("/connect").text
+    page = html.unescape(raw)
+    assert _code(raw, "profile-folder-windows") == r"C:\ProgramData\Cisco\Cisco Secure Client\VPN\Profile"
+    assert _code(raw, "profile-folder-macos") == "/opt/cisco/secureclient/vpn/profile"
+    assert "The mobile app cannot import the profile file" in page and "vpn.test.ac.jp:10443" in page
+    assert "brew install openconnect" in page and "openconnect (macOS and Linux)" in page
+    # No software site configured: the page says whom to ask; configured: it links to it.
+    assert "Ask the help desk (ext. 1234) where to get Cisco Secure Client" in page
+    (tmp_path / "b").mkdir()
+    ctx2 = _ctx(tmp_path / "b", clock, 'software_url = "https://soft.test.ac.jp/vpn"\n')  # in [portal]
+    c2 = client(ctx2)
+    sign_in(c2)
+    assert '<a href="https://soft.test.ac.jp/vpn" id="software-site">' in c2.get("/connect").text
+
+
+def test_a_self_signed_certificate_is_said_with_its_pin_and_the_profile_stays_strict(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    ctx = _ctx(tmp_path, clock, PROFILES)
+    c = client(ctx)
+    sign_in(c)
+    page = c.get("/connect").text
+    assert 'id="self-signed"' in page and "self-signed certificate" in page
+    assert _code(page, "server-fingerprint") == _fingerprint(ctx)
+    profile = c.get("/connect/profile.xml").text
+    assert '<StrictCertificateTrust UserControllable="false">true</StrictCertificateTrust>' in profile
+    assert "<!-- The server's certificate is self-signed" in profile
+    ja = html.unescape(c.get("/connect?lang=ja").text)
+    assert "このサーバーは自己署名証明書を使用しています" in ja
+
+
+def test_a_certificate_from_an_authority_gets_no_self_signed_warning(tmp_path: Path, clock: FixedClock) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from cryptography.x509.oid import NameOID
+
+    ctx = _ctx(tmp_path, clock, PROFILES)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vpn.test.ac.jp")]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(ca_key, hashes.SHA256())
+    )
+    ctx.config.path("tls/cert.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    ctx.config.path("tls/key.pem").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    c = client(ctx)
+    sign_in(c)
+    page = c.get("/connect").text
+    assert 'id="self-signed"' not in page and "pin-sha256:" in page
+    assert "self-signed" not in c.get("/connect/profile.xml").text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyotp
 from tests.conftest import PASSWORD, add_user, make_config
-from tests.helpers import enrol_totp
+from tests.helpers import enrol_totp, sent_code
 
 from campusvpn.app.serve import build
 from campusvpn.cli.setup import write_self_signed
@@ -201,7 +201,7 @@ def test_dialogue_sms_then_code_with_trust_and_refusals(tmp_path: Path, clock: F
     assert first.status == 200 and "Type sms or call" in first.body and not first.finished
     sent = lg.code("sms")
     assert "sent a code by text message" in sent.body and sent.body.count(",") == first.body.count(",")
-    code = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
+    code = sent_code(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"])
     done = lg.code(f"{code} trust")
     assert done.token and done.device_token and done.outcome == "ok"
     # After a refusal every answer gets the same reason (openconnect's code generator then gives up).

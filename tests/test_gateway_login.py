@@ -8,7 +8,7 @@ import pyotp
 import pytest
 from defusedxml import ElementTree as SafeET
 from tests.conftest import PASSWORD, add_user, make_config
-from tests.helpers import enrol_totp
+from tests.helpers import enrol_totp, sent_code
 
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.login import GatewayLogin
@@ -106,7 +106,7 @@ def test_sms_keyword_sends_a_code_and_trust_keyword_issues_a_device_token(ctx: C
     assert "Type sms or call" in (doc(form.body).find("auth/message").text or "")
     sent = lg.handle_request(reply(lg.handle, secondary_password="SMS"))
     assert "sent a code by text message" in (doc(sent.body).find("auth/message").text or "")
-    code = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
+    code = sent_code(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"])
     done = lg.handle_request(reply(lg.handle, secondary_password=f"{code} trust"))
     assert done.token and done.device_token
     banner = doc(done.body).find("auth/banner").text or ""  # Cisco clients show it after sign-in

@@ -126,7 +126,10 @@ def test_a_suspension_is_mailed_once_and_the_operators_texts_are_used(
     mail_sender.deliver_now(ctx)
     [mail] = inbox.mails
     assert _subject(mail) == "[Campus VPN] Suspended: 1000000003"
-    assert _body(mail).strip() == "Reason: lost laptop. Ask desk 1234."
+    # The operator's text, then the footer every mail ends with (who sent it; nobody asks for a code).
+    text, footer = _body(mail).replace("\r\n", "\n").split("\n\n--\n")
+    assert text.strip() == "Reason: lost laptop. Ask desk 1234."
+    assert "sent by Campus VPN (https://vpn.example.ac.jp/)" in footer and "never asks" in footer
     ctx.engine.dispose()
 
 

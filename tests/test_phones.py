@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import add_user
+from tests.helpers import sent_code
 
 from campusvpn.service import mfa, phones
 from campusvpn.service.context import Context
@@ -10,7 +11,7 @@ from campusvpn.service.sender import read_outbox
 
 
 def _last_code(ctx: Context) -> str:
-    return str(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"]).split("code: ")[1][:6]
+    return sent_code(str(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"]))
 
 
 def test_a_phone_whose_code_was_lost_can_be_added_again(ctx: Context) -> None:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
-from tests.portal_pages import every_page
-from tests.test_portal import pctx
+from tests.conftest import add_user, make_config
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, running_provider
+from tests.portal_pages import every_identity_page, every_page
+from tests.saml_idp import running_idp
+from tests.test_portal import USER, pctx
 
 from campusvpn.platform.clock import FixedClock
 from campusvpn.portal import i18n
-from campusvpn.service.context import Context
+from campusvpn.service.context import Context, open_context
 
 __all__ = ["pctx"]
 
@@ -37,6 +41,8 @@ ALLOWED_PHRASES = [
     "SHA-256",
     "Campus VPN",
     "sudo apt install openconnect",
+    "App Store",
+    "Google Play",
 ]
 ALLOWED_WORDS = {
     "vpn",
@@ -73,6 +79,12 @@ ALLOWED_WORDS = {
     "url",
     "e",
     "mail",
+    "ipad",
+    "homebrew",
+    "finder",
+    "debian",
+    "ubuntu",
+    "fedora",
 }
 _SKIP = {"script", "style", "code", "pre", "kbd", "textarea", "datalist", "option"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -139,11 +151,41 @@ def _data_words(ctx: Context) -> set[str]:
 
 
 @pytest.fixture
-def pages(pctx: Context, clock: FixedClock) -> dict[str, dict[str, str]]:
+def pages(pctx: Context, clock: FixedClock, tmp_path: Path) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for name, fetch in every_page(pctx, clock):
         out[name] = {lang: fetch(lang) for lang in ("ja", "en")}
+    # The pages shown only with an identity provider, with the real test providers (node
+    # oidc-provider for [verification], the pysaml2 IdP's metadata for [saml]).
+    with (
+        running_provider(tmp_path / "oidc", "https://testserver/identity/callback") as oidc,
+        running_idp(tmp_path / "saml") as saml,
+    ):
+        (tmp_path / "idp").mkdir()
+        ctx = open_context(make_config(tmp_path / "idp", IDP_CONFIG.format(oidc=oidc, saml=saml)), clock)
+        add_user(ctx, USER)
+        for name, fetch in every_identity_page(ctx, clock, oidc):
+            out[name] = {lang: fetch(lang) for lang in ("ja", "en")}
+        ctx.engine.dispose()
     return out
+
+
+IDP_CONFIG = """
+[portal]
+default_language = "en"
+[verification]
+enabled = true
+label = "My Number Card"
+label_ja = "マイナンバーカード"
+issuer = "{oidc.issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+ca_file = "{oidc.ca_file}"
+[saml]
+enabled = true
+label = "Example University"
+idp_metadata_file = "{saml.metadata_file}"
+""".replace("{client_id}", CLIENT_ID).replace("{client_secret}", CLIENT_SECRET)
 
 
 def test_every_page_in_both_languages_has_no_words_of_the_other(
@@ -204,12 +246,9 @@ def test_the_walk_reaches_every_template() -> None:
         "email_confirm.html",
         "sso_done.html",
     }
-    # Shown only with an identity provider configured: tests/test_saml_signin.py and
-    # tests/browser/test_oidc_browser.py go through them.
-    # The identity-verified self-reset's pages answer only with a [verification] provider (404
-    # otherwise): tests/test_identity_reset.py goes through them with the real node oidc-provider.
-    with_idp = {"idp_go.html", "saml_post.html", "identity.html", "forgot.html", "reset.html"}
-    assert names - walked - with_idp - {"base.html", "_ui.html", "_decision.html", "admin/_audit_table.html"} <= set(), (
+    # Shown only with an identity provider configured: every_identity_page walks them.
+    walked |= {"idp_go.html", "saml_post.html", "identity.html", "forgot.html", "reset.html"}
+    assert names - walked - {"base.html", "_ui.html", "_decision.html", "admin/_audit_table.html"} <= set(), (
         names - walked
     )
 

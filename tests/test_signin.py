@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from tests.conftest import add_user
-from tests.helpers import PASSWORD, enrol_totp, sign_in, totp_now
+from tests.helpers import PASSWORD, enrol_totp, sent_code, sign_in, totp_now
 
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import accounts, authenticator, mfa, phones, trusted
@@ -93,7 +93,7 @@ def test_sms_code_from_the_outbox_signs_in_once_and_expires(ctx: Context, clock:
     assert isinstance(sent, Prompt) and "text message" in sent.message
     msg = read_outbox(outbox)[-1]
     assert msg["to"] == "+819012345678" and msg["channel"] == "sms"
-    code = msg["text"].split("code: ")[1][:6]
+    code = sent_code(msg["text"])
     assert isinstance(done := engine.handle(Code(code)), Finished) and done.ok and done.used_method == "phone"
     assert isinstance(sign_in(ctx, code), Prompt)  # single use
 
@@ -120,9 +120,9 @@ def test_a_new_code_supersedes_the_previous_one(ctx: Context, clock: FixedClock)
     engine = start_signin(ctx)
     engine.handle(Password("1234567890", PASSWORD))
     engine.handle(SendCode())
-    old = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
+    old = sent_code(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"])
     engine.handle(SendCode())
-    new = read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"].split("code: ")[1][:6]
+    new = sent_code(read_outbox(ctx.config.path(ctx.config.sender.outbox))[-1]["text"])
     if old != new:
         assert isinstance(engine.handle(Code(old)), Prompt)
     assert isinstance(done := engine.handle(Code(new)), Finished) and done.ok

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e.helpers_net import FORTI_FUZZER, TCP_CLIENT, TCP_SERVER
 from tests.e2e.test_openconnect import env_of, recorder, totp_args
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
+from tests.helpers import sent_code
 
 _missing = missing_requirements()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests: {_missing}")
@@ -186,7 +187,7 @@ def test_sms_then_the_code_from_the_outbox(bed: Testbed) -> None:
     assert wait_until(lambda: sms() is not None, 15) is not None, "no SMS in the outbox"
     text = sms()
     assert text is not None
-    code = text.split("code: ")[1][:6]
+    code = sent_code(text)
     out, err = p.communicate(f"{code}\n", timeout=30)
     assert p.returncode == 0, out + err
     assert "SVPNCOOKIE" in out

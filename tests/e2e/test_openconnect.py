@@ -15,6 +15,7 @@ import pyotp
 import pytest
 from tests.e2e.helpers_net import FUZZER, TCP_CLIENT, TCP_SERVER
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
+from tests.helpers import sent_code
 
 _missing = missing_requirements()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"e2e gateway tests: {_missing}")
@@ -138,7 +139,7 @@ def test_sms_code_from_the_outbox(bed: Testbed) -> None:
     assert wait_until(lambda: sms() is not None, 15) is not None, "no SMS in the outbox"
     text = sms()
     assert text is not None and "+819012345678" not in text
-    code = text.split("code: ")[1][:6]
+    code = sent_code(text)
     out, err = p.communicate(f"{code}\n", timeout=30)
     assert p.returncode == 0, out + err
     assert "COOKIE=" in out

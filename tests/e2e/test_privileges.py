@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from tests.cli_run import clean_env
 from tests.e2e.testbed import CAMPUS_IP, PASSWORD, Testbed, missing_requirements, sh, wait_until
+from tests.helpers import sent_code
 
 from campusvpn.platform import state_files
 from campusvpn.platform.privileges import parse_status
@@ -216,7 +217,7 @@ def test_after_root_cli_commands_the_gateway_still_writes(site: Site) -> None:
     assert wait_until(outbox.exists, 15) is not None, _tail(bed.gw_log)
     assert outbox.stat().st_uid == uid and outbox.stat().st_mode & 0o777 == 0o600
     time.sleep(0.2)
-    code = json.loads(outbox.read_text().splitlines()[-1])["text"].split("code: ")[1][:6]
+    code = sent_code(json.loads(outbox.read_text().splitlines()[-1])["text"])
     out, err = p.communicate(f"{code}\n", timeout=30)
     assert p.returncode == 0 and "COOKIE=" in out, out + err
     log = bed.gw_log.read_text()

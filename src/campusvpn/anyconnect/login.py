@@ -28,9 +28,13 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, ServiceError, Unavailable
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
-from campusvpn.signin.typed_answer import typed_answer
+from campusvpn.signin.typed_answer import hints, typed_answer
+from campusvpn.texts import outbound
 
 PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
+# The dialogue's texts come from the catalogue, in English for now: the engine's prompts it shows
+# with them are English sentences until they are catalogue codes too, and one box speaks one language.
+CLIENT_LANGUAGE = "en"
 SSO = "single-sign-on-v2"  # capabilities a client advertises in its init
 SSO_EXTERNAL = "single-sign-on-external-browser"
 NO_BROWSER = (
@@ -207,7 +211,7 @@ class GatewayLogin:
         ).strip()
         event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
         if event is None:
-            return self._code_form(None, "Enter the code.")
+            return self._code_form(None, outbound.render("vpn.code.empty", CLIENT_LANGUAGE))
         return self._after(self._engine.handle(event))
 
     # --- outcomes ---------------------------------------------------------------------------
@@ -306,13 +310,9 @@ class GatewayLogin:
         return LoginReply(body)
 
     def _code_form(self, prompt: Prompt | None, error: str | None) -> LoginReply:
-        lines = [prompt.message if prompt else "Enter your verification code."]
-        if prompt and any(m.kind == "phone" for m in prompt.methods):
-            lines.append("Type sms or call to have a code sent to your phone.")
-        lines.append(
-            'Add " trust" after the code to skip codes on this device for '
-            f"{self.ctx.config.trusted_devices.lifetime.days} days (never on a shared computer)."
-        )
+        lines = [prompt.message if prompt else outbound.render("vpn.code.enter", CLIENT_LANGUAGE)]
+        phone = prompt is not None and any(m.kind == "phone" for m in prompt.methods)
+        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days, lang=CLIENT_LANGUAGE)
         body = xmlauth.auth_form(
             handle=self.handle,
             title=self._title(),

@@ -25,9 +25,12 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
-from campusvpn.signin.typed_answer import typed_answer
+from campusvpn.signin.typed_answer import hints, typed_answer
+from campusvpn.texts import outbound
 
 PROTOCOL = "fortinet"  # what sessions, logs and metrics call this protocol
+# In English for now, like the AnyConnect dialogue (anyconnect.login.CLIENT_LANGUAGE says why).
+CLIENT_LANGUAGE = "en"
 SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
 DENIED = "ret=0,redir=/remote/login?&err=sslvpn_login_permission_denied&lang=en"
 
@@ -122,7 +125,7 @@ class FortiLogin:
                 return LoginAnswer(405, DENIED, finished=True)
             event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
             if event is None:
-                return self._challenge("Enter the code.")
+                return self._challenge(outbound.render("vpn.code.empty", CLIENT_LANGUAGE))
             return self._after(self._engine.handle(event))
 
     def refuse(self, message: str) -> LoginAnswer:
@@ -179,13 +182,9 @@ class FortiLogin:
 
     def _challenge(self, error: str | None, prompt: Prompt | None = None) -> LoginAnswer:
         lines = [error] if error else []
-        lines.append(prompt.message if prompt else "Enter your verification code.")
-        if prompt and any(m.kind == "phone" for m in prompt.methods):
-            lines.append("Type sms or call to have a code sent to your phone.")
-        lines.append(
-            'Add " trust" after the code to skip codes on this device for '
-            f"{self.ctx.config.trusted_devices.lifetime.days} days (never on a shared computer)."
-        )
+        lines.append(prompt.message if prompt else outbound.render("vpn.code.enter", CLIENT_LANGUAGE))
+        phone = prompt is not None and any(m.kind == "phone" for m in prompt.methods)
+        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days, lang=CLIENT_LANGUAGE)
         return LoginAnswer(200, self._challenge_body(" ".join(lines)))
 
     def _refuse(self, message: str) -> LoginAnswer:

@@ -601,6 +601,12 @@ class PortalSection(Section):
         pattern=r"^(https?://\S+)?$",
         description="The privacy notice linked from every page's footer; empty: no link.",
     )
+    software_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="The university's software site where members download Cisco Secure Client or FortiClient, "
+        "linked from the Get connected page; empty: the page tells them to ask the help desk.",
+    )
     logo: str = Field(
         "",
         description="The university's logo in every portal page's header (its alt text is `university`): a PNG or "
@@ -790,6 +796,7 @@ class OidcSection(Section):
 
     enabled: bool = Field(False, description="Show the button and accept sign-ins through the provider.")
     label: str = Field("the university", description='Shown as "Sign in with <label>".')
+    label_ja: str = Field("大学の統合認証", max_length=100, description="The label on Japanese pages.")
     issuer: str = Field("", description="The provider's issuer URL (https); its discovery document is read from it.")
     client_id: str = Field("", description="This portal's client id at the provider.")
     client_secret: str = Field("", description="Its client secret (prefer client_secret_env).")
@@ -838,6 +845,7 @@ class VerificationSection(Section):
         False, description="Offer linking on the security page and the self-reset on the sign-in page."
     )
     label: str = Field("the identity verification service", description="The service's name shown to members.")
+    label_ja: str = Field("本人確認サービス", max_length=100, description="The service's name on Japanese pages.")
     issuer: str = Field("", description="The provider's issuer URL (https); its discovery document is read from it.")
     client_id: str = Field("", description="This portal's client id at the provider.")
     client_secret: str = Field("", description="Its client secret (prefer client_secret_env).")
@@ -896,6 +904,7 @@ class SamlSection(Section):
 
     enabled: bool = Field(False, description="Show the button and accept sign-ins through the identity provider.")
     label: str = Field("the university", description='Shown as "Sign in with <label>".')
+    label_ja: str = Field("大学の統合認証", max_length=100, description="The label on Japanese pages.")
     entity_id: str = Field(
         "", description="This service provider's entity ID; empty: <[service] portal_url>saml/metadata."
     )

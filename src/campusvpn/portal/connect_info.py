@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -25,6 +26,19 @@ def certificate_pin(cert_path: str) -> str:
         return ""
     spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@lru_cache(maxsize=4)
+def self_signed(cert_path: str) -> bool:
+    """Whether the certificate signed itself (`campusvpn init`'s default), so no client trusts it
+    until someone checks its pin or fingerprint by hand."""
+    try:
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        cert.verify_directly_issued_by(cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 @lru_cache(maxsize=4)
@@ -56,7 +70,8 @@ def profiles_for(ctx: Context, username: str) -> list[tuple[str, str]]:
 
 
 def for_user(ctx: Context, username: str) -> dict[str, object]:
-    pin = certificate_pin(str(ctx.config.path(ctx.config.tls.certificate)))
+    cert = str(ctx.config.path(ctx.config.tls.certificate))
+    pin = certificate_pin(cert)
     url = server_url(ctx)
     profiles = profiles_for(ctx, username)
     cmd = ["sudo openconnect", f"--user={username}"]
@@ -76,8 +91,10 @@ def for_user(ctx: Context, username: str) -> dict[str, object]:
         "host": ctx.config.gateway.hostname,
         "port": server_port(ctx),
         "pin": pin,
-        "fingerprint": certificate_fingerprint(str(ctx.config.path(ctx.config.tls.certificate))),
-        "helpdesk": ctx.config.service.helpdesk,
+        "fingerprint": certificate_fingerprint(cert),
+        "self_signed": self_signed(cert),
+        "software_url": ctx.config.portal.software_url,
+        "trust_days": ctx.config.trusted_devices.lifetime.days,
         "command": " ".join(cmd),
         "fortinet_command": " ".join(forti),
         "realm": realm,
@@ -85,11 +102,25 @@ def for_user(ctx: Context, username: str) -> dict[str, object]:
     }
 
 
+SELF_SIGNED_NOTE = (
+    " The server's certificate is self-signed: Cisco Secure Client refuses it with this profile"
+    " (StrictCertificateTrust). Connect with openconnect and the certificate pin shown on the portal's"
+    " Get connected page, or ask the IT staff for a certificate from a certificate authority. "
+)
+
+
 def anyconnect_profile(ctx: Context, username: str) -> bytes:
     """An AnyConnect / Cisco Secure Client XML profile with one entry per usable profile."""
     ns = "http://schemas.xmlsoap.org/encoding/"
     root = ET.Element("AnyConnectProfile", {"xmlns": ns})
     init = ET.SubElement(root, "ClientInitialization")
+    # Strict trust stays on even with a self-signed certificate: a profile that lets the user accept
+    # an unknown certificate teaches clicking through the one warning that stops a fake server, and
+    # Cisco Secure Client has no pin to check instead. The "Get connected" page says so and offers
+    # openconnect with the pin (and FortiClient with the fingerprint) until the IT staff install a
+    # certificate from a certificate authority; the file itself carries the same note.
+    if self_signed(str(ctx.config.path(ctx.config.tls.certificate))):
+        root.insert(0, ET.Comment(SELF_SIGNED_NOTE))
     for tag, value in (("UseStartBeforeLogon", "false"), ("StrictCertificateTrust", "true"), ("AutoUpdate", "false")):
         ET.SubElement(init, tag, {"UserControllable": "false"}).text = value
     servers = ET.SubElement(root, "ServerList")

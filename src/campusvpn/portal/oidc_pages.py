@@ -15,7 +15,7 @@ import logging
 from starlette.responses import Response
 
 from campusvpn.portal.federated import federated_signin, refused, to_provider
-from campusvpn.portal.web import Req, page
+from campusvpn.portal.web import Req, label_in, page
 from campusvpn.service import oidc
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
 
@@ -43,7 +43,7 @@ def oidc_start(req: Req) -> Response:
         log.error("oidc: %s", exc)
         return refused(req, "signin.idp_failed", 502)
     req.session.signin = {"oidc": begun.state}
-    return to_provider(req, begun.url, req.ctx.config.oidc.label)
+    return to_provider(req, begun.url, label_in(req.ctx.config.oidc, req.t.lang))
 
 
 @page(CALLBACK, ("GET",), auth="none")

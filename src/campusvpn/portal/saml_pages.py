@@ -15,7 +15,7 @@ import logging
 from starlette.responses import Response
 
 from campusvpn.portal.federated import federated_signin, refused, to_provider
-from campusvpn.portal.web import COOKIE, Req, page
+from campusvpn.portal.web import COOKIE, Req, label_in, page
 from campusvpn.service import saml
 from campusvpn.service.saml_sp import ACS_PATH, METADATA_PATH, SamlRefused, SamlUnavailable
 
@@ -47,7 +47,7 @@ def saml_start(req: Req) -> Response:
         log.error("saml: %s", exc)
         return refused(req, "signin.idp_failed", 502)
     req.session.signin = {"saml": {"request": begun.request_id}}
-    return to_provider(req, begun.url, req.ctx.config.saml.label)
+    return to_provider(req, begun.url, label_in(req.ctx.config.saml, req.t.lang))
 
 
 @page(ACS_PATH, ("POST",), auth="none", csrf=False)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from campusvpn.portal.federated import to_provider
 from campusvpn.portal.signin_flow import fresh
-from campusvpn.portal.web import Req, page, rotated, take_info
+from campusvpn.portal.web import Req, label_in, page, rotated, take_info
 from campusvpn.service import identity_links
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
@@ -39,7 +39,7 @@ def _go(req: Req, purpose: str) -> Response:
         log.error("verification: %s", exc)
         return req.error(req.t("verify.unavailable"), 503)
     req.session.signin = {"verify": {**begun.state, "for": purpose, "who": req.session.username or ""}}
-    return to_provider(req, begun.url, req.ctx.config.verification.label)
+    return to_provider(req, begun.url, label_in(req.ctx.config.verification, req.t.lang))
 
 
 @page("/identity", ("GET", "POST"))
@@ -60,7 +60,7 @@ def identity(req: Req) -> Response:
     return req.render(
         "identity.html",
         linked=identity_links.linked(req.ctx, req.username),
-        label=req.ctx.config.verification.label,
+        label=label_in(req.ctx.config.verification, req.t.lang),
         info=take_info(req),
     )
 
@@ -70,7 +70,7 @@ def forgot(req: Req) -> Response:
     if req.ctx.verification is None:
         return req.error(req.t("verify.not_offered"), 404)
     if req.request.method == "GET":
-        return req.render("forgot.html", label=req.ctx.config.verification.label)
+        return req.render("forgot.html", label=label_in(req.ctx.config.verification, req.t.lang))
     return _go(req, "reset")
 
 

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from campusvpn.platform.config_schema import OidcSection, SamlSection, VerificationSection
 from campusvpn.portal.i18n import LANGUAGES, Translator, pick_language
 from campusvpn.service import portal_sessions
 from campusvpn.service.context import Context
@@ -58,7 +59,27 @@ def linkify(text: object) -> Markup:
     return Markup("").join(parts)
 
 
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def code_marks(text: object) -> Markup:
+    """A catalogue text whose `backticked` parts are things to type, shown as <code> (the rest escaped)."""
+    parts: list[str | Markup] = []
+    last, raw = 0, str(text)
+    for m in _CODE.finditer(raw):
+        parts += [raw[last : m.start()], Markup("<code>{0}</code>").format(m.group(1))]
+        last = m.end()
+    parts.append(raw[last:])
+    return Markup("").join(parts)
+
+
 TEMPLATES.filters["linkify"] = linkify
+TEMPLATES.filters["code_marks"] = code_marks
+
+
+def label_in(section: OidcSection | SamlSection | VerificationSection, lang: str) -> str:
+    """An identity provider's name as a page in `lang` shows it."""
+    return section.label_ja if lang == "ja" and section.label_ja else section.label
 
 
 def translator(ctx: Context, lang: str) -> Translator:
@@ -127,8 +148,8 @@ class Req:
             is_admin=self.is_admin and self.session.signed_in,
             path=self.request.url.path,
             other_language=self._other_language_link(),
-            idp_label=self.ctx.config.oidc.label if self.ctx.oidc is not None else None,  # "Sign in with ..."
-            saml_label=self.ctx.config.saml.label if self.ctx.saml is not None else None,
+            idp_label=label_in(self.ctx.config.oidc, self.t.lang) if self.ctx.oidc is not None else None,
+            saml_label=label_in(self.ctx.config.saml, self.t.lang) if self.ctx.saml is not None else None,
             verify_offered=self.ctx.verification is not None,  # "Forgot your password or lost your phone?"
             **values,
         )

@@ -78,9 +78,15 @@ def link(
             audit.record(
                 s, now, "identity.linked", actor=user.username, subject=user.username, source=source, issuer=issuer
             )
-            notices.security_changed(ctx, user, "identity_linked", ctx.config.verification.label, source=source)
+            notices.security_changed(ctx, user, "identity_linked", _label(ctx), source=source)
     if refused is not None:
         raise refused  # after the commit: the refusal stays in the audit trail
+
+
+def _label(ctx: Context) -> dict[str, str]:
+    """The verification service's name in each language the notice may be written in."""
+    cfg = ctx.config.verification
+    return {"en": cfg.label, "ja": cfg.label_ja or cfg.label}
 
 
 def unlink(ctx: Context, username: str, *, fresh_second_factor_at: datetime | None, source: str | None = None) -> None:
@@ -93,7 +99,7 @@ def unlink(ctx: Context, username: str, *, fresh_second_factor_at: datetime | No
         s.delete(row)
         now = ctx.clock.now()
         audit.record(s, now, "identity.unlinked", actor=user.username, subject=user.username, source=source)
-        notices.security_changed(ctx, user, "identity_unlinked", ctx.config.verification.label, source=source)
+        notices.security_changed(ctx, user, "identity_unlinked", _label(ctx), source=source)
 
 
 def account_for(ctx: Context, issuer: str, subject: str, *, source: str | None = None) -> str:

@@ -1,5 +1,6 @@
 """The texts of notices (mail subject and body, SMS, the VPN client's banner), in English and
-Japanese, with defaults here and the operator's own in `[notices] templates` (a TOML file):
+Japanese, with defaults from the message catalogue (`notice.<kind>.subject` / `.body`) and the
+operator's own in `[notices] templates` (a TOML file):
 
     [training_deadline.ja]
     subject = "研修の期限は {deadline} です"
@@ -15,6 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from campusvpn.texts.catalogue import entries
+
 COMMON = ("username", "service", "helpdesk", "portal_url")
 PARAMS: dict[str, tuple[str, ...]] = {
     "training_opens": ("fy", "opens", "deadline", "training_url"),
@@ -29,103 +32,18 @@ PARAMS: dict[str, tuple[str, ...]] = {
 FIELDS = ("subject", "body")
 LANGS = ("en", "ja")
 
-DEFAULTS: dict[str, dict[str, dict[str, str]]] = {
-    "training_opens": {
-        "en": {
-            "subject": "This year's security training is open (due {deadline})",
-            "body": "This year's (FY{fy}) information-security training is open from {opens}. Complete it at "
-            "{training_url} by {deadline}; from the day after, the VPN refuses accounts ({username}) whose "
-            "training is not recorded.",
-        },
-        "ja": {
-            "subject": "今年度の情報セキュリティ研修が始まりました（期限 {deadline}）",
-            "body": "今年度（FY{fy}）の情報セキュリティ研修を {opens} から受講できます。{deadline} までに "
-            "{training_url} で受講してください。期限の翌日以降、受講記録のないアカウント（{username}）は "
-            "VPN を利用できません。",
-        },
-    },
-    "training_deadline": {
-        "en": {
-            "subject": "Security training due in {days} day(s): {deadline}",
-            "body": "You have not yet completed this year's (FY{fy}) information-security training. It is due on "
-            "{deadline} (in {days} day(s)); complete it at {training_url}, or the VPN will refuse your "
-            "account ({username}) from the day after.",
-        },
-        "ja": {
-            "subject": "情報セキュリティ研修の期限まであと {days} 日（{deadline}）",
-            "body": "今年度（FY{fy}）の情報セキュリティ研修がまだ完了していません。期限は {deadline}"
-            "（あと {days} 日）です。{training_url} で受講してください。期限の翌日以降、アカウント"
-            "（{username}）は VPN を利用できなくなります。",
-        },
-    },
-    "vpn_suspended_training": {
-        "en": {
-            "subject": "VPN use suspended: security training missing",
-            "body": "This year's (FY{fy}) information-security training was due on {deadline} and is not "
-            "recorded, so your account ({username}) cannot use the VPN. Complete it at {training_url}; "
-            "VPN use is possible again once your completion is recorded.",
-        },
-        "ja": {
-            "subject": "VPN 利用停止：情報セキュリティ研修が未受講です",
-            "body": "今年度（FY{fy}）の情報セキュリティ研修（期限 {deadline}）の受講記録がないため、アカウント"
-            "（{username}）は VPN を利用できません。{training_url} で受講してください。受講が記録されると"
-            "再び利用できます。",
-        },
-    },
-    "vpn_suspended_account": {
-        "en": {
-            "subject": "Your account is suspended",
-            "body": "Your account ({username}) is suspended (reason: {reason}); the VPN and the portal refuse it "
-            "until it is lifted. Contact {helpdesk}.",
-        },
-        "ja": {
-            "subject": "アカウントが利用停止になりました",
-            "body": "アカウント（{username}）は利用停止中です（理由：{reason}）。解除されるまで VPN とポータルは"
-            "利用できません。{helpdesk} に連絡してください。",
-        },
-    },
-    "affiliation_ending": {
-        "en": {
-            "subject": "Your account ends on {last_day}",
-            "body": "Your affiliation with the university ends on {last_day} (in {days} day{plural}). After that "
-            "day your account ({username}) and VPN access end. Before then, back up what you keep on "
-            "university services:\n{checklist}",
-        },
-        "ja": {
-            "subject": "アカウントは {last_day} に終了します",
-            "body": "大学での所属は {last_day} に終了します（あと {days} 日）。その翌日以降、アカウント（{username}）"
-            "と VPN は利用できなくなります。それまでに、大学のサービスに保存しているものをバックアップして"
-            "ください：\n{checklist}",
-        },
-    },
-    "account_revoked": {
-        "en": {
-            "subject": "Your account was closed",
-            "body": "Your affiliation with the university ended on {last_day}, so your account ({username}) was "
-            "closed: VPN and portal sign-in no longer work. If you are still a member of the university, "
-            "contact {helpdesk}.",
-        },
-        "ja": {
-            "subject": "アカウントは閉鎖されました",
-            "body": "大学での所属が {last_day} に終了したため、アカウント（{username}）は閉鎖されました。VPN と"
-            "ポータルにはサインインできません。大学の構成員である場合は {helpdesk} に連絡してください。",
-        },
-    },
-    "banner_training_due": {
-        "en": {"subject": "", "body": "Complete this year's security training at {training_url} by {deadline}."},
-        "ja": {
-            "subject": "",
-            "body": "{deadline} までに {training_url} で今年度の情報セキュリティ研修を受講してください。",
-        },
-    },
-    "banner_affiliation_ending": {
-        "en": {"subject": "", "body": "Your account ends on {last_day}: back up your mail and files before then."},
-        "ja": {
-            "subject": "",
-            "body": "アカウントは {last_day} に終了します。それまでにメールやファイルをバックアップしてください。",
-        },
-    },
-}
+
+def defaults() -> dict[str, dict[str, dict[str, str]]]:
+    """The catalogue's texts (keys `notice.<kind>.subject` and `notice.<kind>.body`; banners have no
+    subject), as {kind: {lang: {field: text}}}."""
+    known = entries()
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for kind in PARAMS:
+        out[kind] = {lang: {} for lang in LANGS}
+        for name in FIELDS:
+            en, ja = known.get(f"notice.{kind}.{name}", ("", ""))
+            out[kind]["en"][name], out[kind]["ja"][name] = en, ja
+    return out
 
 
 class TemplateError(Exception):
@@ -155,7 +73,7 @@ def _check(where: str, kind: str, text: str) -> None:
 
 def load(path: Path | None) -> Texts:
     """The defaults, overridden by the file at `path` (None: the defaults only)."""
-    merged = {k: {lang: dict(v) for lang, v in langs.items()} for k, langs in DEFAULTS.items()}
+    merged = {k: {lang: dict(v) for lang, v in langs.items()} for k, langs in defaults().items()}
     if path is None:
         return Texts(merged)
     try:

@@ -1,13 +1,15 @@
 """E-mail notices to a user's address: security-info changes and the account's lifecycle.
 
 Every notice goes through the mail queue (service.mail_queue) in the transaction of the event,
-keyed by that event, so each is sent once. Security notices are sent in both languages (the
-portal's two), because the mail is read before anyone knows which one the user prefers, and a
-change the user did not make must not go unnoticed."""
+keyed by that event, so each is sent once. Every text comes from the message catalogue
+(texts/outbound) in the user's language; security notices to a user who has not chosen one are
+sent in both, because a change the user did not make must not go unnoticed. Every e-mail ends by
+saying who sent it and that nobody asks for a password or a code."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy import select
@@ -17,73 +19,93 @@ from campusvpn.core.calendar import format_local
 from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
 from campusvpn.store.models import MailMessage, User
+from campusvpn.texts import outbound
 
-CHANGES: dict[str, tuple[str, str]] = {
-    "method_added": ("A verification method was added: {what}.", "確認方法が追加されました：{what}"),
-    "method_deleted": ("A verification method was deleted: {what}.", "確認方法が削除されました：{what}"),
-    "default_changed": ("Your default verification method is now: {what}.", "既定の確認方法が変更されました：{what}"),
-    "recovery_codes": (
-        "A new set of recovery codes was made; the old codes no longer work.",
-        "リカバリーコードが再発行されました。以前のコードは使えません。",
-    ),
-    "mfa_reset": (
-        "Your MFA was reset by the IT staff; register a method at your next sign-in.",
-        "IT 担当者により MFA がリセットされました。次回サインイン時に確認方法を登録してください。",
-    ),
-    "passkey_added": ("A passkey was added: {what}.", "パスキーが追加されました：{what}"),
-    "passkey_deleted": ("A passkey was deleted: {what}.", "パスキーが削除されました：{what}"),
-    "password_changed": ("Your password was changed.", "パスワードが変更されました。"),
-    "email_changed": (
-        "Notices now go to another e-mail address: {what}.",
-        "通知の送信先メールアドレスが変更されました：{what}",
-    ),
-    "identity_linked": (
-        "A verified identity ({what}) was linked to your account; it can now reset your password and MFA.",
-        "本人確認済みの ID（{what}）がアカウントに連携されました。パスワードと MFA のリセットに使えます。",
-    ),
-    "identity_unlinked": (
-        "The verified identity ({what}) was unlinked from your account.",
-        "本人確認済みの ID（{what}）とアカウントの連携が解除されました。",
-    ),
-    "password_self_reset": (
-        "Your password was reset with your verified identity.",
-        "本人確認済みの ID によりパスワードがリセットされました。",
-    ),
-    "mfa_self_reset": (
-        "Your MFA was reset with your verified identity; register a method at your next sign-in.",
-        "本人確認済みの ID により MFA がリセットされました。次回サインイン時に確認方法を登録してください。",
-    ),
-}
+# The changes a security notice names (catalogue keys `mail.security.<change>`, each with {what}).
+CHANGES = (
+    "method_added",
+    "method_deleted",
+    "default_changed",
+    "recovery_codes",
+    "mfa_reset",
+    "passkey_added",
+    "passkey_deleted",
+    "password_changed",
+    "email_changed",
+    "identity_linked",
+    "identity_unlinked",
+    "password_self_reset",
+    "mfa_self_reset",
+)
+
+
+def helpdesk(ctx: Context, lang: str) -> str:
+    """The help desk as a sentence in `lang` names it."""
+    return ctx.config.portal.helpdesk_ja if lang == "ja" else ctx.config.service.helpdesk
+
+
+def sender(ctx: Context) -> str:
+    """Who every message says it is from: the university and the service."""
+    return outbound.senders(ctx.config.portal.university, ctx.config.service.name)[0]
+
+
+def footer(ctx: Context, lang: str) -> str:
+    """The end of every e-mail: who sent it, and that nobody asks for a password or a code."""
+    return outbound.render("mail.footer", lang, sender=sender(ctx), portal_url=ctx.config.service.portal_url)
 
 
 def security_changed(
-    ctx: Context, user: User, change: str, what: str = "", source: str | None = None, *, to: str | None = None
+    ctx: Context,
+    user: User,
+    change: str,
+    what: str | Mapping[str, str] = "",
+    source: str | None = None,
+    *,
+    to: str | None = None,
 ) -> bool:
     """Tell the user (at `to`, else their address); False when they have no address on file
-    (the audit trail still has it)."""
+    (the audit trail still has it). `what` is the same in every language, or given per language."""
     address = to or user.email
     if not address:
         return False
+    assert change in CHANGES, change
     now = ctx.clock.now()
-    en, ja = CHANGES[change]
     when = format_local(now, ctx.policy.zone)
-    where = f" from {source}" if source else ""
-    text = (
-        f"[{ctx.config.service.name}] {user.username}: {en.format(what=what)} ({when}{where})\n"
-        f"If this was not you, contact {ctx.config.service.helpdesk} at once.\n\n"
-        f"[{ctx.config.service.name}] {user.username}：{ja.format(what=what)}（{when}）\n"
-        f"心当たりがない場合は、すぐに {ctx.config.service.helpdesk} に連絡してください。"
+    # In the language the user chose; before they chose one, in both (the default first): a change
+    # they did not make must not go unread.
+    langs = (
+        [user.language]
+        if user.language
+        else sorted(("en", "ja"), key=lambda x: x != ctx.config.portal.default_language)
     )
+    parts = []
+    for lang in langs:
+        where = outbound.render("mail.security.where", lang, source=source) if source else ""
+        named = what if isinstance(what, str) else what[lang]
+        change_text = outbound.render(f"mail.security.{change}", lang, what=named)
+        body = outbound.render(
+            "mail.security.body",
+            lang,
+            username=user.username,
+            change=change_text,
+            when=when,
+            where=where,
+            helpdesk=helpdesk(ctx, lang),
+        )
+        parts.append(f"[{sender(ctx)}] {body}")
+    text = "\n\n".join(parts) + "\n\n" + footer(ctx, langs[0])
+    subject = " / ".join(outbound.render("mail.security.subject", lang) for lang in langs)
     s = object_session(user)
     assert s is not None, "security notices are queued in the transaction of the change"
-    digest = hashlib.sha256(f"{change}\0{what}\0{source}".encode()).hexdigest()[:16]
+    said = what if isinstance(what, str) else what["en"]
+    digest = hashlib.sha256(f"{change}\0{said}\0{source}".encode()).hexdigest()[:16]
     return mail_queue.enqueue(
         ctx,
         s,
         key=f"security:{user.username}:{now.isoformat()}:{digest}",
         to=address,
         username=user.username,
-        subject=f"[{ctx.config.service.name}] Your security info changed / セキュリティ情報が変更されました",
+        subject=f"[{sender(ctx)}] {subject}",
         body=text,
     )
     return True
@@ -104,7 +126,7 @@ def render(ctx: Context, user: User, kind: str, **params: str) -> tuple[str, str
     values = {
         "username": user.username,
         "service": ctx.config.service.name,
-        "helpdesk": ctx.config.service.helpdesk,
+        "helpdesk": helpdesk(ctx, lang),
         "portal_url": ctx.config.service.portal_url,
         "checklist": checklist,
         **params,
@@ -115,14 +137,23 @@ def render(ctx: Context, user: User, kind: str, **params: str) -> tuple[str, str
 def notify(ctx: Context, s: Session, user: User, kind: str, key: str, **params: str) -> bool:
     """Record the notice for the portal, mail it (and, with [sender] sms_notices, text it to the
     user's mobile phone), each once per `key`. True if it was new."""
+    lang = language(ctx, user)
     subject, body = render(ctx, user, kind, **params)
-    subject = f"[{ctx.config.service.name}] {subject}"
+    mail_subject = f"[{sender(ctx)}] {subject}"
     # The portal's copy: every user sees their notices, with or without an address on file.
     new = mail_queue.enqueue(
-        ctx, s, key=f"portal:{key}", to="", username=user.username, subject=subject, body=body, channel="portal"
+        ctx, s, key=f"portal:{key}", to="", username=user.username, subject=mail_subject, body=body, channel="portal"
     )
     if user.email:
-        new |= mail_queue.enqueue(ctx, s, key=key, to=user.email, username=user.username, subject=subject, body=body)
+        new |= mail_queue.enqueue(
+            ctx,
+            s,
+            key=key,
+            to=user.email,
+            username=user.username,
+            subject=mail_subject,
+            body=f"{body}\n\n{footer(ctx, lang)}",
+        )
     mobile = next(
         (m for m in user.methods if m.phone_kind == "mobile" and m.confirmed_at is not None and m.phone_number), None
     )
@@ -135,7 +166,7 @@ def notify(ctx: Context, s: Session, user: User, kind: str, key: str, **params: 
             to=mobile.phone_number or "",
             username=user.username,
             subject="",
-            body=subject,
+            body=outbound.render("sms.notice", lang, sender=sender(ctx), subject=subject),
             channel="sms",
         )
     return new
@@ -164,28 +195,21 @@ def account_revoked(ctx: Context, s: Session, user: User, *, last_day: date) -> 
     return notify(ctx, s, user, "account_revoked", key, last_day=last_day.isoformat())
 
 
-CONFIRM = (
-    "Open this link to have {service} notices for {username} sent to this address:\n{link}\n\n"
-    "The link works once, for {hours} hours. If you did not ask for this, ignore this mail.",
-    "{service} のアカウント {username} の通知をこのアドレスで受け取るには、次のリンクを開いてください：\n{link}\n\n"
-    "リンクは 1 回だけ、{hours} 時間有効です。心当たりがない場合は、このメールを無視してください。",
-)
-
-
 def confirm_address(ctx: Context, s: Session, user: User, address: str, link: str, *, key: str) -> bool:
     """The link that proves the user reads `address`, in the user's language."""
-    lang = 1 if (user.language or ctx.config.portal.default_language) == "ja" else 0
+    lang = language(ctx, user)
     hours = int(ctx.config.passwords.email_confirm_lifetime.total_seconds() // 3600)
-    body = CONFIRM[lang].format(service=ctx.config.service.name, username=user.username, link=link, hours=hours)
-    subject = ("Confirm your e-mail address", "メールアドレスの確認")[lang]
+    body = outbound.render(
+        "mail.confirm.body", lang, service=sender(ctx), username=user.username, link=link, hours=hours
+    )
     return mail_queue.enqueue(
         ctx,
         s,
         key=key,
         to=address,
         username=user.username,
-        subject=f"[{ctx.config.service.name}] {subject}",
-        body=body,
+        subject=f"[{sender(ctx)}] {outbound.render('mail.confirm.subject', lang)}",
+        body=f"{body}\n\n{footer(ctx, lang)}",
     )
 
 

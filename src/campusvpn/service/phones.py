@@ -17,6 +17,7 @@ from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.mfa_methods import confirm, method_label, require_applied
 from campusvpn.service.sender import Message
 from campusvpn.store.models import MfaMethod, PhoneChallenge, User
+from campusvpn.texts import outbound
 
 
 def add_phone(ctx: Context, username: str, kind: str, number: str, extension: str | None, *, actor: str) -> MfaMethod:
@@ -160,30 +161,18 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
     )
 
 
-CODE_TEXTS = {
-    "en": "{service} verification code: {code}. It expires in {minutes} minutes. "
-    "Never tell it to anyone who asks for it.",
-    "ja": "{service} の確認コード（code: {code}）。{minutes} 分で無効になります。"
-    "尋ねられても誰にも教えないでください。",
-}
-VOICE_TEXTS = {
-    "en": "This is {service}. Your verification code is {code}. Again, your code is {code}. "
-    "It expires in {minutes} minutes.",
-    "ja": "{service} です。確認コードは {code} です。もう一度言います。確認コードは {code} です。"
-    "{minutes} 分で無効になります。",
-}
-
-
 def user_language(ctx: Context, user: User) -> str:
     return user.language or ctx.config.portal.default_language
 
 
 def code_text(ctx: Context, code: str, channel: Channel, language: str) -> str:
-    """The SMS, or the call's script (the code spoken digit by digit, twice)."""
+    """The SMS (one segment, signed with the university's name when it fits), or the call's script
+    (the code spoken digit by digit, twice); catalogue keys sms.code and voice.code."""
     minutes = int(ctx.config.mfa.phone_code_lifetime.total_seconds() // 60)
+    names = outbound.senders(ctx.config.portal.university, ctx.config.service.name)
     if channel is Channel.VOICE:
-        return VOICE_TEXTS[language].format(service=ctx.config.service.name, code=" ".join(code), minutes=minutes)
-    return CODE_TEXTS[language].format(service=ctx.config.service.name, code=code, minutes=minutes)
+        return outbound.render("voice.code", language, sender=names[0], code=" ".join(code), minutes=minutes)
+    return outbound.sms("sms.code", language, names, code=code, minutes=minutes)
 
 
 def use_code(s: Session, user: User, code: str, now: datetime, method: MfaMethod | None = None) -> MfaMethod | None:

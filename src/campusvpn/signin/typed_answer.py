@@ -8,6 +8,7 @@ Clients that show one field for the second factor (AnyConnect's `secondary_passw
 from __future__ import annotations
 
 from campusvpn.signin.engine import Code, SendCode
+from campusvpn.texts import outbound
 
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
 TRUST_WORDS = ("trust", "remember")
@@ -24,3 +25,9 @@ def typed_answer(typed: str, *, device_label: str) -> SendCode | Code | None:
     if not code:
         return None
     return Code(code, trust_device=trust, device_label=device_label[:200])
+
+
+def hints(*, phone: bool, trust_days: int, lang: str) -> list[str]:
+    """What the code field's prompt adds about these conventions (catalogue keys vpn.code.*)."""
+    out = [outbound.render("vpn.code.send_words", lang)] if phone else []
+    return [*out, outbound.render("vpn.code.trust_word", lang, days=trust_days)]

@@ -99,6 +99,11 @@ def signin_argv(pin: str, name: str, secret: str | None) -> list[str]:
     return argv
 
 
+def _last_line(r: subprocess.CompletedProcess[str]) -> str:
+    out = r.stdout.strip().splitlines()
+    return out[-1] if out else f"exit status {r.returncode}"
+
+
 def first_ping(ns: str, campus: str) -> float | None:
     """Seconds until the campus host answers an echo request sent through the tunnel device: one request
     every 10 ms until the first reply (so a request lost while the tunnel settles costs 10 ms), ≤ 5 s."""
@@ -134,10 +139,12 @@ def main() -> None:
             cookie = found.group(1) if found else None
             if r.returncode != 0 or cookie is None:
                 failures += 1
+                print(f"# {args.name} sign-in failed: {_last_line(r)}")
                 continue
             auth_times.append(took)
             # 2. tunnel up with that cookie (a resumption: no password, no code).
             pidfile = Path(tmp) / f"{name}.pid"
+            pidfile.unlink(missing_ok=True)  # ocserv's rounds share one user
             took, r = oc(
                 args.ns,
                 [
@@ -155,6 +162,7 @@ def main() -> None:
             )
             if r.returncode != 0 or not pidfile.exists():
                 failures += 1
+                print(f"# {args.name} tunnel from the cookie failed: {_last_line(r)}")
                 continue
             pid = int(pidfile.read_text())
             # 3. the first echo reply from the campus host through the new tunnel (bound to its device:
@@ -162,6 +170,7 @@ def main() -> None:
             ping = first_ping(args.ns, args.campus)
             if ping is None:
                 failures += 1
+                print(f"# {args.name} no echo reply through the tunnel within 5 s")
             else:
                 resume_times.append(took)
                 ping_times.append(ping)

@@ -106,7 +106,7 @@ def rows() -> list[tuple[str, list[Row]]]:
             "low",
         ),
         Row(
-            "gateway RSS with no session (campusvpn: one worker)",
+            "gateway RSS with no session (campusvpn: one worker and its hash pool)",
             "ocserv.dtls-off.memory.gw_rss_base",
             "campusvpn.dtls-off.memory.gw_rss_base",
             "KiB",

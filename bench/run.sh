@@ -16,9 +16,9 @@
 # (bench/signin_rate.py). The machine's load average and CPU steal are sampled at every slot.
 #
 # Options (defaults; --quick: 1 round, short everything, 1,000 idle tunnels, for a smoke run):
-#   --rounds N (3)  --duration S (8: iperf3 seconds)  --connects N (8)  --login-seconds S (6)
+#   --rounds N (3)  --duration S (7: iperf3 seconds)  --connects N (8)  --login-seconds S (6)
 #   --parallel N (4: openconnect clients of the login rate)  --sessions N (50: RSS per idle session)
-#   --idle-secs S (10: keep-alive window of those sessions)  --idle-tunnels N (10000; 0 skips)
+#   --idle-secs S (5: keep-alive window of those sessions)  --idle-tunnels N (10000; 0 skips)
 #   --out DIR (bench/results/<UTC stamp>)  --no-report (figures only, no RESULTS.md)
 # Python: $PYTHON when set (it must have the project's dependencies and see its sources, e.g.
 # PYTHON=python3 PYTHONPATH=$PWD/src), else the project's .venv (made and filled on first use).
@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$PWD
 TB=$(cd "$PROJECT/../shared/testbed" && pwd)
-ROUNDS=3; DURATION=8; CONNECTS=8; LOGIN_SECONDS=6; PARALLEL=4; SESSIONS=50; IDLE_SECS=10; IDLE_TUNNELS=10000
+ROUNDS=3; DURATION=7; CONNECTS=8; LOGIN_SECONDS=6; PARALLEL=4; SESSIONS=50; IDLE_SECS=5; IDLE_TUNNELS=10000
 OUT=""; REPORT=1
 while (($#)); do
     case "$1" in

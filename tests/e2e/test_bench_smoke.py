@@ -1,6 +1,6 @@
 """A short run of the benchmark programs against the e2e test bed, so the bench code keeps working.
 
-The full comparison (`bash bench/run.sh`) needs the shared test bed and 40 minutes; this checks in
+The full comparison (`bash bench/run.sh`) needs the shared test bed and about 25 minutes; this checks in
 seconds that each program still runs and reports sane figures.
 """
 

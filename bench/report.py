@@ -76,6 +76,13 @@ def rows() -> list[tuple[str, list[Row]]]:
             "low",
         ),
         Row(
+            "… connects that failed (no cookie, no tunnel, or no echo reply within 5 s)",
+            "ocserv.signin.failures",
+            "campusvpn.signin.failures",
+            "count",
+            "low",
+        ),
+        Row(
             "sign-ins/s, campusvpn all workers (password + TOTP, configured Argon2id) vs ocserv (password)",
             "ocserv.login.rate",
             "campusvpn.workers-all.login.rate",
@@ -361,9 +368,9 @@ def _unit(what: str) -> str:
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
-    if v == int(v) and abs(v) >= 1:
+    if v == int(v):
         return str(int(v))
-    return f"{v:.3f}" if abs(v) < 10 else f"{v:.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}"  # three significant digits below 10
 
 
 def _cpus() -> str:

@@ -109,7 +109,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
                 req,
                 out.username,
                 second_factor=out.factors == 2 and not out.trusted_device,
-                note=out.message if out.trusted_device or out.recovery_left is not None else None,
+                note=req.t.said(out.said) if out.trusted_device or out.recovery_left is not None else None,
             )
             set_device_cookie(req, resp, out)
             return resp
@@ -120,7 +120,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str)
         return req.render(
             "signin.html",
             status=503 if out.code == "unavailable" else 401,
-            error=req.t.engine(out.message, out.code),
+            error=req.t.said(out.said),
             typed=_typed_username(req),
             vpn=engine.purpose is Purpose.VPN,
         )
@@ -135,17 +135,17 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None) -> Response:
         return req.render(
             "code.html",
             prompt=prompt,
-            error=req.t.engine(prompt.error),
+            error=req.t.said(prompt.why) or None,
             info=info,
             trust_days=req.ctx.config.trusted_devices.lifetime.days,
             action="/signin/code",
             who=(req.session.signin or {}).get("username"),
         )
     if prompt.step is Step.REGISTRATION:
-        return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))
+        return req.render("register.html", prompt=prompt, error=req.t.said(prompt.why) or None)
     return req.render(
         "signin.html",
-        error=req.t.engine(prompt.error),
+        error=req.t.said(prompt.why) or None,
         typed=_typed_username(req),
         vpn=vpn_attempt(req) is not None,
     )

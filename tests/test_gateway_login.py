@@ -13,7 +13,7 @@ from tests.helpers import enrol_totp, sent_code
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.login import GatewayLogin
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import accounts, mfa, phones, sessions
+from campusvpn.service import accounts, mfa, phones, self_service, sessions
 from campusvpn.service.context import Context, open_context
 from campusvpn.service.sender import read_outbox
 
@@ -79,7 +79,10 @@ def test_wrong_password_gives_the_form_again_with_the_error(ctx: Context) -> Non
     again = lg.handle_request(reply(lg.handle, username="1234567890", password="nope"))
     assert not again.finished
     assert inputs(again.body) == ["username", "password"]
-    assert error(again.body) == "The user name or password is incorrect."
+    # Nobody is named by a wrong password, so the client's box says it in both languages (default first).
+    assert (
+        error(again.body) == "ユーザー名またはパスワードが正しくありません。 / The user name or password is incorrect."
+    )
 
 
 def test_a_refusal_ends_the_dialogue_with_every_reason(ctx: Context, clock: FixedClock) -> None:
@@ -167,6 +170,7 @@ def test_suspended_or_revoked_accounts_get_their_reason(ctx: Context, clock: Fix
 def test_a_group_not_for_the_users_role_is_refused_with_the_choices(tmp_path: Path, clock: FixedClock) -> None:
     ctx = open_context(make_config(tmp_path, PROFILES), clock)
     add_user(ctx, role="student")
+    self_service.set_language(ctx, "1234567890", "en")  # the client's box follows the stored language
     secret, _ = enrol_totp(ctx, clock)
     lg = new_login(ctx)
     lg.handle_request(init(group="staff"))

@@ -18,9 +18,12 @@ from tests.test_gateway_login import error, init, new_login, reply
 from campusvpn.platform.clock import FixedClock
 from campusvpn.platform.config import ConfigError
 from campusvpn.portal.app import create_app
+from campusvpn.service import client_texts
 from campusvpn.service.context import Context, open_context
 from campusvpn.signin import Finished
 from campusvpn.store.models import AuditEvent, ThrottleCounter, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 HANAKO, TARO, JIRO = USERS
 
@@ -140,7 +143,9 @@ def test_directory_down_is_temporarily_unavailable_not_a_wrong_password(tmp_path
     add_user(ctx, HANAKO.uid)
     out = sign_in(ctx, None, name=HANAKO.uid, password=HANAKO.password)
     assert isinstance(out, Finished) and out.code == "unavailable", out
-    assert "temporarily unavailable" in out.message and "一時的に利用できません" in out.message
+    assert out.said == (say(Code.ENGINE_UNAVAILABLE),)
+    box = client_texts.for_client(ctx, out.said, None)  # a VPN client's box: nobody named, both languages
+    assert "temporarily unavailable" in box and "一時的に利用できません" in box
     assert failures(ctx) == 0  # the directory's fault is not counted against the user
     assert audits(ctx, "signin.password")[-1].outcome == "unavailable"
 

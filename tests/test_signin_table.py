@@ -7,7 +7,7 @@ engine through the real service ports on SQLite."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,16 @@ from campusvpn.signin.ports import (
     SendOutcome,
     Settings,
 )
+from campusvpn.texts.codes import Code as Text
+from campusvpn.texts.message import say
+
+
+def english(out: Prompt | Finished) -> Prompt | Finished:
+    """The output as the person reads it in English (the engine returns codes and parameters)."""
+    if isinstance(out, Prompt):
+        return replace(out, said=out.message, why=out.error or ())  # type: ignore[arg-type]
+    return replace(out, said=out.message)  # type: ignore[arg-type]
+
 
 NOW = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
 TOTP = MethodChoice("m1", "totp", "Authenticator app", (), True)
@@ -111,7 +121,7 @@ class World:
     def send_code(self, username: str, method_id: str | None, channel: str | None, source: str | None) -> SendOutcome:
         m = self.members[username]
         if channel == "sms":
-            return SendOutcome(m.methods, refused="This phone can only receive a voice call.")
+            return SendOutcome(m.methods, refused=say(Text.ERROR_VOICE_ONLY, kind="office", channel="sms"))
         self.sent.append((username, channel))
         return SendOutcome(m.methods, said="A code was sent by voice call to your mobile phone.")
 
@@ -150,7 +160,11 @@ class World:
         self.decided.append((username, purpose, factors))
         if self.members[username].allowed:
             return Decision(True, self.clock.now())
-        return Decision(False, self.clock.now(), (Reason("suspended", "Your account is suspended."),))
+        return Decision(
+            False,
+            self.clock.now(),
+            (Reason("suspended", say(Text.POLICY_ACCOUNT_SUSPENDED, helpdesk="the IT help desk")),),
+        )
 
 
 @pytest.fixture
@@ -208,7 +222,7 @@ def test_password_then_second_factor_prompt_names_the_default_method(world: Worl
     engine = SignIn(world.ports(), Purpose.VPN, "192.0.2.1")
     assert engine.start().message == "Sign in to Campus VPN with your user name and password."
     out = engine.handle(Password("１２３４５６７８９０@example.ac.jp", "right"))
-    assert out == Prompt(
+    assert english(out) == Prompt(
         Step.SECOND_FACTOR, "Enter the 6-digit code from your authenticator app, or a recovery code.", (TOTP,)
     )
     assert engine.step is Step.SECOND_FACTOR and engine.username == "1234567890"
@@ -226,10 +240,10 @@ def test_password_prompt_for_a_phone_first_asks_to_send_a_code(world: World) -> 
 def test_a_malformed_user_name_asks_again_with_the_reason(world: World) -> None:
     engine = SignIn(world.ports())
     out = engine.handle(Password("12345", "right"))
-    assert out == Prompt(
+    assert english(out) == Prompt(
         Step.PASSWORD,
         "Sign in to Campus VPN with your user name and password.",
-        error="'12345' is not a user name; a user name is 10 digits.",
+        why="'12345' is not a user name; a user name is 10 digits.",
     )
     assert engine.step is Step.PASSWORD
 
@@ -237,14 +251,14 @@ def test_a_malformed_user_name_asks_again_with_the_reason(world: World) -> None:
 def test_a_wrong_password_ends_with_the_generic_message(world: World) -> None:
     engine = SignIn(world.ports())
     out = engine.handle(Password("1234567890", "wrong"))
-    assert out == Finished(False, "bad_credentials", "The user name or password is incorrect.")
+    assert english(out) == Finished(False, "bad_credentials", "The user name or password is incorrect.")
     assert engine.step is Step.DONE and engine.result == out and world.decided == []
 
 
 def test_a_throttled_password_says_how_long_to_wait(world: World) -> None:
     world.password_blocked = (Verdict(False, retry_at=NOW + timedelta(seconds=2)),)
     out = SignIn(world.ports()).handle(Password("1234567890", "right"))
-    assert out == Finished(False, "throttled", "Too many failed attempts. Wait 2 seconds and try again.")
+    assert english(out) == Finished(False, "throttled", "Too many failed attempts. Wait 2 seconds and try again.")
 
 
 def test_a_long_wait_is_said_in_minutes_with_the_first_minute_it_ends(world: World) -> None:
@@ -260,7 +274,7 @@ def test_a_locked_password_says_until_when_and_whom_to_call(world: World) -> Non
         Verdict(False, locked=True, retry_at=NOW + timedelta(minutes=30)),
     )
     out = SignIn(world.ports()).handle(Password("1234567890", "right"))
-    assert out == Finished(
+    assert english(out) == Finished(
         False,
         "locked",
         "Too many failed attempts: sign-in is locked until 2026-10-01 09:30 JST. "
@@ -279,7 +293,7 @@ def test_portal_sign_in_without_registered_method_goes_to_registration(world: Wo
     world.members["1234567890"].state = MfaState.REGISTRATION_REQUIRED
     engine = SignIn(world.ports(), Purpose.PORTAL)
     out = engine.handle(Password("1234567890", "right"))
-    assert out == Prompt(
+    assert english(out) == Prompt(
         Step.REGISTRATION,
         "Register a verification method: an authenticator app, or a phone for text or voice codes.",
     )
@@ -305,7 +319,7 @@ def test_no_method_and_no_recovery_code_left_sends_to_the_help_desk(world: World
     world.members["1234567890"].state = MfaState.REGISTRATION_REQUIRED
     world.members["1234567890"].emptied = True
     out = SignIn(world.ports(), Purpose.PORTAL).handle(Password("1234567890", "right"))
-    assert out == Finished(
+    assert english(out) == Finished(
         False,
         "needs_helpdesk",
         "You removed every verification method and have no recovery code left. Contact "
@@ -331,7 +345,7 @@ def test_a_passkey_with_user_verification_is_both_factors(world: World) -> None:
     world.passkeys["key-1"] = ("1234567890", True)
     engine = SignIn(world.ports(), Purpose.PORTAL)
     out = engine.handle(Passkey(ASSERTION))
-    assert out == Finished(
+    assert english(out) == Finished(
         True,
         "ok",
         "Signed in.",
@@ -351,7 +365,7 @@ def test_a_passkey_without_user_verification_is_one_factor_and_not_enough_for_th
 
 def test_an_unknown_passkey_is_refused_like_a_wrong_password(world: World) -> None:
     out = SignIn(world.ports(), Purpose.PORTAL).handle(Passkey(ASSERTION))
-    assert out == Finished(False, "bad_credentials", "The user name or password is incorrect.")
+    assert english(out) == Finished(False, "bad_credentials", "The user name or password is incorrect.")
     assert world.decided == []
 
 
@@ -362,7 +376,7 @@ def test_send_code_says_where_it_went_and_stays_at_the_code_step(world: World) -
     world.members["1234567890"].methods = (PHONE,)
     engine = at(world, Step.SECOND_FACTOR)
     out = engine.handle(SendCode(channel="voice"))
-    assert out == Prompt(
+    assert english(out) == Prompt(
         Step.SECOND_FACTOR, "A code was sent by voice call to your mobile phone. Enter it below.", (PHONE,)
     )
     assert engine.step is Step.SECOND_FACTOR and world.sent == [("1234567890", "voice")]
@@ -371,7 +385,7 @@ def test_send_code_says_where_it_went_and_stays_at_the_code_step(world: World) -
 def test_send_code_refused_shows_why(world: World) -> None:
     world.members["1234567890"].methods = (PHONE,)
     out = at(world, Step.SECOND_FACTOR).handle(SendCode(channel="sms"))
-    assert isinstance(out, Prompt) and out.error == "This phone can only receive a voice call."
+    assert isinstance(out, Prompt) and out.error == "this office phone can only receive a voice call, not sms"
 
 
 # --- SECOND_FACTOR --Code--> ------------------------------------------------------------------
@@ -387,7 +401,7 @@ def test_good_factors_but_a_vpn_refusal_carries_the_reasons(world: World) -> Non
     world.members["1234567890"].allowed = False
     out = at(world, Step.SECOND_FACTOR).handle(Code("123456"))
     assert isinstance(out, Finished) and not out.ok and out.code == "refused"
-    assert out.message == "Your account is suspended."
+    assert out.message == "Your account is suspended, so it cannot use the VPN. Contact the IT help desk."
 
 
 def test_a_wrong_code_asks_again(world: World) -> None:
@@ -450,7 +464,7 @@ def test_wrong_recovery_codes_ask_again_then_end_after_five(world: World) -> Non
         assert out.error == "That recovery code is not right or was already used."
         engine = SignIn.restore(world.ports(), engine.snapshot(), None)  # the count survives a page change
     out = engine.handle(RecoveryForRegistration("nope"))
-    assert out == Finished(False, "bad_code", "Too many wrong recovery codes. Contact the IT help desk.")
+    assert english(out) == Finished(False, "bad_code", "Too many wrong recovery codes. Contact the IT help desk.")
 
 
 # --- REGISTRATION --Registered--> -------------------------------------------------------------
@@ -474,13 +488,17 @@ def test_snapshot_and_restore_keep_the_state_between_pages(world: World) -> None
     engine = SignIn(world.ports(), Purpose.PORTAL, "192.0.2.1")
     engine.handle(Password("1234567890", "right"))
     again = SignIn.restore(world.ports(), engine.snapshot(), "192.0.2.1")
-    assert again.snapshot() == engine.snapshot() == {
-        "purpose": "portal",
-        "step": "second_factor",
-        "username": "1234567890",
-        "unlocked": False,
-        "tries": 0,
-    }
+    assert (
+        again.snapshot()
+        == engine.snapshot()
+        == {
+            "purpose": "portal",
+            "step": "second_factor",
+            "username": "1234567890",
+            "unlocked": False,
+            "tries": 0,
+        }
+    )
     assert again.current_prompt().methods == (TOTP,)
 
 

@@ -92,7 +92,7 @@ def test_provider_failure_tells_the_user_to_try_another_method(
         engine = start_signin(ctx, Purpose.VPN, source="192.0.2.1")
         engine.handle(Password("1234567890", PASSWORD))
         refused = engine.handle(SendCode(channel="sms"))
-        assert isinstance(refused, Prompt) and refused.error == USER_TEXT
+        assert isinstance(refused, Prompt) and refused.why == (USER_TEXT,)
         assert len(provider.requests) == tries
         with ctx.tx() as s:  # nothing stored for a code that never left: the hourly limit is not spent
             assert s.query(PhoneChallenge).count() == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -27,6 +27,9 @@ from campusvpn.platform.clock import FixedClock
 from campusvpn.portal.app import create_app
 from campusvpn.service import sessions, sso
 from campusvpn.service.context import Context, open_context
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import render
 
 BROWSER = '\n[vpn]\nlogin = "browser"\n'
 SOURCE = "192.0.2.7"
@@ -120,11 +123,15 @@ def test_a_refusal_in_the_browser_reaches_the_client_as_its_error(tmp_path: Path
     ctx = browser_ctx(tmp_path, clock)
     lg = login(ctx)
     lg.handle_request(init(SSO))
-    refusal = {"ok": False, "code": "refused", "message": "Your VPN training for this year is missing."}
+    said = say(Code.POLICY_TRAINING_MISSING, fy=2026, deadline=date(2026, 6, 30), training_url="https://t.example/")
+    refusal = {"ok": False, "code": "refused", "message": "(English, for logs)", "said": [said.to_json()]}
     token = sso.conclude(ctx, lg.handle, username="1234567890", outcome=refusal)
     assert token is not None
     out = lg.handle_request(token_reply(lg.handle, token))
-    assert out.finished and out.token is None and error(out.body) == refusal["message"]
+    # The person never chose a language: both, the configured default (Japanese) first.
+    assert out.finished and out.token is None
+    assert error(out.body) == f"{render(said, 'ja')} / {render(said, 'en')}"
+    assert "information-security training" in error(out.body) and "情報セキュリティ研修" in error(out.body)
 
 
 def test_a_client_that_cannot_open_a_browser_is_told_so(tmp_path: Path, clock: FixedClock) -> None:
@@ -251,24 +258,30 @@ def test_fortinet_clients_sign_in_through_the_browser(tmp_path: Path, clock: Fix
 
 
 @pytest.mark.parametrize(
-    ("english", "japanese"),
+    ("said", "english", "japanese"),
     [
-        ("Too many failed attempts. Wait 2 seconds and try again.", "2 秒待って"),
         (
+            say(Code.ENGINE_THROTTLED_SECONDS, n=2),
+            "Too many failed attempts. Wait 2 seconds and try again.",
+            "2 秒待って",
+        ),
+        (
+            say(Code.ENGINE_THROTTLED_MINUTES, n=8, until=datetime(2026, 10, 1, 0, 8, tzinfo=UTC)),
             "Too many failed attempts. Wait 8 minutes (until 2026-10-01 09:08 JST) and try again.",
             "（2026-10-01 09:08 JST）",
         ),
         (
+            say(Code.ENGINE_LOCKED, until=datetime(2026, 10, 1, 0, 30, tzinfo=UTC), helpdesk="desk"),
             "Too many failed attempts: sign-in is locked until 2026-10-01 09:30 JST. If this was not you, contact desk.",
             "2026-10-01 09:30 JST までサインインがロック",
         ),
     ],
 )
-def test_too_many_attempts_is_said_in_japanese_with_its_time(english: str, japanese: str) -> None:
-    """A refusal on the browser page (and the portal's sign-in) in the person's language."""
+def test_too_many_attempts_is_said_in_japanese_with_its_time(said: Message, english: str, japanese: str) -> None:
+    """A refusal on the browser page (and the portal's sign-in) in the person's language and zone."""
     from zoneinfo import ZoneInfo
 
     from campusvpn.portal.i18n import Translator
 
-    assert japanese in Translator("ja", ZoneInfo("Asia/Tokyo")).engine(english, "throttled")
-    assert Translator("en", ZoneInfo("Asia/Tokyo")).engine(english, "throttled") == english
+    assert japanese in Translator("ja", ZoneInfo("Asia/Tokyo")).said(said)
+    assert Translator("en", ZoneInfo("Asia/Tokyo"), ("desk", "窓口")).said(said) == english

@@ -1,6 +1,6 @@
 """CSV imports' reader (`service.accounts.csv_rows`) for the roster's and the training file's columns.
 
-Contract: a reason (text) or rows; each row starts on a line after the header, in increasing
+Contract: a reason (a catalogue message) or rows; each row starts on a line after the header, in increasing
 order, has only header columns, text values, and no row is blank; never an exception.
 """
 
@@ -19,8 +19,8 @@ def check(data: bytes) -> None:
     text = data[1:].decode("utf-8", "replace")
     columns = SHAPES[data[0] % 2] if data else IMPORT_COLUMNS
     rows = csv_rows(text, columns)
-    if isinstance(rows, str):
-        require(rows, "an empty reason")
+    if not isinstance(rows, list):
+        require(bool(str(rows.code)), "a reason without its code")
         return
     last = 1
     lines = text.count("\n") + text.count("\r") + 1

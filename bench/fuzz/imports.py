@@ -47,7 +47,7 @@ def check(data: bytes) -> None:
         training = import_completions(ctx, text, actor="fuzz")
         report_errors, done = training.errors, training.recorded + training.unchanged
     errors = report.errors if roster else report_errors
-    if isinstance(rows, str):
+    if not isinstance(rows, list):  # a message: why the file is unusable
         require(errors == [(1, rows)] and done == 0, "an unusable header was not reported once at line 1")
         return
     require(done + len(errors) == len(rows), f"{len(rows)} rows but {done} done and {len(errors)} errors")

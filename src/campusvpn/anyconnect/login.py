@@ -4,7 +4,8 @@ The forms follow what unmodified clients fill in by themselves: `username` + `pa
 (+ `group_list` when there are several profiles), then one `secondary_password` field, which
 openconnect fills with `--token-mode=totp`. In that field the user may also type a recovery
 code, `sms` or `call` to have a code sent, and may add ` trust` after a code to skip codes on
-this device. Every refusal comes back as the client's own error text.
+this device. Every refusal comes back as the client's own error text, in the person's language
+(service.client_texts: the stored one, else both).
 
 With `login = "browser"` the client is sent to the portal's sign-in page instead (AnyConnect single
 sign-on; `service.sso` keeps the attempt and its one-time token) and hands the token back here.
@@ -23,13 +24,15 @@ from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input, SsoLinks
 from campusvpn.core.calendar import format_local
 from campusvpn.core.sso_handoff import BadClientKey, client_key
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
-from campusvpn.service import live_sessions, sso
+from campusvpn.service import client_texts, live_sessions, sso
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, ServiceError, Unavailable
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import hints, typed_answer
 from campusvpn.texts import outbound
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
 
 PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
 # The dialogue's texts come from the catalogue, in English for now: the engine's prompts it shows
@@ -115,7 +118,7 @@ class GatewayLogin:
                 return self._handle(req)
             except Unavailable as exc:
                 # Storage failed (logged with its cause): say so, not "wrong password" or "ended".
-                return self._fail(str(exc))
+                return self._fail(self._text(exc.said, known=False))
 
     def _handle(self, req: AuthRequest) -> LoginReply:
         if self.created is None:
@@ -181,13 +184,13 @@ class GatewayLogin:
         try:
             got = sso.redeem(self.ctx, self.handle, token, self.source)
         except Forbidden as exc:
-            return self._fail(str(exc))
+            return self._fail(self._text(exc.said, known=False))
         self.profile = next((p for p in self.ctx.config.vpn.profiles if p.name == got.profile), self.profile)
-        message = str(got.outcome.get("message") or "")
-        if not got.outcome.get("ok") or not got.username:
-            return self._fail(message or "The sign-in was refused.")
+        said = sso.said_of(got.outcome)
         self._sso_user = got.username
-        return self._open(Finished(True, "ok", message, username=got.username, factors=2))
+        if not got.outcome.get("ok") or not got.username:
+            return self._fail(self._text(said or (say(Code.ERROR_SSO_REFUSED),)))
+        return self._open(Finished(True, "ok", said, username=got.username, factors=2))
 
     def _on_password(self, req: AuthRequest) -> LoginReply:
         assert self._engine is not None
@@ -219,14 +222,18 @@ class GatewayLogin:
     def _after(self, out: Prompt | Finished) -> LoginReply:
         if isinstance(out, Prompt):
             if out.step is Step.PASSWORD:
-                return self._password_form(out.error)
-            return self._code_form(out, out.error)
+                return self._password_form(self._text(out.why, known=False) if out.why else None)
+            return self._code_form(out, self._text(out.why) if out.why else None)
         if not out.ok:
             if out.code == "bad_credentials":  # let the user try again, like any sign-in form
                 self._engine = start_signin(self.ctx, Purpose.VPN, source=self.source)
-                return self._password_form(out.message)
-            return self._fail(out.message)
+                return self._password_form(self._text(out.said, known=False))
+            return self._fail(self._text(out.said))
         return self._open(out)
+
+    def _text(self, said: Message | tuple[Message, ...], *, known: bool = True) -> str:
+        """For the client's box, in the person's language (`known=False`: nobody named yet: both)."""
+        return client_texts.for_client(self.ctx, said, self.username if known else None)
 
     def _open(self, done: Finished) -> LoginReply:
         settings = self.settings
@@ -241,7 +248,7 @@ class GatewayLogin:
                 protocol=PROTOCOL,
             )
         except ServiceError as exc:
-            return self._fail(str(exc))
+            return self._fail(self._text(exc.said))
         address, sid = opened.address, opened.session_id
         notice = None
         if done.device_token and done.device_expires:

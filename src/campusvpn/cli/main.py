@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from campusvpn.platform.clock import Clock
     from campusvpn.platform.config import Config
     from campusvpn.service.context import Context
+    from campusvpn.texts.message import Message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -306,13 +307,17 @@ def _with_progress(text: str, run: Callable[[str, Callable[[int], None]], R]) ->
         return run(text, bar.update)
 
 
-def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int, str]]) -> None:
+def _import_report(as_json: bool, counts: dict[str, int], errors: list[tuple[int, Message]]) -> None:
+    from campusvpn.texts.render import render
+
     if as_json:
-        emit_json({**counts, "errors": [{"line": n, "error": e} for n, e in errors]})
+        emit_json(
+            {**counts, "errors": [{"line": n, "code": e.code.value, "error": render(e, "en")} for n, e in errors]}
+        )
     else:
         click.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + f", {len(errors)} rejected")
         for n, e in errors:
-            click.echo(f"line {n}: {e}", err=True)
+            click.echo(f"line {n}: {render(e, 'en')}", err=True)
     if errors:
         sys.exit(1)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from campusvpn.texts.times import format_local as format_local  # one format for every layer
+
 
 def month_day(text: str) -> tuple[int, int]:
     m, d = text.split("-")
@@ -53,8 +55,3 @@ def first_minute_from(at: datetime) -> datetime:
 def format_from(at: datetime, zone: ZoneInfo) -> str:
     """`format_local` of the first whole minute at or after `at` (see first_minute_from)."""
     return format_local(first_minute_from(at), zone)
-
-
-def format_local(at: datetime, zone: ZoneInfo) -> str:
-    local = at.astimezone(zone)
-    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or zone.key)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
+from campusvpn.texts.render import MessageError
+
 
 class PhoneKind(enum.StrEnum):
     MOBILE = "mobile"
@@ -24,8 +28,8 @@ CHANNELS: dict[PhoneKind, tuple[Channel, ...]] = {
 }
 
 
-class InvalidPhone(ValueError):
-    pass
+class InvalidPhone(MessageError, ValueError):
+    """`said`: what is wrong with the number (str(): in English)."""
 
 
 @dataclass(frozen=True)
@@ -48,21 +52,21 @@ def parse_phone(kind: PhoneKind, number: str, extension: str | None, default_reg
     try:
         parsed = phonenumbers.parse(number, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"{number!r} is not a phone number; write it like +81 90 1234 5678") from exc
+        raise InvalidPhone(say(Code.ERROR_NOT_A_PHONE_NUMBER, number=number)) from exc
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhone(f"{number!r} is not a valid phone number; write it like +81 90 1234 5678")
+        raise InvalidPhone(say(Code.ERROR_INVALID_PHONE_NUMBER, number=number))
     if extension is not None:
         extension = extension.strip()
         if kind is not PhoneKind.OFFICE:
-            raise InvalidPhone("only an office phone has an extension")
+            raise InvalidPhone(say(Code.ERROR_EXTENSION_NOT_OFFICE))
         if not extension.isdigit() or len(extension) > 10:
-            raise InvalidPhone(f"extension {extension!r} must be 1 to 10 digits")
+            raise InvalidPhone(say(Code.ERROR_BAD_EXTENSION, extension=extension))
     if kind is PhoneKind.MOBILE:
         ntype = phonenumbers.number_type(parsed)
         if ntype not in (
             phonenumbers.PhoneNumberType.MOBILE,
             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
         ):
-            raise InvalidPhone(f"{number!r} is not a mobile number; SMS codes need a mobile phone")
+            raise InvalidPhone(say(Code.ERROR_NOT_MOBILE, number=number))
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return PhoneNumber(e164=e164, extension=extension or None)

@@ -9,13 +9,16 @@ from zoneinfo import ZoneInfo
 
 from campusvpn.core.calendar import (
     day_in_fiscal_year,
+    first_minute_from,
     fiscal_year_of,
-    format_from,
     local_day,
     month_day,
     start_of_day,
 )
 from campusvpn.platform.config_schema import Config
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import render
 
 
 class AccountStatus(enum.StrEnum):
@@ -75,10 +78,18 @@ class AccountFacts:
 @dataclass(frozen=True)
 class Reason:
     code: str
-    message: str
+    said: Message  # what the person is told: front ends render it in their language (texts.render)
     until: datetime | None = None
-    # The facts the message is built from, so a front end can say it in another language.
-    params: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The facts the message is built from, as text (notices and the API use them)."""
+        return {k: v.isoformat() if isinstance(v, date) else str(v) for k, v in self.said.params.items()}
+
+    @property
+    def message(self) -> str:
+        """In English (the CLI, the API, logs)."""
+        return render(self.said, "en")
 
 
 # Reasons that lift by themselves at their time: the user only waits.
@@ -112,10 +123,14 @@ class Decision:
         upcoming = [n.until for n in self.notices if n.until is not None and n.until > self.at]
         return min(upcoming) if upcoming else None
 
+    @property
+    def said(self) -> tuple[Message, ...]:
+        """What the person is told: allowed, or every reason."""
+        return (say(Code.POLICY_ALLOWED),) if self.allowed else tuple(r.said for r in self.reasons)
+
     def user_message(self) -> str:
-        if self.allowed:
-            return "VPN access is allowed."
-        return " ".join(r.message for r in self.reasons)
+        """In English (logs, the session's end reason)."""
+        return render(self.said, "en")
 
 
 def mfa_state(applied_at: datetime | None, methods: int) -> MfaState:
@@ -155,23 +170,14 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
     today = local_day(now, rules.zone)
 
     if facts.status is AccountStatus.REVOKED:
-        reasons.append(
-            Reason(
-                "account_revoked",
-                f"Your account has been closed, so it cannot use the VPN. If you are still a member of the "
-                f"university, contact {rules.helpdesk}.",
-                params={"helpdesk": rules.helpdesk},
-            )
-        )
+        reasons.append(Reason("account_revoked", say(Code.POLICY_ACCOUNT_REVOKED, helpdesk=rules.helpdesk)))
     elif facts.status is AccountStatus.SUSPENDED:
-        why = f" (reason: {facts.status_reason})" if facts.status_reason else ""
-        reasons.append(
-            Reason(
-                "account_suspended",
-                f"Your account is suspended{why}, so it cannot use the VPN. Contact {rules.helpdesk}.",
-                params={"helpdesk": rules.helpdesk, "reason": facts.status_reason or ""},
-            )
+        said = (
+            say(Code.POLICY_ACCOUNT_SUSPENDED_REASON, reason=facts.status_reason, helpdesk=rules.helpdesk)
+            if facts.status_reason
+            else say(Code.POLICY_ACCOUNT_SUSPENDED, helpdesk=rules.helpdesk)
         )
+        reasons.append(Reason("account_suspended", said))
 
     aff = continuous_since(facts.affiliations, today)
     if aff is None:
@@ -179,31 +185,16 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
         if upcoming:
             starts = start_of_day(upcoming[0], rules.zone)
             reasons.append(
-                Reason(
-                    "affiliation_not_started",
-                    f"Your affiliation with the university starts on {upcoming[0].isoformat()}; "
-                    f"you can use the VPN from then.",
-                    until=starts,
-                    params={"start": upcoming[0].isoformat()},
-                )
+                Reason("affiliation_not_started", say(Code.POLICY_AFFILIATION_NOT_STARTED, start=upcoming[0]), starts)
             )
         else:
-            reasons.append(
-                Reason(
-                    "affiliation_ended",
-                    f"You have no current affiliation with the university, so your account cannot use the VPN. "
-                    f"If this is wrong, contact {rules.helpdesk}.",
-                    params={"helpdesk": rules.helpdesk},
-                )
-            )
+            reasons.append(Reason("affiliation_ended", say(Code.POLICY_AFFILIATION_ENDED, helpdesk=rules.helpdesk)))
     elif aff.end is not None and start_of_day(aff.end, rules.zone) - now <= rules.notice_before_end:
         notices.append(
             Reason(
                 "affiliation_ending",
-                f"Your affiliation ends on {aff.end.isoformat()}; after that day your account and VPN access end. "
-                f"Back up anything you keep on university services before then.",
+                say(Code.POLICY_AFFILIATION_ENDING, end=aff.end),
                 until=start_of_day(aff.end + timedelta(days=1), rules.zone),
-                params={"end": aff.end.isoformat()},
             )
         )
 
@@ -211,22 +202,14 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
     delay_min = int(rules.activation_delay.total_seconds() // 60)
     if state is MfaState.NOT_APPLIED:
         reasons.append(
-            Reason(
-                "mfa_not_applied",
-                f"You have not applied for multi-factor authentication (MFA), which the VPN requires. "
-                f"Apply at {rules.portal_url}; the VPN can be used {delay_min} minutes after you apply.",
-                params={"portal_url": rules.portal_url, "minutes": str(delay_min)},
-            )
+            Reason("mfa_not_applied", say(Code.POLICY_MFA_NOT_APPLIED, portal_url=rules.portal_url, minutes=delay_min))
         )
     else:
         assert facts.mfa_applied_at is not None
         if state is MfaState.REGISTRATION_REQUIRED:
             reasons.append(
                 Reason(
-                    "mfa_registration_required",
-                    f"You have no verification method registered. Sign in at {rules.portal_url} and register an "
-                    f"authenticator app or a phone.",
-                    params={"portal_url": rules.portal_url},
+                    "mfa_registration_required", say(Code.POLICY_MFA_REGISTRATION_REQUIRED, portal_url=rules.portal_url)
                 )
             )
         ready = facts.mfa_applied_at + rules.activation_delay
@@ -236,11 +219,13 @@ def decide(facts: AccountFacts, now: datetime, rules: PolicyRules) -> Decision:
             reasons.append(
                 Reason(
                     "mfa_activation_pending",
-                    "Your MFA application is still being activated: you can use the VPN from "
-                    f"{format_from(ready, rules.zone)} "
-                    f"(in {minutes} minute{'s' if minutes != 1 else ''}).",
+                    # The first whole minute it is possible (see first_minute_from), in the service's zone.
+                    say(
+                        Code.POLICY_MFA_ACTIVATION_PENDING,
+                        at=first_minute_from(ready).astimezone(rules.zone),
+                        n=minutes,
+                    ),
                     until=ready,
-                    params={"minutes": str(minutes)},
                 )
             )
 
@@ -284,25 +269,15 @@ def _training(
         reasons.append(
             Reason(
                 "training_missing",
-                f"You have not completed this year's (FY{fy}) information-security training, which was due on "
-                f"{deadline.isoformat()}. Complete it at {rules.training_url}; VPN use is possible again once "
-                f"your completion is recorded.",
-                params={"fy": str(fy), "deadline": deadline.isoformat(), "training_url": rules.training_url},
+                say(Code.POLICY_TRAINING_MISSING, fy=fy, deadline=deadline, training_url=rules.training_url),
             )
         )
     elif today >= opens:
         notices.append(
             Reason(
                 "training_due",
-                f"Complete this year's (FY{fy}) information-security training at {rules.training_url} by "
-                f"{deadline.isoformat()}, or the VPN will refuse you from the day after.",
+                say(Code.POLICY_TRAINING_DUE, fy=fy, opens=opens, deadline=deadline, training_url=rules.training_url),
                 until=start_of_day(deadline + timedelta(days=1), rules.zone),
-                params={
-                    "fy": str(fy),
-                    "opens": opens.isoformat(),
-                    "deadline": deadline.isoformat(),
-                    "training_url": rules.training_url,
-                },
             )
         )
 

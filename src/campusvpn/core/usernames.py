@@ -6,9 +6,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
+from campusvpn.texts.render import MessageError
 
-class InvalidUsername(ValueError):
-    pass
+
+class InvalidUsername(MessageError, ValueError):
+    """`said`: why, for the person who typed it (str(): in English)."""
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,11 @@ class UsernameRule:
     pattern: str
     realms: tuple[str, ...]
     hint: str
+    hint_ja: str = ""  # the hint in Japanese ("": the English one is used)
+
+    @property
+    def _hint(self) -> tuple[str, str]:
+        return (self.hint, self.hint_ja or self.hint)
 
     def normalise(self, typed: str) -> str:
         """`"１２３４５６７８９０@Example.ac.jp "` → `"1234567890"`.
@@ -30,9 +39,9 @@ class UsernameRule:
             local, _, realm = name.rpartition("@")
             if realm.lower() not in {r.lower() for r in self.realms}:
                 allowed = " or ".join(f"@{r}" for r in self.realms) or "no domain"
-                raise InvalidUsername(f"the part after @ must be {allowed}; your user name is {self.hint}")
+                raise InvalidUsername(say(Code.USERNAME_BAD_REALM, allowed=allowed, hint=self._hint))
             name = local
         name = name.lower()
         if not re.fullmatch(self.pattern, name):
-            raise InvalidUsername(f"{typed.strip()!r} is not a user name; a user name is {self.hint}")
+            raise InvalidUsername(say(Code.USERNAME_INVALID, typed=typed.strip(), hint=self._hint))
         return name

@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
-from campusvpn.service import live_sessions
+from campusvpn.service import client_texts, live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import hints, typed_answer
 from campusvpn.texts import outbound
+from campusvpn.texts.message import Message
 
 PROTOCOL = "fortinet"  # what sessions, logs and metrics call this protocol
 # In English for now, like the AnyConnect dialogue (anyconnect.login.CLIENT_LANGUAGE says why).
@@ -149,13 +150,17 @@ class FortiLogin:
     def _after(self, out: Prompt | Finished) -> LoginAnswer:
         if isinstance(out, Prompt):
             if out.step is Step.SECOND_FACTOR:
-                return self._challenge(out.error, out)
-            return self._refuse(out.error or out.message)  # the engine wants something we cannot ask here
+                return self._challenge(self._text(out.why) if out.why else None, out)
+            return self._refuse(self._text(out.why or out.said))  # the engine wants something we cannot ask here
         if not out.ok:
             if out.code == "bad_credentials":
                 return LoginAnswer(405, DENIED, finished=True, outcome="refused")
-            return self._refuse(out.message)
+            return self._refuse(self._text(out.said))
         return self._open(out)
+
+    def _text(self, said: tuple[Message, ...]) -> str:
+        """For the client's box, in the person's language (service.client_texts)."""
+        return client_texts.for_client(self.ctx, said, self.username)
 
     def _open(self, done: Finished) -> LoginAnswer:
         try:
@@ -169,7 +174,7 @@ class FortiLogin:
                 protocol=PROTOCOL,
             )
         except ServiceError as exc:
-            return self._refuse(str(exc))
+            return self._refuse(client_texts.for_client(self.ctx, exc.said, self.username))
         return LoginAnswer(
             200,
             SUCCESS,

@@ -28,9 +28,11 @@ from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie
 from campusvpn.platform import logs, metrics
 from campusvpn.platform.config_schema import VpnProfile
 from campusvpn.platform.local_share import LocalShare
-from campusvpn.service import live_sessions, sso
+from campusvpn.service import client_texts, live_sessions, sso
 from campusvpn.service.context import Context
-from campusvpn.service.errors import Forbidden, ServiceError
+from campusvpn.service.errors import ServiceError
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
@@ -176,7 +178,9 @@ class FortinetSite:
         try:
             got = await asyncio.to_thread(sso.redeem, self.ctx, None, token, peer.source)
             if not got.outcome.get("ok") or not got.username:
-                raise Forbidden(str(got.outcome.get("message") or "The sign-in was refused."))
+                said = sso.said_of(got.outcome) or (say(Code.ERROR_SSO_REFUSED),)
+                metrics.LOGINS.labels(PROTOCOL, "refused").inc()
+                return respond(conn, 403, client_texts.for_client(self.ctx, said, got.username) + "\n", "text/plain")
             profile = next((p for p in self.cfg.vpn.profiles if p.name == got.profile), None)
             opened = await asyncio.to_thread(
                 live_sessions.open_for_vpn,
@@ -190,7 +194,7 @@ class FortinetSite:
             )
         except ServiceError as exc:
             metrics.LOGINS.labels(PROTOCOL, "refused").inc()
-            return respond(conn, 403, f"{exc}\n", "text/plain")
+            return respond(conn, 403, client_texts.for_client(self.ctx, exc.said, None) + "\n", "text/plain")
         metrics.LOGINS.labels(PROTOCOL, "ok").inc()
         logs.event("gateway.login", protocol=PROTOCOL, source=peer.source, outcome="ok", user=got.username)
         set_cookie = f"{COOKIE}={opened.token}; path=/; secure; httponly"

@@ -83,6 +83,9 @@ class ServiceSection(Section):
     username_hint: str = Field(
         "10 digits, like 1234567890", description="How a valid user name looks, in words, for error messages."
     )
+    username_hint_ja: str = Field(
+        "10 桁の数字（例：1234567890）", description="`username_hint` in Japanese, for Japanese pages and messages."
+    )
     roles: list[str] = Field(
         default_factory=lambda: ["faculty", "staff", "student", "dispatched", "visiting"],
         description="Roles an affiliation period may have.",

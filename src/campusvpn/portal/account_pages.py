@@ -10,6 +10,8 @@ from campusvpn.portal.signin_flow import fresh
 from campusvpn.portal.web import Req, page, take_info
 from campusvpn.service import self_service
 from campusvpn.service.errors import Invalid, ServiceError
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 def _has_methods(req: Req) -> bool:
@@ -25,7 +27,7 @@ def password(req: Req) -> Response:
         new, again = req.form.get("new", "")[:1100], req.form.get("again", "")[:1100]
         try:
             if new != again:
-                raise Invalid(req.t("password.mismatch"))
+                raise Invalid(say(Code.PASSWORD_MISMATCH))
             self_service.change_password(
                 req.ctx,
                 req.username,

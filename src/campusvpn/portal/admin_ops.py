@@ -9,6 +9,9 @@ from campusvpn.core.policy import AccountStatus
 from campusvpn.service import account_views, accounts, eligibility, mfa, recovery_pass, sessions, training
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import render
 
 
 def user_detail(ctx: Context, username: str) -> dict[str, Any]:
@@ -24,9 +27,9 @@ def set_status(ctx: Context, username: str, status: str, reason: str, *, actor: 
     try:
         st = AccountStatus(status)
     except ValueError as exc:
-        raise Invalid(f"status {status!r} is not one of active, suspended, revoked") from exc
+        raise Invalid(say(Code.ERROR_UNKNOWN_STATUS, status=status)) from exc
     if st is not AccountStatus.ACTIVE and not reason.strip():
-        raise Invalid("say why (the reason is shown to the user and kept in the audit trail)")
+        raise Invalid(say(Code.ERROR_STATUS_REASON))
     accounts.set_status(ctx, username, st, actor=actor, reason=reason.strip() or None)
 
 
@@ -41,7 +44,7 @@ def issue_pass(ctx: Context, username: str, reason: str, *, actor: str) -> tuple
 def kill_session(ctx: Context, session_id: str, reason: str, *, actor: str) -> int:
     """End one VPN session; the reason is audited and is what the VPN client is told."""
     if not reason.strip():
-        raise Invalid("say why the session is ended (kept in the audit trail and shown by the VPN client)")
+        raise Invalid(say(Code.ERROR_KILL_REASON))
     return sessions.kill(ctx, session_id=session_id, actor=actor, reason=reason.strip())
 
 
@@ -51,10 +54,15 @@ def import_roster(ctx: Context, text: str, *, actor: str) -> dict[str, Any]:
         "applied": r.added + r.updated,
         "added": r.added,
         "updated": r.updated,
-        "errors": [{"line": n, "error": e} for n, e in r.errors],
+        "errors": _errors(r.errors),
     }
 
 
 def import_training(ctx: Context, text: str, *, actor: str) -> dict[str, Any]:
     r = training.import_completions(ctx, text, actor=actor)
-    return {"applied": r.recorded, "unchanged": r.unchanged, "errors": [{"line": n, "error": e} for n, e in r.errors]}
+    return {"applied": r.recorded, "unchanged": r.unchanged, "errors": _errors(r.errors)}
+
+
+def _errors(errors: list[tuple[int, Message]]) -> list[dict[str, Any]]:
+    """Each rejected line: its code and English (the API) and the message (the page renders it)."""
+    return [{"line": n, "code": e.code.value, "error": render(e, "en"), "said": e} for n, e in errors]

@@ -110,7 +110,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str,
                 req,
                 out.username,
                 second_factor=out.factors == 2 and not out.trusted_device,
-                note=out.message if out.trusted_device or out.recovery_left is not None else None,
+                note=req.t.said(out.said) if out.trusted_device or out.recovery_left is not None else None,
             )
             set_device_cookie(req, resp, out)
             return resp
@@ -121,7 +121,7 @@ def after(req: Req, engine: SignIn, out: Prompt | Finished, page_on_prompt: str,
         return req.render(
             "signin.html",
             status=503 if out.code == "unavailable" else 401,
-            error=req.t.engine(out.message, out.code),
+            error=req.t.said(out.said),
             typed=_typed_username(req),
             vpn=engine.purpose is Purpose.VPN,
         )
@@ -136,7 +136,7 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None, way: Way | No
         return req.render(
             "code.html",
             prompt=prompt,
-            error=req.t.engine(prompt.error),
+            error=req.t.said(prompt.why) or None,
             info=info,
             trust_days=req.ctx.config.trusted_devices.lifetime.days,
             action="/signin/code",
@@ -144,10 +144,10 @@ def render_step(req: Req, prompt: Prompt, info: str | None = None, way: Way | No
             way=way,
         )
     if prompt.step is Step.REGISTRATION:
-        return req.render("register.html", prompt=prompt, error=req.t.engine(prompt.error))
+        return req.render("register.html", prompt=prompt, error=req.t.said(prompt.why) or None)
     return req.render(
         "signin.html",
-        error=req.t.engine(prompt.error),
+        error=req.t.said(prompt.why) or None,
         typed=_typed_username(req),
         vpn=vpn_attempt(req) is not None,
     )

@@ -116,8 +116,8 @@ def _send(req: Req, engine: SignIn, send: SendCode, way: Way | None) -> Response
     out = engine.handle(send)
     req.session.signin = engine.snapshot()
     assert isinstance(out, Prompt)
-    if out.error or way is None:
-        return render_step(req, out, info=out.message if not out.error else None, way=way)
+    if out.why or way is None:
+        return render_step(req, out, info=req.t.said(out.said) if not out.why else None, way=way)
     said = "way.sent.sms" if way.kind == "sms" else f"way.sent.voice.{way.phone_kind}"
     return render_step(req, out, info=req.t(said, ending=way.ending), way=way)
 
@@ -175,12 +175,12 @@ def stepup(req: Req) -> Response:
             if out.ok:
                 req.session.second_factor_at = req.ctx.clock.now()
                 return req.redirect(target)
-            return req.render("error.html", status=401, message=req.t.engine(out.message, out.code))
+            return req.render("error.html", status=401, message=req.t.said(out.said))
         return req.render(
             "code.html",
             prompt=out,
-            error=req.t.engine(out.error),
-            info=None if out.error else out.message,
+            error=req.t.said(out.why) or None,
+            info=None if out.why else req.t.said(out.said),
             lead=lead,
             action=f"/stepup?next={target}",
             stepup=True,

@@ -8,12 +8,10 @@ provider the sign-in page offers) runs with the VPN's policy. When it ends, the 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from campusvpn.core.policy import Reason
 from campusvpn.core.sso_handoff import fortinet_listener_url, listener_url, seal
 from campusvpn.portal.web import Req, page
 from campusvpn.service import sso
@@ -29,12 +27,20 @@ def vpn_attempt(req: Req) -> sso.Attempt | None:
 
 
 def _outcome(out: Finished) -> dict[str, Any]:
-    """What the client is told (English, the protocol's language) and what `/sso/done` shows."""
+    """What the client is told and what `/sso/done` shows: codes and parameters (`said`), each rendered
+    in its reader's language; `message` and `reasons` in English for logs and scripts."""
     reasons = [
         {"code": r.code, "message": r.message, "until": r.until.isoformat() if r.until else None, "params": r.params}
         for r in (out.decision.reasons if out.decision and not out.ok else ())
     ]
-    return {"ok": out.ok, "code": out.code, "message": out.message, "reasons": reasons, "factors": out.factors}
+    return {
+        "ok": out.ok,
+        "code": out.code,
+        "message": out.message,
+        "said": [m.to_json() for m in out.said],
+        "reasons": reasons,
+        "factors": out.factors,
+    }
 
 
 def hand_off(req: Req, out: Finished, *, json: bool = False) -> Response:
@@ -82,16 +88,7 @@ def done(req: Req) -> Response:
     elif outcome.get("ok"):
         resp = req.render("sso_done.html", ok=True)
     else:
-        reasons = [
-            Reason(
-                str(r.get("code")),
-                str(r.get("message")),
-                datetime.fromisoformat(r["until"]) if r.get("until") else None,
-                dict(r.get("params") or {}),
-            )
-            for r in outcome.get("reasons", [])
-        ]
-        texts = [req.t.reason(r) for r in reasons] or [req.t.engine(outcome.get("message"), outcome.get("code"))]
+        texts = [req.t.said(m) for m in sso.said_of(outcome)]
         resp = req.render("sso_done.html", status=403, ok=False, reasons=texts)
     resp.delete_cookie(SSO_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return resp

@@ -21,6 +21,8 @@ from campusvpn.portal.web import Req, label_in, page, rotated, take_info
 from campusvpn.service import identity_links
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from campusvpn.service.oidc_client import OidcRefused, OidcUnavailable
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 log = logging.getLogger("campusvpn.portal")
 CALLBACK = "/identity/callback"
@@ -150,9 +152,9 @@ def reset(req: Req) -> Response:
     reset_mfa = req.field("mfa") == "1"
     try:
         if not new and not reset_mfa:
-            raise Invalid(req.t("verify.nothing_chosen"))
+            raise Invalid(say(Code.VERIFY_NOTHING_CHOSEN))
         if new and new != again:
-            raise Invalid(req.t("password.mismatch"))
+            raise Invalid(say(Code.PASSWORD_MISMATCH))
         if new:
             identity_links.reset_password(req.ctx, who, new, source=req.source)
         if reset_mfa:

@@ -24,6 +24,8 @@ from campusvpn.service.errors import Conflict, Invalid
 from campusvpn.service.mfa_methods import method_summary
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import Affiliation, TrainingRecord, TrustedDevice, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 IMPORT_COLUMNS = ("username", "name", "role", "email", "from", "until")
@@ -43,7 +45,7 @@ def parse_date(text: str, what: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError as exc:
-        raise Invalid(f"{what} {text!r} is not a date; write it as YYYY-MM-DD") from exc
+        raise Invalid(say(Code.ERROR_NOT_A_DATE, what=what, value=text)) from exc
 
 
 MAX_NAME = 100
@@ -53,20 +55,20 @@ def _validate(ctx: Context, new: NewUser) -> NewUser:
     try:
         username = ctx.usernames.normalise(new.username)
     except InvalidUsername as exc:
-        raise Invalid(str(exc)) from exc
+        raise Invalid(exc.said) from exc
     if new.role not in ctx.config.service.roles:
-        raise Invalid(f"role {new.role!r} is not known; use one of: {', '.join(ctx.config.service.roles)}")
+        raise Invalid(say(Code.ERROR_UNKNOWN_ROLE, role=new.role, roles=", ".join(ctx.config.service.roles)))
     name = " ".join((new.name or "").split())
     if len(name) > MAX_NAME:  # the column holds 200; a person's name on a page needs far less
-        raise Invalid(f"the name is {len(name)} characters long; at most {MAX_NAME} are kept")
+        raise Invalid(say(Code.ERROR_NAME_LONG, n=len(name), most=MAX_NAME))
     if any(not ch.isprintable() for ch in name):
-        raise Invalid("the name contains control characters")
+        raise Invalid(say(Code.ERROR_NAME_CONTROL))
     if new.email and len(new.email) > 254:
-        raise Invalid("the e-mail address is longer than 254 characters")
+        raise Invalid(say(Code.ERROR_EMAIL_LONG))
     if new.email and not _EMAIL.match(new.email):
-        raise Invalid(f"e-mail address {new.email!r} does not look like name@domain")
+        raise Invalid(say(Code.ERROR_EMAIL_FORM, email=new.email))
     if new.start and new.end and new.end < new.start:
-        raise Invalid(f"the affiliation ends ({new.end}) before it starts ({new.start})")
+        raise Invalid(say(Code.ERROR_AFFILIATION_ORDER, end=new.end, start=new.start))
     return NewUser(
         username,
         new.role,
@@ -142,9 +144,9 @@ def _add_affiliation(
             return
         overlaps = a.start <= (period.end or date.max) and period.start <= (a.end or date.max)
         if overlaps and a.role == period.role:
+            until = say(Code.ERROR_AFFILIATION_TO, end=a.end) if a.end else say(Code.ERROR_AFFILIATION_OPEN)
             raise Conflict(
-                f"{user.username} already has a {a.role} affiliation from {a.start} "
-                f"{'to ' + a.end.isoformat() if a.end else 'with no end'} overlapping this one"
+                say(Code.ERROR_AFFILIATION_OVERLAP, username=user.username, role=a.role, start=a.start, until=until)
             )
     user.affiliations.append(Affiliation(role=period.role, start=period.start, end=period.end))
     # A gap before this period is not acted on here: the lifecycle job resets the account on the
@@ -167,7 +169,7 @@ def _add_affiliation(
 class ImportReport:
     added: int = 0
     updated: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int, Message]] = field(default_factory=list)
 
 
 def import_users(ctx: Context, text: str, *, actor: str, progress: Callable[[int], None] | None = None) -> ImportReport:
@@ -175,13 +177,13 @@ def import_users(ctx: Context, text: str, *, actor: str, progress: Callable[[int
     a bad row is reported with its line number and writes nothing; the rest go in."""
     report = ImportReport()
     rows = csv_rows(text, IMPORT_COLUMNS)
-    if isinstance(rows, str):
+    if isinstance(rows, Message):
         report.errors.append((1, rows))
         return report
     for lineno, row in rows:
         try:
             if "__error__" in row:
-                raise Invalid(row["__error__"])
+                raise Invalid(say(Code.ERROR_CSV_MORE_FIELDS))
             new = _validate(
                 ctx,
                 NewUser(
@@ -201,22 +203,23 @@ def import_users(ctx: Context, text: str, *, actor: str, progress: Callable[[int
             else:
                 report.added += 1
         except (Invalid, Conflict) as exc:
-            report.errors.append((lineno, str(exc)))
+            report.errors.append((lineno, exc.said))
         if progress:
             progress(1)
     return report
 
 
-def csv_rows(text: str, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]] | str:
-    """Rows with the line each starts on; a string says why the header is unusable."""
+def csv_rows(text: str, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]] | Message:
+    """Rows with the line each starts on (a row with "__error__" has more fields than columns); a
+    message says why the file is unusable."""
     text = text.removeprefix("\ufeff")  # Excel writes a BOM
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in columns if c not in header and c not in ("name", "email", "until", "from")]
     if not header:
-        return "the file is empty; the first line must name the columns"
+        return say(Code.ERROR_CSV_EMPTY)
     if missing:
-        return f"the header lacks column(s) {', '.join(missing)}; expected {','.join(columns)}"
+        return say(Code.ERROR_CSV_HEADER, missing=", ".join(missing), columns=",".join(columns))
     reader.fieldnames = header
     out = []
     line = reader.line_num
@@ -228,15 +231,15 @@ def csv_rows(text: str, columns: Iterable[str]) -> list[tuple[int, dict[str, str
                 out.append((line + 1, {k: (v or "") for k, v in row.items()}))
             line = reader.line_num
     except csv.Error as exc:
-        return f"line {reader.line_num}: not valid CSV: {exc}"
+        return say(Code.ERROR_CSV_INVALID, line=reader.line_num, cause=str(exc))
     return [(n, r) for n, r in out if any(v.strip() for v in r.values())]
 
 
 def check_password_rule(ctx: Context, password: str) -> None:
     if len(password) < ctx.config.passwords.min_length:
-        raise Invalid(f"the password must have at least {ctx.config.passwords.min_length} characters")
+        raise Invalid(say(Code.ERROR_PASSWORD_SHORT, n=ctx.config.passwords.min_length))
     if len(password) > 1024:
-        raise Invalid("the password is longer than 1024 characters")
+        raise Invalid(say(Code.ERROR_PASSWORD_LONG))
 
 
 def set_password(ctx: Context, username: str, password: str, *, actor: str) -> None:
@@ -263,7 +266,7 @@ def set_status(ctx: Context, username: str, status: AccountStatus, *, actor: str
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if status is AccountStatus.SUSPENDED and not (reason or "").strip():
-            raise Invalid("say why the account is suspended (--reason); the user is shown it")
+            raise Invalid(say(Code.ERROR_SUSPEND_REASON))
         apply_status(s, user, status, ctx.clock.now(), actor=actor, reason=reason)
         return user
 

@@ -16,13 +16,15 @@ from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid, NotFound
 from campusvpn.store.models import ApiToken, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 PREFIX = "cvpn_"
 
 
 def create(ctx: Context, owner: str, label: str) -> str:
     if not label.strip():
-        raise Invalid("say what the token is for")
+        raise Invalid(say(Code.ERROR_TOKEN_PURPOSE))
     token = PREFIX + secrets.token_urlsafe(32)
     now = ctx.clock.now()
     with ctx.tx() as s:
@@ -61,7 +63,7 @@ def revoke(ctx: Context, public_id: str, *, actor: str) -> None:
     with ctx.tx() as s:
         row = s.scalars(select(ApiToken).where(ApiToken.public_id == public_id, ApiToken.revoked_at.is_(None))).first()
         if row is None:
-            raise NotFound(f"there is no live token {public_id}")
+            raise NotFound(say(Code.ERROR_NO_TOKEN, token=public_id))
         row.revoked_at = ctx.clock.now()
         audit.record(s, row.revoked_at, "api.token.revoked", actor=actor, subject=row.owner, token_id=public_id)
 

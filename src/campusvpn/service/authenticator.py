@@ -18,6 +18,8 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.mfa_methods import confirm, require_applied
 from campusvpn.store.models import MfaMethod, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,7 @@ def begin_totp(ctx: Context, username: str, *, actor: str) -> TotpEnrolment:
         apps = sum(1 for m in user.methods if m.kind == "totp" and m.confirmed_at is not None)
         most = ctx.config.mfa.max_authenticators
         if apps >= most:
-            raise Conflict(
-                f"{user.username} already has {apps} authenticator app{'s' if apps > 1 else ''} (the most allowed "
-                f"is {most}); delete one first to add another"
-            )
+            raise Conflict(say(Code.ERROR_TOO_MANY_TOTP, username=user.username, n=apps, most=most))
         for m in [m for m in user.methods if m.kind == "totp" and m.confirmed_at is None]:
             user.methods.remove(m)  # an unfinished enrolment is replaced, never left usable
         now = ctx.clock.now()
@@ -92,7 +91,7 @@ def clean_label(text: str) -> str | None:
     """The user's name for an app ("iPhone", "work phone"): tidied, at most 40 characters."""
     label = " ".join("".join(c for c in text if c.isprintable()).split())
     if len(label) > 40:
-        raise Invalid("the name of the app must have at most 40 characters")
+        raise Invalid(say(Code.ERROR_TOTP_NAME_LONG))
     return label or None
 
 
@@ -103,21 +102,15 @@ def confirm_totp(ctx: Context, username: str, code: str, *, actor: str, label: s
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if name and any(m.kind == "totp" and m.confirmed_at and (m.label or "") == name for m in user.methods):
-            raise Conflict(f"you already have an authenticator app named {name!r}; choose another name")
+            raise Conflict(say(Code.ERROR_TOTP_NAME_TAKEN, name=name))
         pending = next((m for m in user.methods if m.kind == "totp" and m.confirmed_at is None), None)
         if pending is None:
-            raise NotFound(
-                f"{user.username} has no authenticator app waiting for confirmation; "
-                "start with `campusvpn mfa add-totp`"
-            )
+            raise NotFound(say(Code.ERROR_NO_PENDING_TOTP, username=user.username))
         now = ctx.clock.now()
         check = totp.verify(_secret(ctx, user, pending), code, now, ctx.totp, pending.last_step)
         if not check.ok:
             audit.record(s, now, "mfa.totp.confirm_failed", actor=actor, subject=user.username, outcome="fail")
-            raise Invalid(
-                "that code does not match; check the app shows the account "
-                f"{ctx.config.mfa.issuer}:{user.username} and that the phone's clock is right"
-            )
+            raise Invalid(say(Code.ERROR_TOTP_MISMATCH, account=f"{ctx.config.mfa.issuer}:{user.username}"))
         pending.last_step = check.step
         pending.label = name
         return confirm(ctx, s, user, pending, now, actor)
@@ -152,7 +145,4 @@ def _secret(ctx: Context, user: User, m: MfaMethod) -> str:
     try:
         return ctx.box.open(m.secret_sealed, _context_of(user, m.public_id)).decode()
     except SecretBoxError as exc:
-        raise Forbidden(
-            f"the authenticator secret of {user.username} cannot be read ({exc}); "
-            "the key file may be wrong. Reset this user's MFA if the key is lost."
-        ) from exc
+        raise Forbidden(say(Code.ERROR_TOTP_UNREADABLE, username=user.username, cause=str(exc))) from exc

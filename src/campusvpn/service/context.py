@@ -28,6 +28,8 @@ from campusvpn.service.errors import NotFound, Unavailable
 from campusvpn.service.sender import OutboxSender, Sender
 from campusvpn.store import db
 from campusvpn.store.models import User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 if TYPE_CHECKING:  # imported only when configured: a gateway worker starts without ldap3 or authlib
     from campusvpn.service.ldap_directory import LdapDirectory
@@ -94,10 +96,10 @@ class Context:
             name = self.usernames.normalise(typed)
         except InvalidUsername as exc:
             # Not a user name at all (a mistyped URL, a bad path parameter): no such account.
-            raise NotFound(str(exc)) from exc
+            raise NotFound(exc.said) from exc
         user = s.scalars(select(User).where(User.username == name)).one_or_none()
         if user is None:
-            raise NotFound(f"there is no account {name}")
+            raise NotFound(say(Code.ERROR_NO_ACCOUNT, username=name))
         return user
 
 
@@ -131,7 +133,10 @@ def open_context(
         box=load_key_file(config.path(config.storage.key_file)),
         sender=sender or _sender(config),
         usernames=UsernameRule(
-            config.service.username_pattern, tuple(config.service.realms), config.service.username_hint
+            config.service.username_pattern,
+            tuple(config.service.realms),
+            config.service.username_hint,
+            config.service.username_hint_ja,
         ),
         totp=TotpParams(
             config.mfa.totp_digits,

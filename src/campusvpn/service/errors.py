@@ -1,8 +1,13 @@
-"""Errors a front end shows as they are: each message says what is wrong and what to do."""
+"""Errors a front end shows: each carries a catalogue message (`said`) saying what is wrong and what
+to do; front ends render it in their reader's language, `str(err)` is its English (CLI, API, logs)."""
+
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import MessageError
 
 
-class ServiceError(Exception):
-    """Base class; `str(err)` is a sentence fit for the person who asked."""
+class ServiceError(MessageError):
+    """Base class."""
 
 
 class NotFound(ServiceError):
@@ -25,8 +30,8 @@ class Unavailable(ServiceError):
     """Storage failed (disk full, read-only file system, database down): nobody's fault, try later.
     The cause is logged for the operators (`service.context`); the user reads only this."""
 
-    MESSAGE = "The service is temporarily unavailable; try again in a few minutes."
+    SAID: Message = say(Code.ERR_UNAVAILABLE)
 
     def __init__(self, cause: str = "") -> None:
-        super().__init__(self.MESSAGE)
+        super().__init__(self.SAID)
         self.cause = cause

@@ -65,9 +65,9 @@ class NotAccepted(Exception):
 
 def username_from(ctx: Context, raw: object, where: str) -> str:
     """The provider's user name (`where`: which claim or attribute) normalised like every name."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise NotAccepted(f"user name {where}={raw!r}: no {where}")
     try:
-        if not isinstance(raw, str) or not raw.strip():
-            raise InvalidUsername(f"no {where}")
         return ctx.usernames.normalise(raw)
     except InvalidUsername as exc:
         raise NotAccepted(f"user name {where}={raw!r}: {exc}") from exc

@@ -17,6 +17,8 @@ from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.oidc_client import OidcRefused
 from campusvpn.service.self_service import password_problems, require_fresh
 from campusvpn.store.models import IdentityLink, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 SELF_RESET = "self-reset with verified identity"
 
@@ -60,7 +62,7 @@ def link(
         taken = s.scalars(select(IdentityLink).where(IdentityLink.identity_digest == digest)).first()
         mine = s.scalars(select(IdentityLink).where(IdentityLink.user_id == user.id)).first()
         if taken is not None and taken.user_id != user.id:
-            refused = Conflict("this verified identity is already linked to another account")
+            refused = Conflict(say(Code.ERROR_IDENTITY_TAKEN))
             audit.record(
                 s,
                 now,
@@ -72,7 +74,7 @@ def link(
                 note="linked to another account",
             )
         elif mine is not None and mine is not taken:
-            raise Conflict("your account is already linked to a verified identity; unlink it first")
+            raise Conflict(say(Code.ERROR_ALREADY_LINKED))
         elif mine is None:
             s.add(IdentityLink(user_id=user.id, identity_digest=digest, linked_at=now))
             audit.record(
@@ -95,7 +97,7 @@ def unlink(ctx: Context, username: str, *, fresh_second_factor_at: datetime | No
         user = ctx.user(s, username)
         row = s.scalars(select(IdentityLink).where(IdentityLink.user_id == user.id)).first()
         if row is None:
-            raise NotFound("your account is not linked to a verified identity")
+            raise NotFound(say(Code.ERROR_NOT_LINKED))
         s.delete(row)
         now = ctx.clock.now()
         audit.record(s, now, "identity.unlinked", actor=user.username, subject=user.username, source=source)
@@ -112,12 +114,12 @@ def account_for(ctx: Context, issuer: str, subject: str, *, source: str | None =
         user = s.get(User, row.user_id) if row is not None else None
         now = ctx.clock.now()
         if user is None:
-            refused = NotFound("this verified identity is not linked to an account")
+            refused = NotFound(say(Code.ERROR_IDENTITY_NOT_LINKED))
             audit.record(
                 s, now, "identity.reset_refused", actor="-", source=source, outcome="refused", note="not linked"
             )
         elif user.status != "active":
-            refused = Forbidden(f"the account is {user.status}")
+            refused = Forbidden(say(Code.ERROR_ACCOUNT_STATUS, status=user.status))
             audit.record(
                 s,
                 now,
@@ -138,14 +140,14 @@ def reset_password(ctx: Context, username: str, new: str, *, source: str | None 
     """A new password set with the verified identity, by the same policy as the member's own
     change; VPN and portal sessions end and trusted devices ask for a code again."""
     if ctx.config.identity.first_factor == "ldap":
-        raise Invalid("your password is kept by the university directory; change it there")
+        raise Invalid(say(Code.ERROR_DIRECTORY_PASSWORD))
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if user.status != "active":
-            raise Forbidden(f"the account is {user.status}")
+            raise Forbidden(say(Code.ERROR_ACCOUNT_STATUS, status=user.status))
         problems = password_problems(ctx, user.username, new)
         if problems:
-            raise Invalid("the new password is not accepted: " + "; ".join(problems))
+            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems="; ".join(problems)))
         now = ctx.clock.now()
         accounts.set_password_in(ctx, s, user, new, now, actor=user.username)
         audit.record(

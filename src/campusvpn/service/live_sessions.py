@@ -11,11 +11,13 @@ from sqlalchemy import select
 
 from campusvpn.core.policy import Decision
 from campusvpn.platform.config_schema import VpnProfile
-from campusvpn.service import eligibility, notices, sessions
+from campusvpn.service import client_texts, eligibility, notices, sessions
 from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
 from campusvpn.store.models import User, VpnSession
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,8 @@ def open_for_vpn(
         role = current_role(ctx, s, user)
         if profile is not None and profile.roles and role not in profile.roles:
             allowed = ", ".join(p.name for p in ctx.config.vpn.profiles if not p.roles or role in p.roles)
-            raise Forbidden(
-                f"The group {profile.name!r} is not for your role ({role}). Choose {allowed or 'another group'}."
-            )
+            others = allowed or say(Code.ERROR_ANOTHER_GROUP)
+            raise Forbidden(say(Code.ERROR_WRONG_GROUP, group=profile.name, role=str(role), allowed=others))
         opened = sessions.open_session(
             ctx,
             s,
@@ -92,7 +93,7 @@ def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
         decision = eligibility.decision_for(ctx, s, user)
         if not decision.allowed:
             sessions.end(ctx, s, row, decision.user_message(), actor="policy")
-            return Refused(503, "Service Unavailable", decision.user_message())
+            return Refused(503, "Service Unavailable", client_texts.in_language(ctx, decision.said, user.language))
         now = ctx.clock.now()
         row.connected, row.node, row.last_seen_at = True, node, now
         return Attached(

@@ -23,6 +23,8 @@ from campusvpn.service.recovery_codes import recovery_left as recovery_left
 from campusvpn.service.recovery_codes import use_recovery_code as use_recovery_code
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 def state_of(user: User) -> MfaState:
@@ -33,10 +35,7 @@ def apply(ctx: Context, username: str, *, actor: str, source: str | None = None)
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if user.mfa_applied_at is not None:
-            raise Conflict(
-                f"{user.username} applied for MFA on {user.mfa_applied_at.isoformat()}; "
-                "an application cannot be repeated or withdrawn"
-            )
+            raise Conflict(say(Code.ERROR_ALREADY_APPLIED, username=user.username, at=user.mfa_applied_at.isoformat()))
         now = ctx.clock.now()
         user.mfa_applied_at = now
         audit.record(
@@ -93,7 +92,7 @@ def send_code(
     registered = [m for m in confirmed(user) if m.kind == "phone"]
     method = next((m for m in registered if method_id in (None, m.public_id)), None)
     if method is None:
-        raise NotFound("there is no registered phone to send a code to")
+        raise NotFound(say(Code.ERROR_NO_PHONE))
     return phones.send(ctx, s, user, method, channel, source)
 
 
@@ -115,7 +114,7 @@ def set_default(ctx: Context, username: str, method_id: str, *, actor: str) -> N
         user = ctx.user(s, username)
         target = next((m for m in confirmed(user) if m.public_id == method_id), None)
         if target is None:
-            raise NotFound(f"{user.username} has no method {method_id}")
+            raise NotFound(say(Code.ERROR_NO_METHOD, username=user.username, method=method_id))
         for m in user.methods:
             m.is_default = m is target
         audit.record(s, ctx.clock.now(), "mfa.default_changed", actor=actor, subject=user.username, method=method_id)
@@ -131,14 +130,13 @@ def delete_method(
     now = ctx.clock.now()
     if fresh_second_factor_at is None or now - fresh_second_factor_at > ctx.config.mfa.step_up_max_age:
         raise Forbidden(
-            "confirm with a second factor first: changes to security info need one from the "
-            f"last {int(ctx.config.mfa.step_up_max_age.total_seconds() // 60)} minutes"
+            say(Code.ERROR_STEP_UP_SECURITY, minutes=int(ctx.config.mfa.step_up_max_age.total_seconds() // 60))
         )
     with ctx.tx() as s:
         user = ctx.user(s, username)
         target = next((m for m in user.methods if m.public_id == method_id), None)
         if target is None:
-            raise NotFound(f"{user.username} has no method {method_id}")
+            raise NotFound(say(Code.ERROR_NO_METHOD, username=user.username, method=method_id))
         was_default = target.is_default
         user.methods.remove(target)
         s.flush()
@@ -185,7 +183,7 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str, notice: str =
     the user registers a first method again at the next sign-in. The application stays (MFA cannot
     be switched off), so no new activation delay starts."""
     if not reason.strip():
-        raise Invalid("say why MFA is reset (--reason); it is kept in the audit trail")
+        raise Invalid(say(Code.ERROR_MFA_RESET_REASON))
     with ctx.tx() as s:
         user = ctx.user(s, username)
         now = ctx.clock.now()

@@ -12,6 +12,8 @@ from campusvpn.service import audit, notices, recovery_codes
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
 from campusvpn.store.models import MfaMethod, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 def method_label(m: MfaMethod) -> str:
@@ -40,7 +42,7 @@ def confirmed(user: User) -> list[MfaMethod]:
 
 def require_applied(user: User) -> None:
     if user.mfa_applied_at is None:
-        raise Forbidden(f"{user.username} has not applied for MFA; apply first (`campusvpn mfa apply`)")
+        raise Forbidden(say(Code.ERROR_NOT_APPLIED, username=user.username))
 
 
 def confirm(ctx: Context, s: Session, user: User, method: MfaMethod, now: datetime, actor: str) -> list[str] | None:

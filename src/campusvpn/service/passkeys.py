@@ -33,6 +33,8 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, Invalid, NotFound
 from campusvpn.signin.ports import PasskeyAssertion, PasskeyOutcome
 from campusvpn.store.models import Passkey, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 MAX_PER_USER = 10
 
@@ -98,13 +100,13 @@ def add(
             require_user_verification=True,
         )
     except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as exc:
-        raise Invalid(f"the passkey could not be registered: {exc}") from exc
+        raise Invalid(say(Code.ERROR_PASSKEY_FAILED, cause=str(exc))) from exc
     now = ctx.clock.now()
     with ctx.tx() as s:
         user = ctx.user(s, username)
         count = len(s.scalars(select(Passkey.id).where(Passkey.user_id == user.id)).all())
         if count >= MAX_PER_USER:
-            raise Conflict(f"at most {MAX_PER_USER} passkeys; delete one first")
+            raise Conflict(say(Code.ERROR_TOO_MANY_PASSKEYS, n=MAX_PER_USER))
         public_id = secrets.token_hex(8)
         s.add(
             Passkey(
@@ -165,7 +167,7 @@ def delete(ctx: Context, username: str, public_id: str, source: str | None) -> N
         user = ctx.user(s, username)
         key = s.scalars(select(Passkey).where(Passkey.user_id == user.id, Passkey.public_id == public_id)).first()
         if key is None:
-            raise NotFound("there is no such passkey")
+            raise NotFound(say(Code.ERROR_NO_PASSKEY))
         s.delete(key)
         now = ctx.clock.now()
         audit.record(s, now, "passkey.deleted", actor=user.username, subject=user.username, passkey=public_id)

@@ -18,6 +18,8 @@ from campusvpn.service.mfa_methods import confirm, method_label, require_applied
 from campusvpn.service.sender import Message
 from campusvpn.store.models import MfaMethod, PhoneChallenge, User
 from campusvpn.texts import outbound
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 def add_phone(ctx: Context, username: str, kind: str, number: str, extension: str | None, *, actor: str) -> MfaMethod:
@@ -36,15 +38,15 @@ def _new_phone(ctx: Context, s: Session, user: User, kind: str, number: str, ext
     try:
         pk = PhoneKind(kind)
     except ValueError as exc:
-        raise Invalid(f"phone kind {kind!r} is not known; use mobile, alternate or office") from exc
+        raise Invalid(say(Code.ERROR_UNKNOWN_PHONE_KIND, kind=kind)) from exc
     try:
         phone = parse_phone(pk, number, extension, ctx.config.mfa.default_region)
     except InvalidPhone as exc:
-        raise Invalid(str(exc)) from exc
+        raise Invalid(exc.said) from exc
     existing = next((m for m in user.methods if m.phone_kind == pk.value), None)
     if existing is not None:
         if existing.confirmed_at is not None:
-            raise Conflict(f"{user.username} already has a {pk.value} phone; delete it first to change it")
+            raise Conflict(say(Code.ERROR_PHONE_KIND_TAKEN, username=user.username, kind=pk.value))
         # A phone added earlier and never confirmed (a lost or mistyped code): it goes first, and at
         # once, since one user has one phone of each kind (the database's unique key says so too).
         user.methods.remove(existing)
@@ -86,10 +88,10 @@ def confirm_phone(ctx: Context, username: str, method_id: str, code: str, *, act
         user = ctx.user(s, username)
         method = next((m for m in user.methods if m.public_id == method_id and m.confirmed_at is None), None)
         if method is None:
-            raise NotFound("no phone is waiting for confirmation; add it again")
+            raise NotFound(say(Code.ERROR_NO_PENDING_PHONE))
         now = ctx.clock.now()
         if not use_code(s, user, code, now, method):
-            raise Invalid("that code is wrong or has expired; ask for a new one")
+            raise Invalid(say(Code.ERROR_PHONE_CODE_WRONG))
         return confirm(ctx, s, user, method, now, actor)
 
 
@@ -100,9 +102,9 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
     try:
         ch = Channel(channel) if channel else allowed[0]
     except ValueError as exc:
-        raise Invalid(f"channel {channel!r} is not known; use sms or voice") from exc
+        raise Invalid(say(Code.ERROR_UNKNOWN_CHANNEL, channel=str(channel))) from exc
     if ch not in allowed:
-        raise Invalid(f"a {method.phone_kind} phone can only receive a voice call, not {ch.value}")
+        raise Invalid(say(Code.ERROR_VOICE_ONLY, kind=str(method.phone_kind), channel=ch.value))
     now = ctx.clock.now()
     recent = s.scalars(
         select(PhoneChallenge.id).where(
@@ -110,7 +112,7 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
         )
     ).all()
     if len(recent) >= ctx.config.mfa.phone_sends_per_hour:
-        raise Forbidden("too many codes were sent in the last hour; use another method or try again later")
+        raise Forbidden(say(Code.ERROR_TOO_MANY_CODES))
     code = new_phone_code()
     language = user_language(ctx, user)
     # Sent before anything is stored: if the provider fails (DeliveryFailed, "try another method"),

@@ -17,12 +17,14 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid
 from campusvpn.service.mfa import clear_mfa
 from campusvpn.store.models import RecoveryPass, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 def issue(ctx: Context, username: str, *, actor: str, reason: str) -> tuple[str, datetime]:
     """A new pass (any earlier unused one stops working). Returns (pass, expiry)."""
     if not reason.strip():
-        raise Invalid("say how the person's identity was checked; it is kept in the audit trail")
+        raise Invalid(say(Code.ERROR_IDENTITY_CHECK))
     code = new_recovery_code()
     now = ctx.clock.now()
     expires = now + ctx.config.portal.recovery_pass_lifetime

@@ -16,6 +16,8 @@ from campusvpn.service import accounts, audit, notices
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, Invalid, NotFound
 from campusvpn.store.models import EmailConfirmation, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 # A plain shape check: the address is proven by the link that reaches it, not by a pattern.
 ADDRESS = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
@@ -37,7 +39,7 @@ def profile(ctx: Context, username: str) -> Profile:
 def set_language(ctx: Context, username: str, lang: str) -> None:
     """The language of the user's notices (mail, SMS, the VPN banner) and phone codes."""
     if lang not in ("en", "ja"):
-        raise Invalid("the language must be en or ja")
+        raise Invalid(say(Code.ERROR_LANGUAGE))
     with ctx.tx() as s:
         ctx.user(s, username).language = lang
 
@@ -45,8 +47,7 @@ def set_language(ctx: Context, username: str, lang: str) -> None:
 def require_fresh(ctx: Context, fresh_second_factor_at: datetime | None) -> None:
     if fresh_second_factor_at is None or ctx.clock.now() - fresh_second_factor_at > ctx.config.mfa.step_up_max_age:
         raise Forbidden(
-            "confirm with a second factor first: this change needs one from the "
-            f"last {int(ctx.config.mfa.step_up_max_age.total_seconds() // 60)} minutes"
+            say(Code.ERROR_STEP_UP_CHANGE, minutes=int(ctx.config.mfa.step_up_max_age.total_seconds() // 60))
         )
 
 
@@ -82,12 +83,12 @@ def change_password(
         now = ctx.clock.now()
         if not ctx.hasher.verify(user.password_hash, current):
             audit.record(s, now, "password.change_failed", actor=user.username, subject=user.username, source=source)
-            raise Invalid("your current password is not right")
+            raise Invalid(say(Code.ERROR_CURRENT_PASSWORD))
         problems = password_problems(ctx, user.username, new)
         if ctx.hasher.verify(user.password_hash, new):
             problems.append("it must differ from your current password")
         if problems:
-            raise Invalid("the new password is not accepted: " + "; ".join(problems))
+            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems="; ".join(problems)))
         accounts.set_password_in(ctx, s, user, new, now, actor=user.username)
         notices.security_changed(ctx, user, "password_changed", source=source)
 
@@ -105,13 +106,13 @@ def begin_email(
     """Mail a confirmation link to `address`; the address counts once the link is opened."""
     address = address.strip()
     if len(address) > 254 or not ADDRESS.match(address):
-        raise Invalid("that does not look like an e-mail address (name@example.ac.jp)")
+        raise Invalid(say(Code.ERROR_EMAIL_BAD))
     with ctx.tx() as s:
         user = ctx.user(s, username)
         if any(m.confirmed_at is not None for m in user.methods):
             require_fresh(ctx, fresh_second_factor_at)
         if user.email and user.email.lower() == address.lower():
-            raise Invalid("that is already your address")
+            raise Invalid(say(Code.ERROR_EMAIL_SAME))
         now = ctx.clock.now()
         # One link at a time: an older one stops working.
         s.execute(
@@ -142,10 +143,10 @@ def confirm_email(ctx: Context, token: str) -> str:
         now = ctx.clock.now()
         row = s.scalars(select(EmailConfirmation).where(EmailConfirmation.token_digest == _digest(token))).first()
         if row is None or row.used_at is not None or row.expires_at <= now:
-            raise NotFound("this link is not valid any more; enter your address again to get a new one")
+            raise NotFound(say(Code.ERROR_LINK_EXPIRED_RETRY))
         user = s.get(User, row.user_id)
         if user is None or user.status != "active":
-            raise NotFound("this link is not valid any more")
+            raise NotFound(say(Code.ERROR_LINK_EXPIRED))
         row.used_at = now
         old = user.email
         user.email = row.address

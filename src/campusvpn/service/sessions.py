@@ -23,6 +23,8 @@ from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, NotFound
 from campusvpn.store.models import User, VpnSession
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,7 @@ def open_session(
     limit = ctx.config.gateway.max_sessions_per_user
     mine = s.scalar(select(func.count()).select_from(VpnSession).where(_live(now), VpnSession.user_id == user.id)) or 0
     if mine >= limit:
-        raise Conflict(
-            f"You already have {mine} VPN session{'s' if mine != 1 else ''} open, the most "
-            f"allowed. Disconnect one (in the portal, or quit the VPN client on that device) and try again."
-        )
+        raise Conflict(say(Code.ERROR_TOO_MANY_SESSIONS, n=mine))
     previous = s.scalars(
         select(VpnSession.address).where(VpnSession.user_id == user.id).order_by(VpnSession.started_at.desc()).limit(1)
     ).first()
@@ -100,10 +99,7 @@ def open_session(
         taken = s.scalars(select(VpnSession.address).where(VpnSession.ended_at.is_(None)))
         address = allocate(pool, taken, previous)
         if address is None:
-            raise Conflict(
-                "No VPN address is free right now. Try again in a few minutes; if it keeps happening, "
-                f"contact {ctx.config.service.helpdesk}."
-            )
+            raise Conflict(say(Code.ERROR_NO_ADDRESS, helpdesk=ctx.config.service.helpdesk))
         token = secrets.token_urlsafe(32)
         row = VpnSession(
             public_id=secrets.token_hex(6),
@@ -140,7 +136,7 @@ def open_session(
             protocol=protocol,
         )
         return Opened(token, row)
-    raise Conflict("Could not reserve a VPN address; try again.")
+    raise Conflict(say(Code.ERROR_ADDRESS_RACE))
 
 
 def resumable(ctx: Context, s: Session, token: str) -> VpnSession | None:
@@ -202,7 +198,7 @@ def kill(
             select(VpnSession).where(VpnSession.public_id == session_id, VpnSession.ended_at.is_(None))
         ).one_or_none()
         if row is None:
-            raise NotFound(f"there is no live session {session_id}")
+            raise NotFound(say(Code.ERROR_NO_SESSION, session=str(session_id)))
         _end(s, row, now, reason, actor=actor)
         return 1
 

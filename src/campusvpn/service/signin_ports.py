@@ -187,7 +187,7 @@ class StoredSignIn:
             try:
                 said = mfa.send_code(self.ctx, s, user, method_id, channel, source)
             except ServiceError as exc:
-                return SendOutcome(self._choices(user), refused=str(exc))
+                return SendOutcome(self._choices(user), refused=exc.said)
             return SendOutcome(self._choices(user), said=said)
 
     def verify_second_factor(self, username: str, code: str, method_id: str | None, source: str | None) -> CodeOutcome:

@@ -18,10 +18,12 @@ import httpx
 from campusvpn.platform.config_schema import Config, SenderSection
 from campusvpn.service.errors import ServiceError
 from campusvpn.service.sender import Message
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 log = logging.getLogger("campusvpn.sms")
 
-USER_TEXT = "We could not send the message; try another method, or try again in a few minutes."
+USER_TEXT = say(Code.ERROR_DELIVERY_FAILED)
 VOICE_LANGUAGES = {"en": "en-US", "ja": "ja-JP"}  # Twilio <Say> language codes
 
 

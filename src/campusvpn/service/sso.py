@@ -9,6 +9,7 @@ The token is bound to its attempt, lives `TOKEN_LIFETIME`, and only its digest i
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,12 +22,13 @@ from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
 from campusvpn.store.models import SsoAttempt
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
 
 TOKEN_LIFETIME = timedelta(minutes=2)  # from the browser's last step to the client's POST
 KEEP_FOR = timedelta(days=1)  # ended attempts, for the browser's last page; then deleted
 START_PATH, DONE_PATH = "/sso/start", "/sso/done"  # the portal pages of this sign-in
 TOKEN_COOKIE, ERROR_COOKIE = "acSamlv2Token", "acSamlv2Error"  # the names Cisco's gateways use
-REFUSED_TOKEN = "This sign-in token is not valid (used already, expired, or from another sign-in). Start again."  # noqa: S105 - a message
 
 
 def base_url(ctx: Context) -> str:
@@ -154,5 +156,10 @@ def redeem(ctx: Context, handle: str | None, token: str, source: str | None) -> 
         else:
             redeemed = Redeemed(row.username, row.profile, dict(row.outcome))
     if redeemed is None:  # raised after the block, so the audit line is kept
-        raise Forbidden(REFUSED_TOKEN)
+        raise Forbidden(say(Code.ERROR_SSO_TOKEN))
     return redeemed
+
+
+def said_of(outcome: Mapping[str, Any]) -> tuple[Message, ...]:
+    """What a concluded attempt's outcome tells the person (codes and parameters, see portal.sso_pages)."""
+    return tuple(Message.from_json(m) for m in outcome.get("said") or ())

@@ -17,13 +17,15 @@ from campusvpn.service.accounts import csv_rows, facts, parse_date
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Invalid
 from campusvpn.store.models import TrainingRecord, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
 
 
 @dataclass
 class TrainingImport:
     recorded: int = 0
     unchanged: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int, Message]] = field(default_factory=list)
 
 
 def import_completions(
@@ -32,7 +34,7 @@ def import_completions(
     """CSV `username,completed_on`. A completion counts for the fiscal year it falls in."""
     report = TrainingImport()
     rows = csv_rows(text, ("username", "completed_on"))
-    if isinstance(rows, str):
+    if not isinstance(rows, list):  # why the file is unusable
         report.errors.append((1, rows))
         return report
     fy_start = ctx.policy.fiscal_year_start
@@ -40,16 +42,16 @@ def import_completions(
     for lineno, row in rows:
         try:
             if "__error__" in row:
-                raise Invalid(row["__error__"])
+                raise Invalid(say(Code.ERROR_CSV_MORE_FIELDS))
             name = ctx.usernames.normalise(row.get("username", ""))
             day = parse_date(row.get("completed_on", ""), "completed_on")
             if day > today:
-                raise Invalid(f"completed_on {day} is in the future")
+                raise Invalid(say(Code.ERROR_COMPLETED_FUTURE, day=day))
             fy = fiscal_year_of(day, fy_start)
             with ctx.tx() as s:
                 user = s.scalars(select(User).where(User.username == name)).one_or_none()
                 if user is None:
-                    raise Invalid(f"there is no account {name}")
+                    raise Invalid(say(Code.ERROR_NO_ACCOUNT, username=name))
                 rec = s.scalars(
                     select(TrainingRecord).where(TrainingRecord.user_id == user.id, TrainingRecord.fiscal_year == fy)
                 ).one_or_none()
@@ -75,7 +77,7 @@ def import_completions(
                     )
                     report.recorded += 1
         except (Invalid, InvalidUsername) as exc:
-            report.errors.append((lineno, str(exc)))
+            report.errors.append((lineno, exc.said))
         if progress:
             progress(1)
     return report

@@ -14,6 +14,8 @@ from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import NotFound
 from campusvpn.store.models import TrustedDevice, User
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def revoke_device(ctx: Context, username: str, public_id: str, *, actor: str) ->
             select(TrustedDevice).where(TrustedDevice.public_id == public_id, TrustedDevice.user_id == user.id)
         ).one_or_none()
         if dev is None or dev.revoked_at is not None:
-            raise NotFound(f"{user.username} has no trusted device {public_id}")
+            raise NotFound(say(Code.ERROR_NO_DEVICE, username=user.username, device=public_id))
         _revoke(s, dev, ctx.clock.now(), actor=actor, reason="revoked")
         audit.record(s, ctx.clock.now(), "device.revoked.user", actor=actor, subject=user.username, device=public_id)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campusvpn.core.calendar import format_from, format_local
+from campusvpn.core.calendar import first_minute_from
 from campusvpn.core.policy import Decision, MfaState
 from campusvpn.core.throttle import Verdict
 from campusvpn.core.usernames import InvalidUsername
@@ -36,6 +36,9 @@ from campusvpn.signin.ports import (
     Purpose,
     accepted,
 )
+from campusvpn.texts.codes import Code as Text  # `Code` is the event of typing a code
+from campusvpn.texts.message import Message, Said, say
+from campusvpn.texts.render import render
 
 
 class Step(enum.StrEnum):
@@ -100,17 +103,26 @@ EVENTS: tuple[type[Event], ...] = (Password, Passkey, Federated, SendCode, Code,
 @dataclass(frozen=True)
 class Prompt:
     step: Step
-    message: str
+    said: Said  # what to ask; front ends render it (texts.render) in their reader's language
     methods: tuple[MethodChoice, ...] = ()
     needs_recovery_code: bool = False
-    error: str | None = None  # why the last answer was not accepted
+    why: Said = ()  # why the last answer was not accepted; () when it was
+
+    @property
+    def message(self) -> str:
+        return render(self.said, "en")
+
+    @property
+    def error(self) -> str | None:
+        """`why` in English (the CLI), None when nothing was wrong."""
+        return render(self.why, "en") if self.why else None
 
 
 @dataclass(frozen=True)
 class Finished:
     ok: bool  # authenticated, and (for VPN) allowed
     code: str  # ok | refused | bad_credentials | unavailable | throttled | locked | bad_code | needs_registration | ...
-    message: str  # what the user's client shows
+    said: Said  # what the user's client shows, rendered by the front end in the reader's language
     username: str | None = None
     factors: int = 0
     decision: Decision | None = None
@@ -120,6 +132,11 @@ class Finished:
     recovery_left: int | None = None
     trusted_device: bool = False
 
+    @property
+    def message(self) -> str:
+        """In English (the CLI, logs)."""
+        return render(self.said, "en")
+
 
 Output = Prompt | Finished
 
@@ -128,15 +145,8 @@ class IllegalEvent(Exception):
     """An event that makes no sense in the current step (a front-end bug or a forged request)."""
 
 
-SPENT_RECOVERY_CODE = (
-    "That recovery code was already used (each works once) or belongs to a set you replaced. "
-    "Enter another recovery code or a code from your app or phone."
-)
-GENERIC_BAD_LOGIN = "The user name or password is incorrect."
-# Said in both languages: a VPN client's error box has no language of its own (the portal shows one).
-UNAVAILABLE_EN = "Sign-in is temporarily unavailable: the password could not be checked. Try again in a few minutes."
-UNAVAILABLE_JA = "サインインは一時的に利用できません（パスワードを確認できません）。数分後にお試しください。"
 MAX_REGISTRATION_TRIES = 5
+BAD_LOGIN = (say(Text.ENGINE_BAD_CREDENTIALS),)  # the same for a wrong name, password or passkey
 
 
 @dataclass
@@ -151,7 +161,7 @@ class SignIn:
     _result: Finished | None = field(default=None, repr=False)
 
     def start(self) -> Prompt:
-        return Prompt(Step.PASSWORD, f"Sign in to {self.ports.settings.service_name} with your user name and password.")
+        return Prompt(Step.PASSWORD, (say(Text.ENGINE_START, service=self.ports.settings.service_name),))
 
     @property
     def result(self) -> Finished | None:
@@ -180,7 +190,7 @@ class SignIn:
             return self._second_factor_prompt(self._account().methods, None)
         if self.step is Step.REGISTRATION:
             locked = not self._registration_unlocked
-            return Prompt(Step.REGISTRATION, self._registration_text(locked), needs_recovery_code=locked)
+            return Prompt(Step.REGISTRATION, (self._registration_text(locked),), needs_recovery_code=locked)
         return self.start()
 
     def unlock_registration(self) -> None:
@@ -207,17 +217,17 @@ class SignIn:
         try:
             name = settings.usernames.normalise(ev.username)
         except InvalidUsername as exc:
-            return Prompt(Step.PASSWORD, self.start().message, error=str(exc).capitalize() + ".")
+            return Prompt(Step.PASSWORD, self.start().said, why=(exc.said,))
         checked = self.ports.credentials.check_password(
             name, ev.password, purpose=self.purpose, source=self.source, device_token=ev.device_token
         )
         if checked.blocked:
             return self._throttled(checked.blocked, now)
         if checked.unavailable:
-            return self._finish(Finished(False, "unavailable", f"{UNAVAILABLE_EN} / {UNAVAILABLE_JA}"))
+            return self._finish(Finished(False, "unavailable", (say(Text.ENGINE_UNAVAILABLE),)))
         account = checked.account
         if account is None:
-            return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
+            return self._finish(Finished(False, "bad_credentials", BAD_LOGIN))
         return self._after_first_factor(account, ev.device_token)
 
     def _on_federated(self, ev: Federated) -> Output:
@@ -244,18 +254,15 @@ class SignIn:
             return self._decide(factors=1)
         device = self.ports.devices.check_device(account.username, device_token or "", self.source)
         if device is not None:
-            note = (
-                f"Code skipped: this device is trusted until {format_local(device.expires_at, settings.zone)}"
-                f' ("{device.label}"). You can revoke it in the portal.'
-            )
-            return self._decide(factors=2, trusted_device=True, note=note)
+            note = say(Text.ENGINE_CODE_SKIPPED, until=device.expires_at.astimezone(settings.zone), device=device.label)
+            return self._decide(factors=2, trusted_device=True, notes=(note,))
         self.step = Step.SECOND_FACTOR
         return self._second_factor_prompt(account.methods, None)
 
     def _on_passkey(self, ev: Passkey) -> Output:
         checked = self.ports.credentials.check_passkey(ev.assertion, source=self.source)
         if checked.username is None:
-            return self._finish(Finished(False, "bad_credentials", GENERIC_BAD_LOGIN))
+            return self._finish(Finished(False, "bad_credentials", BAD_LOGIN))
         self.username = checked.username
         # The device and its PIN or biometric: two factors, and phishing-resistant.
         return self._decide(factors=2 if checked.user_verified else 1, used="passkey")
@@ -264,7 +271,7 @@ class SignIn:
         sent = self.ports.second_factors.send_code(self._name(), ev.method_id, ev.channel, self.source)
         if sent.said is None:
             return self._second_factor_prompt(sent.methods, sent.refused)
-        return Prompt(Step.SECOND_FACTOR, sent.said + " Enter it below.", sent.methods)
+        return Prompt(Step.SECOND_FACTOR, (say(Text.ENGINE_CODE_SENT, sent=sent.said),), sent.methods)
 
     def _on_code(self, ev: Code) -> Output:
         username, now = self._name(), self.ports.clock.now()
@@ -275,27 +282,25 @@ class SignIn:
             if check.locked_until is not None:
                 return self._finish(Finished(False, "locked", self._locked_message(check.locked_until)))
             if check.replayed:
-                why = "That code was already used. Wait for the next code in your app."
+                why = Text.ENGINE_REPLAYED_CODE
             elif check.spent_recovery:
-                why = SPENT_RECOVERY_CODE
+                why = Text.ENGINE_SPENT_RECOVERY_CODE
             else:
-                why = "That code is not right. Check it and try again."
-            return self._second_factor_prompt(check.methods, why)
+                why = Text.ENGINE_WRONG_CODE
+            return self._second_factor_prompt(check.methods, say(why))
+        settings = self.ports.settings
         notes = []
         if check.method == "recovery":
             notes.append(
-                f"You used a recovery code; {check.recovery_left} of {self.ports.settings.recovery_code_count} left."
+                say(Text.ENGINE_RECOVERY_USED, left=check.recovery_left or 0, total=settings.recovery_code_count)
             )
         issued = None
         if ev.trust_device:
             issued = self.ports.devices.trust_device(username, ev.device_label, self.source)
-            notes.append(
-                f"This device will not be asked for a code until "
-                f"{format_local(issued.expires_at, self.ports.settings.zone)}."
-            )
+            notes.append(say(Text.ENGINE_DEVICE_TRUSTED, until=issued.expires_at.astimezone(settings.zone)))
         return self._decide(
             factors=2,
-            note=" ".join(notes) or None,
+            notes=tuple(notes),
             used=check.method,
             recovery_left=check.recovery_left,
             issued=issued,
@@ -308,19 +313,17 @@ class SignIn:
             if self._registration_tries >= MAX_REGISTRATION_TRIES:
                 return self._finish(
                     Finished(
-                        False,
-                        "bad_code",
-                        f"Too many wrong recovery codes. Contact {self.ports.settings.helpdesk}.",
+                        False, "bad_code", (say(Text.ENGINE_TOO_MANY_RECOVERY, helpdesk=self.ports.settings.helpdesk),)
                     )
                 )
             return Prompt(
                 Step.REGISTRATION,
-                self._registration_text(True),
+                (self._registration_text(True),),
                 needs_recovery_code=True,
-                error="That recovery code is not right or was already used.",
+                why=(say(Text.ENGINE_RECOVERY_WRONG),),
             )
         self._registration_unlocked = True
-        return Prompt(Step.REGISTRATION, self._registration_text(False))
+        return Prompt(Step.REGISTRATION, (self._registration_text(False),))
 
     def _on_registered(self, _ev: Registered) -> Output:
         if self._account().mfa_state is not MfaState.ACTIVE:
@@ -337,24 +340,21 @@ class SignIn:
                 Finished(
                     False,
                     "needs_helpdesk",
-                    "You removed every verification method and have no recovery code left. Contact "
-                    f"{self.ports.settings.helpdesk} with your ID to get a one-time pass.",
+                    (say(Text.ENGINE_NEEDS_HELPDESK, helpdesk=self.ports.settings.helpdesk),),
                     username=account.username,
                 )
             )
         self._registration_unlocked = not needs
-        return Prompt(Step.REGISTRATION, self._registration_text(needs), needs_recovery_code=needs)
+        return Prompt(Step.REGISTRATION, (self._registration_text(needs),), needs_recovery_code=needs)
 
-    def _registration_text(self, needs_recovery: bool) -> str:
-        if needs_recovery:
-            return "You removed every verification method. Enter one of your recovery codes to register a new one."
-        return "Register a verification method: an authenticator app, or a phone for text or voice codes."
+    def _registration_text(self, needs_recovery: bool) -> Message:
+        return say(Text.ENGINE_REGISTRATION_LOCKED if needs_recovery else Text.ENGINE_REGISTRATION)
 
     def _decide(
         self,
         *,
         factors: int,
-        note: str | None = None,
+        notes: Said = (),
         used: str | None = None,
         recovery_left: int | None = None,
         issued: IssuedDevice | None = None,
@@ -363,21 +363,19 @@ class SignIn:
         username = self._name()
         decision = self.ports.decisions.decide(username, purpose=self.purpose, factors=factors, source=self.source)
         ok = accepted(self.purpose, decision, factors)
+        said: Said
         if self.purpose is Purpose.VPN:
-            message = "Welcome. You are connected." if ok else decision.user_message()
+            said = (say(Text.ENGINE_WELCOME),) if ok else decision.said
             code = "ok" if ok else "refused"
         elif ok:
-            message = "Signed in."
-            code = "ok"
+            said, code = (say(Text.ENGINE_SIGNED_IN),), "ok"
         else:  # a closed account: the reason, not "wrong password"
-            message, code = _closed(decision), "account_revoked"
-        if note:
-            message = f"{message} {note}"
+            said, code = _closed(decision), "account_revoked"
         return self._finish(
             Finished(
                 ok,
                 code,
-                message,
+                said + notes,
                 username=username,
                 factors=factors,
                 decision=decision,
@@ -396,17 +394,17 @@ class SignIn:
         until = max(v.retry_at for v in blocked if v.retry_at)
         secs = max(1, int((until - now).total_seconds() + 0.999))
         if secs < 60:  # a clock time adds nothing to a wait of seconds (and its minute looks wrong)
-            wait = f"Wait {secs} second{'s' if secs != 1 else ''}"
+            wait = say(Text.ENGINE_THROTTLED_SECONDS, n=secs)
         else:
-            minutes = -(-secs // 60)
-            wait = f"Wait {minutes} minutes (until {format_from(until, self.ports.settings.zone)})"
-        return self._finish(Finished(False, "throttled", f"Too many failed attempts. {wait} and try again."))
+            wait = say(Text.ENGINE_THROTTLED_MINUTES, n=-(-secs // 60), until=self._from(until))
+        return self._finish(Finished(False, "throttled", (wait,)))
 
-    def _locked_message(self, until: datetime) -> str:
-        return (
-            f"Too many failed attempts: sign-in is locked until {format_from(until, self.ports.settings.zone)}. "
-            f"If this was not you, contact {self.ports.settings.helpdesk}."
-        )
+    def _locked_message(self, until: datetime) -> Said:
+        return (say(Text.ENGINE_LOCKED, until=self._from(until), helpdesk=self.ports.settings.helpdesk),)
+
+    def _from(self, at: datetime) -> datetime:
+        """When something becomes possible: its first whole minute, in the service's zone."""
+        return first_minute_from(at).astimezone(self.ports.settings.zone)
 
     def _name(self) -> str:
         assert self.username is not None
@@ -415,13 +413,13 @@ class SignIn:
     def _account(self) -> Account:
         return self.ports.second_factors.account(self._name())
 
-    def _second_factor_prompt(self, choices: tuple[MethodChoice, ...], error: str | None) -> Prompt:
+    def _second_factor_prompt(self, choices: tuple[MethodChoice, ...], why: Message | None) -> Prompt:
         first = choices[0]
         if first.kind == "totp":
-            msg = "Enter the 6-digit code from your authenticator app, or a recovery code."
+            msg = say(Text.ENGINE_PROMPT_TOTP)
         else:
-            msg = f"Ask for a code to be sent to your {first.label}, then enter it; or enter a recovery code."
-        return Prompt(Step.SECOND_FACTOR, msg, choices, error=error)
+            msg = say(Text.ENGINE_PROMPT_PHONE, method=first.label)
+        return Prompt(Step.SECOND_FACTOR, (msg,), choices, why=(why,) if why else ())
 
     def _finish(self, result: Finished) -> Finished:
         self.step = Step.DONE
@@ -429,8 +427,8 @@ class SignIn:
         return result
 
 
-def _closed(decision: Decision) -> str:
-    return " ".join(r.message for r in decision.reasons if r.code == "account_revoked")
+def _closed(decision: Decision) -> Said:
+    return tuple(r.said for r in decision.reasons if r.code == "account_revoked")
 
 
 # The transition table: (step, event type) -> handler. Every other pair raises IllegalEvent.

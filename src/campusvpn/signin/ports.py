@@ -20,6 +20,7 @@ from campusvpn.core.policy import Decision, MfaState
 from campusvpn.core.throttle import Verdict
 from campusvpn.core.usernames import UsernameRule
 from campusvpn.platform.clock import Clock
+from campusvpn.texts.message import Message
 
 
 class Purpose(enum.StrEnum):
@@ -74,7 +75,7 @@ class CodeOutcome:
 class SendOutcome:
     methods: tuple[MethodChoice, ...]
     said: str | None = None  # what was sent, e.g. "A code was sent by text message to ..."
-    refused: str | None = None  # why nothing was sent
+    refused: Message | None = None  # why nothing was sent
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,10 @@ def test_member_and_admin_journey(site: Site, browser: object, tmp_path: Path) -
     sign_in(page, site, USER)
     assert page.locator("input[name=code]").count() == 1
     shot(page, "code-en")
+    page.click("#other-way")  # "Sign in another way": the account's registered ways, then back to the app
+    assert page.locator("#other-ways button").count() >= 2  # the authenticator app and the recovery codes
+    shot(page, "other-ways-en")
+    page.go_back()
     page.fill("input[name=code]", code_for(site, secret))
     page.check("input[name=trust]")
     page.click("form[action='/signin/code'] button[type=submit]:not([name=send])")

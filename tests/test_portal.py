@@ -76,6 +76,7 @@ def test_apply_register_totp_then_sign_in_with_code_and_trust(pctx: Context, clo
     assert "09:40" in page  # START is 09:00 Tokyo; 40 minutes later, the exact time
     done = c.post("/apply", data={"csrf": csrf(page)}).text
     assert "Sign in again to register" in done
+    assert 'action="/signout"' not in done and 'href="/vpn"' not in done  # the sign-in ended: no menu, no "Sign out"
     # The next sign-in forces registration.
     assert "Register a verification method" in sign_in(c)
     secret, codes = register_totp(c, pctx, clock)

@@ -29,7 +29,9 @@ def apply(req: Req) -> Response:
     user = mfa.apply(req.ctx, req.username, actor=req.username, source=req.source)
     assert user.mfa_applied_at is not None
     at = req.t.from_time(user.mfa_applied_at + delay)
-    # Registration happens at the next sign-in, as the rules say: this sign-in ends here.
+    # Registration happens at the next sign-in, as the rules say: this sign-in ends here, so the
+    # page is drawn signed out (no menu, no "Sign out" for a session that no longer exists).
+    req.session.signed_in_at = None
     return ended(req.ctx, req, req.render("applied.html", at=at))
 
 

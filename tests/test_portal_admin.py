@@ -52,6 +52,11 @@ def test_suspend_is_confirmed_with_its_reason(pctx: Context, clock: FixedClock) 
     r = a.post(f"/admin/users/{USER}", data={**fields, "csrf": csrf(r.text), "confirmed": "1"})
     assert accounts.search(pctx, USER)[0]["status"] == "suspended"
     assert 'data-status="suspended"' in r.text and 'id="action-active"' in r.text
+    assert "Active</dd>" not in r.text and "(laptop stolen; reported by phone)</dd>" in r.text
+    back = {"csrf": csrf(r.text), "action": "active", "reason": "laptop found", "confirmed": "1"}
+    r = a.post(f"/admin/users/{USER}", data=back)
+    assert accounts.search(pctx, USER)[0]["status"] == "active"
+    assert "(laptop found)</dd>" not in r.text  # not "active (laptop found)": the reason lives in the audit trail
 
 
 def test_a_throttled_user_is_unlocked_with_a_reason(pctx: Context, clock: FixedClock) -> None:

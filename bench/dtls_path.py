@@ -176,12 +176,12 @@ def main() -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
-        bed.procs.append(server)
+        bed.procs.append(server)  # type: ignore[arg-type]
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         for rnd in range(args.rounds):
             # Alternate which mode goes first, so a drift in machine load favours neither.
-            modes = ("dtls", "tls") if rnd % 2 == 0 else ("tls", "dtls")
-            modes = tuple(m for m in modes if m in args.modes.split(","))
+            order = ("dtls", "tls") if rnd % 2 == 0 else ("tls", "dtls")
+            modes = [m for m in order if m in args.modes.split(",")]
             for i, mode in enumerate(modes):
                 user, secret = users[2 * rnd + i]
                 pid, _ = connect(bed, user, secret, mode == "dtls")
@@ -222,8 +222,8 @@ def main() -> None:
                 disconnect(pid)
         print(f"\n{args.rounds} rounds, {args.size} bytes per transfer, {args.pings} pings at 10 ms")
         for mode, r in results.items():
-            for k, v in r.items():
-                print(f"{mode}_{k} {spread(v)}")
+            for k, vals in r.items():
+                print(f"{mode}_{k} {spread(vals)}")
         if args.keep:
             print(f"test bed left up: {bed.tag}; press Enter to tear down", flush=True)
             input()

@@ -114,21 +114,22 @@ def test_dtls_comes_up_and_carries_ping_and_4mib_both_ways(dbed: Testbed) -> Non
     assert ups, "the gateway did not log the DTLS channel"
     env = (dbed.dir / "env-up-connect.txt").read_text()
     assert "INTERNAL_IP4_MTU=1434" in env  # the DTLS MTU for a 1500-byte link
-    udp_in, udp_out = gateway_udp(dbed)
+    udp_in, _ = gateway_udp(dbed)
     client_before = udp_counters(dbed.ns_client)
     ping_and_tcp_both_ways(dbed, "DTLS")
-    udp_in2, udp_out2 = gateway_udp(dbed)
+    udp_in2, _ = gateway_udp(dbed)
     client_after = udp_counters(dbed.ns_client)
     for ns in (dbed.ns_gw, dbed.ns_client):  # for the report: datagrams dropped by full socket buffers
         snmp = sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").stdout.splitlines()
         print(ns, [ln for ln in snmp if ln.startswith("Udp:")])
     # The gateway sends in bursts openconnect's socket (Linux's default buffer) can hold: a TUN batch
-    # sent at once lost 9-28 % of the datagrams there, bursts 0-6 % (bench/ANALYSIS.md, "DTLS data path").
+    # sent at once lost 9-28 % of the datagrams there, bursts a median of 5 % (bench/ANALYSIS.md).
     got = client_after["InDatagrams"] - client_before["InDatagrams"]
     lost = client_after["RcvbufErrors"] - client_before["RcvbufErrors"]
     assert lost < 0.1 * (got + lost), (lost, got)  # a bound, not a timing: the machine may be busy
-    # 4 MiB each way in packets of at most 1434 bytes: thousands of datagrams each way, not TLS.
-    assert udp_in2 - udp_in > 2900 and udp_out2 - udp_out > 2900, (udp_in2 - udp_in, udp_out2 - udp_out)
+    # 4 MiB each way in packets of at most 1434 bytes: thousands of datagrams each way, not TLS. (The
+    # client counts what came down: the gateway's OutDatagrams counts a GSO send of many as one.)
+    assert udp_in2 - udp_in > 2900 and got + lost > 2900, (udp_in2 - udp_in, got, lost)
     sh("kill", "-INT", str(pid))
     assert wait_until(lambda: not pid_alive(pid), 10) is not None
 

@@ -4,9 +4,11 @@ runs in tests/e2e/test_dtls.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
 
-from campusvpn.anyconnect import dtls_crypto, dtls_offer, dtls_records
+from campusvpn.anyconnect import dtls_crypto, dtls_offer, dtls_port, dtls_records
 from campusvpn.anyconnect.connect_answer import Timers, connected_response
 from campusvpn.anyconnect.connection import Data, Disconnect, DpdRequest, DpdResponse, Keepalive, ProtocolError
 from campusvpn.platform.config_schema import VpnSettings
@@ -286,3 +288,40 @@ def test_connect_offers_dtls_only_when_on_and_tls_only_keeps_the_larger_mtu(tmp_
         assert any(ln.startswith("X-DTLS-Session-ID: ") and len(ln) == 19 + 64 for ln in lines)
     else:
         assert dtls_lines == [] and "X-CSTP-MTU: 1472" in lines  # as before DTLS, with ocserv's TLS-only MTU
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def test_a_batch_leaves_in_bounded_runs_that_one_gso_send_can_carry() -> None:
+    batch = [bytes([i % 251]) * 1472 for i in range(256)]  # a TUN batch of full-size packets
+    runs = dtls_port.bursts(batch)
+    assert [len(r) for r in runs] == [dtls_port.BURST] * (256 // dtls_port.BURST)
+    assert [x for r in runs for x in r] == batch  # all of them, in order
+    # Every record of a run has the first one's size but the last, which may be shorter.
+    mixed = [b"a" * 100] * 3 + [b"b" * 50] + [b"c" * 100, b"d" * 40, b"e" * 200]
+    assert [[len(x) for x in r] for r in dtls_port.bursts(mixed)] == [[100, 100, 100, 50], [100, 40], [200]]
+    assert all(sum(map(len, r)) <= 65000 for r in dtls_port.bursts([b"x" * 9000] * 20, 16))
+
+
+def test_records_sent_in_bursts_arrive_whole_and_in_order(keys: dtls_crypto.Keys) -> None:
+    """Through the kernel (GSO where it has it): each record is a datagram of its own."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    records = [os.urandom(1200) for _ in range(40)] + [os.urandom(300)] + [os.urandom(1200) for _ in range(9)]
+
+    async def send() -> None:
+        port = dtls_port.DtlsPort(keys, 0)
+        sock = dtls_port.udp_socket("127.0.0.1", 0)
+        await asyncio.get_running_loop().create_datagram_endpoint(lambda: port, sock=sock)
+        port.send_records(records, rx.getsockname())
+        assert port._gso  # the kernel took the runs as they were cut
+        await asyncio.sleep(0)
+        port.close()
+
+    asyncio.run(send())
+    got = [rx.recv(65536) for _ in records]
+    rx.close()
+    assert got == records

@@ -73,10 +73,15 @@ def gateway_events(bed: Testbed, event: str) -> list[dict[str, object]]:
 
 def gateway_udp(bed: Testbed) -> tuple[int, int]:
     """The gateway namespace's UDP datagrams in and out so far."""
-    lines = [ln.split() for ln in sh("ip", "netns", "exec", bed.ns_gw, "cat", "/proc/net/snmp").stdout.splitlines()]
+    row = udp_counters(bed.ns_gw)
+    return row["InDatagrams"], row["OutDatagrams"]
+
+
+def udp_counters(ns: str) -> dict[str, int]:
+    """A namespace's UDP counters (/proc/net/snmp)."""
+    lines = [ln.split() for ln in sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").stdout.splitlines()]
     head, values = [ln for ln in lines if ln[0] == "Udp:"][:2]
-    row = dict(zip(head[1:], values[1:], strict=True))
-    return int(row["InDatagrams"]), int(row["OutDatagrams"])
+    return {k: int(v) for k, v in zip(head[1:], values[1:], strict=True)}
 
 
 def ping_and_tcp_both_ways(bed: Testbed, label: str) -> None:
@@ -109,14 +114,27 @@ def test_dtls_comes_up_and_carries_ping_and_4mib_both_ways(dbed: Testbed) -> Non
     assert ups, "the gateway did not log the DTLS channel"
     env = (dbed.dir / "env-up-connect.txt").read_text()
     assert "INTERNAL_IP4_MTU=1434" in env  # the DTLS MTU for a 1500-byte link
-    udp_in, udp_out = gateway_udp(dbed)
-    ping_and_tcp_both_ways(dbed, "DTLS")
-    udp_in2, udp_out2 = gateway_udp(dbed)
-    for ns in (dbed.ns_gw, dbed.ns_client):  # for the report: datagrams dropped by full socket buffers
-        snmp = sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").stdout.splitlines()
-        print(ns, [ln for ln in snmp if ln.startswith("Udp:")])
-    # 4 MiB each way in packets of at most 1434 bytes: thousands of datagrams each way, not TLS.
-    assert udp_in2 - udp_in > 2900 and udp_out2 - udp_out > 2900, (udp_in2 - udp_in, udp_out2 - udp_out)
+    # The gateway sends in bursts openconnect's socket (Linux's default buffer) can hold: a TUN batch
+    # sent at once lost 9-28 % of the datagrams there, bursts a median of 5 % (bench/ANALYSIS.md).
+    # Loss depends on whether openconnect gets a core in time, so a busy machine may have one more
+    # try (bounded): the old sending lost more than the bound in most transfers, not in one of two.
+    for attempt in range(2):
+        udp_in, _ = gateway_udp(dbed)
+        client_before = udp_counters(dbed.ns_client)
+        ping_and_tcp_both_ways(dbed, f"DTLS, transfer {attempt + 1}")
+        udp_in2, _ = gateway_udp(dbed)
+        client_after = udp_counters(dbed.ns_client)
+        for ns in (dbed.ns_gw, dbed.ns_client):  # for the report: datagrams dropped by full socket buffers
+            snmp = sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").stdout.splitlines()
+            print(ns, [ln for ln in snmp if ln.startswith("Udp:")])
+        got = client_after["InDatagrams"] - client_before["InDatagrams"]
+        lost = client_after["RcvbufErrors"] - client_before["RcvbufErrors"]
+        # 4 MiB each way in packets of at most 1434 bytes: thousands of datagrams each way, not TLS. (The
+        # client counts what came down: the gateway's OutDatagrams counts a GSO send of many as one.)
+        assert udp_in2 - udp_in > 2900 and got + lost > 2900, (udp_in2 - udp_in, got, lost)
+        if lost < 0.1 * (got + lost):
+            break
+    assert lost < 0.1 * (got + lost), (lost, got)  # a bound, not a timing: the machine may be busy
     sh("kill", "-INT", str(pid))
     assert wait_until(lambda: not pid_alive(pid), 10) is not None
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,15 +70,16 @@ class DtlsChannel:
 
     def send_packets(self, packets: Sequence[bytes]) -> None:
         seal = self.peer.seal
-        sendto = self.port.sendto
-        addr = self.addr
         limit = self.offer.mtu
+        records: list[bytes] = []
         too_big: list[bytes] = []
         for p in packets:
             if len(p) > limit:  # larger than a datagram holds: the stream carries it
                 too_big.append(p)
             else:
-                sendto(seal(b"\x00" + p), addr)
+                records.append(seal(b"\x00" + p))
+        if records:
+            self.port.send_records(records, self.addr)
         if too_big and self.offer.tunnel.channel.ready:
             self.offer.tunnel.channel.send_packets(too_big)
 
@@ -136,6 +139,39 @@ class DtlsChannel:
                 self.port.drop_datagram("bad packet type")
 
 
+# A datagram channel has no flow control: what the client's socket cannot hold is lost, and the TCP
+# inside the tunnel backs off. openconnect's socket keeps Linux's default 208 KiB, about 90 of our
+# datagrams, and a client that shares the CPU with us (or whose scheduler is slow to wake it) does not
+# read while we send: a TUN batch of up to 256 packets in one go overflowed it (bench/ANALYSIS.md,
+# "DTLS data path"). So a batch leaves in bursts of BURST datagrams, each burst in one GSO send where
+# the records are of a size, and between bursts the worker offers the CPU to whoever waits for it.
+BURST = 16
+UDP_SEGMENT = 103  # linux/udp.h: one sendmsg, many datagrams (not in Python's socket module)
+_GSO_BYTES = 65000  # a UDP send carries at most 64 KiB
+
+
+def bursts(records: Sequence[bytes], limit: int = BURST) -> list[Sequence[bytes]]:
+    """The records in order, cut into runs one GSO send can carry: at most `limit` records, all of
+    the first one's size except the last, which may be shorter, and under 64 KiB together."""
+    out: list[Sequence[bytes]] = []
+    start, n = 0, len(records)
+    while start < n:
+        size = len(records[start])
+        end = start + 1
+        total = size
+        while end < n and end - start < limit and total + len(records[end]) <= _GSO_BYTES:
+            m = len(records[end])
+            if m > size:
+                break
+            end += 1
+            total += m
+            if m < size:  # a shorter one can only end a run
+                break
+        out.append(records[start:end])
+        start = end
+    return out
+
+
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes: bursts of a fast TCP stream inside the tunnel, without loss
 
 
@@ -164,6 +200,8 @@ class DtlsPort(asyncio.DatagramProtocol):
         self.offers: dict[bytes, Offer] = {}
         self.peers: dict[Address, DtlsChannel] = {}
         self.transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None  # the same socket, for GSO sends (uvloop's has no sendmsg)
+        self._gso = True  # until the kernel refuses it
 
     # --- offers (from the CSTP side) ------------------------------------------------------------
 
@@ -180,6 +218,9 @@ class DtlsPort(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._sock = socket.socket(fileno=os.dup(sock.fileno()))
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         addr = addr[:2]
@@ -213,11 +254,45 @@ class DtlsPort(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.sendto(data, addr)
 
+    def send_records(self, records: Sequence[bytes], addr: Address) -> None:
+        """Datagrams for one client, in bursts (see BURST), each in one send where the kernel can."""
+        sock = self._sock
+        if sock is None or self.transport is None:
+            for r in records:
+                self.sendto(r, addr)
+            return
+        runs = bursts(records)
+        last = len(runs) - 1
+        for i, run in enumerate(runs):
+            try:
+                if len(run) == 1 or not self._gso:
+                    for r in run:
+                        sock.sendto(r, addr)
+                else:
+                    seg = len(run[0]).to_bytes(2, sys.byteorder)
+                    sock.sendmsg(run, [(socket.SOL_UDP, UDP_SEGMENT, seg)], 0, addr)
+            except BlockingIOError:  # the send buffer is full: the transport queues the rest
+                for r in [x for rest in runs[i:] for x in rest]:
+                    self.transport.sendto(r, addr)
+                return
+            except OSError as exc:
+                if len(run) > 1 and self._gso:  # no GSO here (EIO, EINVAL): one datagram per send from now on
+                    self._gso = False
+                    logs.event("gateway.dtls_no_gso", error=str(exc))
+                    for r in run:
+                        self.transport.sendto(r, addr)
+                # else: ICMP errors and the like, as the transport would ignore them
+            if i < last:
+                os.sched_yield()
+
     def close(self) -> None:
         for ch in list(self.peers.values()):
             ch.drop()
         if self.transport is not None:
             self.transport.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     # --- channels -------------------------------------------------------------------------------
 

@@ -435,7 +435,8 @@ def run(args: argparse.Namespace) -> None:
         dbname = "campusvpn_soak"
         as_postgres("createdb", "-h", "127.0.0.1", "-p", str(PG_PORT), dbname)
         url = f"postgresql+psycopg://postgres@127.0.0.1:{PG_PORT}/{dbname}"
-        pin = sh(gw, "start", "--dtls", "off", "--database", url, "--state", str(state), env=env).stdout.split()[-1]
+        start = ["start", "--dtls", "off", "--workers", args.workers, "--database", url, "--state", str(state)]
+        pin = sh(gw, *start, env=env).stdout.split()[-1]
         conf = state / "site" / "campusvpn.toml"
         print(
             f"# soak: gateway up ({url}); preparing {args.idle + args.pingers} sessions, {args.users} users", flush=True
@@ -564,6 +565,7 @@ def main() -> None:
     r.add_argument("--users", type=int, default=400, help="sign-in users (each signs in at most once per 30 s)")
     r.add_argument("--kill-at", type=float, default=0.4, help="fraction of the run")
     r.add_argument("--pg-restart-at", type=float, default=0.7, help="fraction of the run")
+    r.add_argument("--workers", default="2", help="[gateway] workers (a number or auto); the kill hits the parent")
     r.add_argument("--save", type=Path, help="also write the figures to this file")
     r.add_argument("--keep", action="store_true", help="keep the work folder (logs, site, database)")
     p = sub.add_parser("prepare")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The soak with faults (bench/soak.py), in the project's venv with the PostgreSQL driver. As root:
-#   bash bench/soak.sh [--minutes 10 --idle 1000 --signins-per-s 10 --pingers 20 --save FILE]
+#   bash bench/soak.sh [--minutes 10 --idle 1000 --signins-per-s 10 --pingers 20 --workers 2 --save FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh

@@ -12,7 +12,7 @@ from tests.test_portal import ADMIN, USER, client, csrf, pctx, register_totp, si
 
 from campusvpn.core.calendar import format_from
 from campusvpn.platform.clock import FixedClock
-from campusvpn.service import accounts, audit, mfa
+from campusvpn.service import accounts, audit, mfa, phones
 from campusvpn.service.context import Context
 
 __all__ = ["pctx"]
@@ -119,3 +119,13 @@ def test_vpn_pill_says_waiting_with_its_time_not_refused(pctx: Context, clock: F
     a.post(f"/admin/users/{USER}", data={"csrf": csrf(page), "action": "suspended", "reason": "x", "confirmed": "1"})
     m = pill.search(a.get(f"/admin/users/{USER}").text)
     assert m and m.group(1, 2, 3) == ("bad", "refused", "VPN: refused")
+
+
+def test_a_phone_started_but_not_confirmed_is_shown_to_the_admin(pctx: Context, clock: FixedClock) -> None:
+    a = _admin(pctx, clock)
+    assert 'id="mfa-pending"' not in a.get(f"/admin/users/{USER}").text
+    mfa.apply(pctx, USER, actor=USER)
+    phones.begin_phone(pctx, USER, "mobile", "090-1234-5678", None, None, actor=USER)  # its code never typed
+    page = a.get(f"/admin/users/{USER}").text
+    pending = page[page.index('id="mfa-pending"') :]
+    assert "78" in pending.split("</ul>")[0] and "not confirmed" in pending  # which phone, and that it is unusable

@@ -8,6 +8,7 @@ import pyotp
 
 from campusvpn.service import accounts, authenticator, mfa, training
 from campusvpn.service.context import Context
+from campusvpn.service.errors import Invalid
 
 
 def ready_user(ctx: Context, name: str, *, password: str | None = None) -> None:
@@ -22,7 +23,18 @@ def ready_user(ctx: Context, name: str, *, password: str | None = None) -> None:
 def enrol_totp(ctx: Context, name: str) -> str:
     """An authenticator app confirmed with the previous step's code, so the current one stays fresh."""
     e = authenticator.begin_totp(ctx, name, actor="bench")
-    authenticator.confirm_totp(
-        ctx, name, pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30)), actor="bench"
-    )
+
+    # On a loaded machine a 30 s boundary can pass between making the code and checking it (the code is
+    # then two steps old): make it again.
+    def confirm() -> None:
+        code = pyotp.TOTP(e.secret).at(ctx.clock.now() - timedelta(seconds=30))
+        authenticator.confirm_totp(ctx, name, code, actor="bench")
+
+    for _ in range(2):
+        try:
+            confirm()
+            return e.secret
+        except Invalid:
+            pass
+    confirm()  # a third failure is not a boundary: let it raise
     return e.secret

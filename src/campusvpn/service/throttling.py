@@ -24,10 +24,16 @@ KINDS = ("user", "known", "account")  # unknown clients, known clients, the acco
 
 
 def _load(s: Session, key: str) -> Counter:
-    row = s.get(ThrottleCounter, key)
-    if row is None:
-        return Counter()
-    return Counter(row.failures, row.last_failure, row.locked_until)
+    return _counter(s.get(ThrottleCounter, key))
+
+
+def _rows(s: Session, keys: list[str]) -> dict[str, ThrottleCounter]:
+    """The stored counters among `keys`, in one query (an attempt is judged by up to three)."""
+    return {r.key: r for r in s.scalars(select(ThrottleCounter).where(ThrottleCounter.key.in_(keys)))}
+
+
+def _counter(row: ThrottleCounter | None) -> Counter:
+    return Counter() if row is None else Counter(row.failures, row.last_failure, row.locked_until)
 
 
 def _store(s: Session, key: str, c: Counter) -> None:
@@ -119,7 +125,9 @@ def blocked(
     s: Session, a: Attempt, now: datetime, rule: ThrottleRule, source_rule: ThrottleRule
 ) -> tuple[Verdict, ...]:
     """The verdicts that refuse this attempt before its secret is checked (empty: go ahead)."""
-    verdicts = (verdict(s, key, now, _rule(which, rule, source_rule)) for key, which in a.counters())
+    counters = a.counters()
+    rows = _rows(s, [key for key, _ in counters])
+    verdicts = (throttle.check(_counter(rows.get(k)), now, _rule(which, rule, source_rule)) for k, which in counters)
     return tuple(v for v in verdicts if not v.allowed)
 
 
@@ -135,10 +143,11 @@ def count_failure(
 def count_success(s: Session, a: Attempt) -> None:
     """A success ends the run of failures of its kind of client and of the account, and clears its
     address (someone behind that address knew their secret: the address is not only an attacker)."""
-    for key, _which in a.counters():
-        succeeded(s, key)
+    keys = {key for key, _ in a.counters()}
     if a.source:
-        succeeded(s, f"{a.step}:src:{a.source}")
+        keys.add(f"{a.step}:src:{a.source}")
+    for key in _rows(s, sorted(keys)):  # only stored counters change (their rows are loaded now)
+        succeeded(s, key)
 
 
 def unlock(s: Session, username: str) -> int:

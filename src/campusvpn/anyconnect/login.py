@@ -254,7 +254,8 @@ class GatewayLogin:
             address_d = f"https://{self.ctx.config.gateway.hostname}/d/{done.device_token}"
             notice = self._text(say(Code.VPN_TRUSTED_UNTIL, until=done.device_expires, address=address_d))
         elif done.recovery_left is not None:
-            notice = self._text(say(Code.VPN_RECOVERY_LEFT, n=done.recovery_left))
+            total = self.ctx.config.mfa.recovery_code_count  # the same sentence as the sign-in's own
+            notice = self._text(say(Code.ENGINE_RECOVERY_USED, left=done.recovery_left, total=total))
         banner = live_sessions.connect_banner(settings.banner, (), notice)
         body = xmlauth.complete(
             token=opened.token,

@@ -152,7 +152,6 @@ class Code(enum.StrEnum):
     VPN_CODE_SEND_WORDS = "vpn.code.send_words"
     VPN_CODE_TRUST_WORD = "vpn.code.trust_word"
     VPN_TRUSTED_UNTIL = "vpn.trusted_until"
-    VPN_RECOVERY_LEFT = "vpn.recovery_left"
     VPN_ADDRESS = "vpn.address"
     VPN_GATEWAY_PAGE = "vpn.gateway_page"
     VPN_FORTINET_PAGE = "vpn.fortinet_page"

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pyotp
+import pytest
 from defusedxml import ElementTree as SafeET
 from tests.conftest import PASSWORD, add_user
 from tests.helpers import enrol_totp, sent_code
@@ -243,3 +244,31 @@ def test_fortinet_speaks_both_languages_to_someone_who_never_chose(ctx: Context,
     prompt = lg.password("1234567890", PASSWORD).body.split("chal_msg=", 1)[1]
     assert "Mobile phone +81********78" in prompt and "携帯電話 +81********78" in prompt
     assert "Type sms or call" in prompt and "「sms」または「call」" in prompt
+
+
+def test_password_rules_and_method_names_are_said_in_the_readers_language(ctx: Context, clock: FixedClock) -> None:
+    from sqlalchemy import select
+
+    from campusvpn.service.errors import Invalid
+    from campusvpn.store.models import MailMessage, User
+    from campusvpn.texts.render import render
+
+    add_user(ctx)
+    with pytest.raises(Invalid) as exc:
+        self_service.change_password(ctx, "1234567890", PASSWORD, "1234567890a", fresh_second_factor_at=None)
+    ja, en = render(exc.value.said, "ja"), str(exc.value)
+    assert "ユーザー名を含めないでください" in ja and "文字以上にしてください" in ja, ja
+    assert "it must not contain your user name" in en and "it must have at least" in en, en
+    with ctx.tx() as s:
+        user = s.scalars(select(User).where(User.username == "1234567890")).one()
+        user.email, user.language = "a@example.ac.jp", "ja"
+    _phone_user_methods(ctx, clock)
+    with ctx.tx() as s:
+        bodies = [m.body for m in s.scalars(select(MailMessage))]
+    assert any("確認方法が追加されました：携帯電話 +81********78" in b for b in bodies), bodies
+    assert not any("Mobile phone" in b for b in bodies), bodies
+
+
+def _phone_user_methods(ctx: Context, clock: FixedClock) -> None:
+    mfa.apply(ctx, "1234567890", actor="t")
+    phones.add_phone(ctx, "1234567890", "mobile", "+819012345678", None, actor="t")

@@ -124,10 +124,11 @@ def test_a_name_given_per_language_is_said_in_each(tmp_path: Path, clock: FixedC
 
 def test_the_code_fields_hints_name_the_words_the_gateway_reads() -> None:
     from campusvpn.signin.typed_answer import SEND_WORDS, TRUST_WORDS, hints
+    from campusvpn.texts.render import render
 
-    en = " ".join(hints(phone=True, trust_days=30, lang="en"))
-    ja = " ".join(hints(phone=True, trust_days=30, lang="ja"))
+    en = render(hints(phone=True, trust_days=30), "en")
+    ja = render(hints(phone=True, trust_days=30), "ja")
     for said in (en, ja):
         assert "sms" in said and "call" in said and '" trust"' in en and "「 trust」" in ja and "30" in said
     assert {"sms", "call"} <= set(SEND_WORDS) and "trust" in TRUST_WORDS
-    assert "sms" not in " ".join(hints(phone=False, trust_days=30, lang="en"))
+    assert "sms" not in render(hints(phone=False, trust_days=30), "en")

@@ -59,8 +59,8 @@ def english(out: Prompt | Finished) -> Prompt | Finished:
 
 
 NOW = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
-TOTP = MethodChoice("m1", "totp", "Authenticator app", (), True)
-PHONE = MethodChoice("m2", "phone", "Mobile phone ***5678", ("sms", "voice"))
+TOTP = MethodChoice("m1", "totp", say(Text.METHOD_TOTP), (), True)
+PHONE = MethodChoice("m2", "phone", say(Text.METHOD_MOBILE, number="***5678"), ("sms", "voice"))
 SETTINGS = Settings(
     service_name="Campus VPN",
     helpdesk="the IT help desk",
@@ -123,7 +123,7 @@ class World:
         if channel == "sms":
             return SendOutcome(m.methods, refused=say(Text.ERROR_VOICE_ONLY, kind="office", channel="sms"))
         self.sent.append((username, channel))
-        return SendOutcome(m.methods, said="A code was sent by voice call to your mobile phone.")
+        return SendOutcome(m.methods, said=say(Text.SENT_VOICE, method=PHONE.label))
 
     def verify_second_factor(self, username: str, code: str, method_id: str | None, source: str | None) -> CodeOutcome:
         if self.code_blocked:
@@ -377,7 +377,7 @@ def test_send_code_says_where_it_went_and_stays_at_the_code_step(world: World) -
     engine = at(world, Step.SECOND_FACTOR)
     out = engine.handle(SendCode(channel="voice"))
     assert english(out) == Prompt(
-        Step.SECOND_FACTOR, "A code was sent by voice call to your mobile phone. Enter it below.", (PHONE,)
+        Step.SECOND_FACTOR, "We are calling Mobile phone ***5678 to read you a code. Enter it below.", (PHONE,)
     )
     assert engine.step is Step.SECOND_FACTOR and world.sent == [("1234567890", "voice")]
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from campusvpn.anyconnect import xmlauth
 from campusvpn.anyconnect.xmlauth import AuthRequest, Choice, Input, SsoLinks
-from campusvpn.core.calendar import format_local
 from campusvpn.core.sso_handoff import BadClientKey, client_key
 from campusvpn.platform.config_schema import VpnProfile, VpnSettings
 from campusvpn.service import client_texts, live_sessions, sso
@@ -30,20 +29,12 @@ from campusvpn.service.errors import Forbidden, ServiceError, Unavailable
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import hints, typed_answer
-from campusvpn.texts import outbound
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import Message, say
 
 PROTOCOL = "anyconnect"  # what sessions, logs and metrics call this protocol
-# The dialogue's texts come from the catalogue, in English for now: the engine's prompts it shows
-# with them are English sentences until they are catalogue codes too, and one box speaks one language.
-CLIENT_LANGUAGE = "en"
 SSO = "single-sign-on-v2"  # capabilities a client advertises in its init
 SSO_EXTERNAL = "single-sign-on-external-browser"
-NO_BROWSER = (
-    "This VPN signs in through your web browser, which this VPN client cannot open. "
-    "Use Cisco Secure Client, or openconnect 9 or later."
-)
 
 
 @dataclass(frozen=True)
@@ -72,6 +63,7 @@ class GatewayLogin:
     profile: VpnProfile | None = None
     _engine: SignIn | None = None
     _sso_user: str | None = None
+    _language: tuple[str | None, str | None] | None = None  # (user name, their stored language), once looked up
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- between requests ----------------------------------------------------------------------
@@ -128,12 +120,12 @@ class GatewayLogin:
         if req.kind == "init" or (self._engine is None and not self.browser):
             return self._on_init(req)
         if self.browser or self._engine is None:
-            return self._fail("Finish signing in in the browser window, or start again.")
+            return self._fail(self._text(say(Code.VPN_FINISH_IN_BROWSER)))
         if self._engine.step is Step.PASSWORD:
             return self._on_password(req)
         if self._engine.step is Step.SECOND_FACTOR:
             return self._on_code(req)
-        return self._fail("This sign-in has ended. Start again.")
+        return self._fail(self._text(say(Code.VPN_SIGNIN_ENDED)))
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -143,12 +135,12 @@ class GatewayLogin:
         self.profile = self._pick_profile(req.group_select)
         if self.settings.login == "browser":
             return self._to_browser()
-        return self._password_form(None, message=self._engine.start().message)
+        return self._password_form(None, message=self._text(self._engine.start().said, known=False))
 
     def _to_browser(self) -> LoginReply:
         """Send the client to the portal's sign-in page; it comes back with a one-time token."""
         if SSO not in self.capabilities:
-            return self._fail(NO_BROWSER)
+            return self._fail(self._text(say(Code.VPN_NO_BROWSER), known=False))
         key = self.client_key if SSO_EXTERNAL in self.capabilities else None
         if key is not None:
             try:
@@ -174,7 +166,7 @@ class GatewayLogin:
         body = xmlauth.sso_form(
             handle=self.handle,
             title=self._title(),
-            message=f"Sign in to {self._title()} in the browser window that opens.",
+            message=self._text(say(Code.VPN_BROWSER_OPENS, service=self._title()), known=False),
             links=links,
         )
         return LoginReply(body)
@@ -201,9 +193,9 @@ class GatewayLogin:
         username = req.fields.get("username", "")
         password = req.fields.get("password", "")
         if not username or not password:
-            return self._password_form("Enter your user name and password.")
+            return self._password_form(self._text(say(Code.VPN_NEED_CREDENTIALS), known=False))
         if self.profile is None and len(self.ctx.config.vpn.profiles) > 1:
-            return self._password_form("Choose a group.")
+            return self._password_form(self._text(say(Code.VPN_CHOOSE_GROUP), known=False))
         out = self._engine.handle(Password(username, password, self.device_token))
         return self._after(out)
 
@@ -214,7 +206,7 @@ class GatewayLogin:
         ).strip()
         event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
         if event is None:
-            return self._code_form(None, outbound.render("vpn.code.empty", CLIENT_LANGUAGE))
+            return self._code_form(None, self._text(say(Code.VPN_CODE_EMPTY)))
         return self._after(self._engine.handle(event))
 
     # --- outcomes ---------------------------------------------------------------------------
@@ -233,7 +225,14 @@ class GatewayLogin:
 
     def _text(self, said: Message | tuple[Message, ...], *, known: bool = True) -> str:
         """For the client's box, in the person's language (`known=False`: nobody named yet: both)."""
-        return client_texts.for_client(self.ctx, said, self.username if known else None)
+        return client_texts.in_language(self.ctx, said, self._stored_language() if known else None)
+
+    def _stored_language(self) -> str | None:
+        """The person's stored language, looked up once per name (a form says several texts)."""
+        name = self.username
+        if self._language is None or self._language[0] != name:
+            self._language = (name, client_texts.stored_language(self.ctx, name))
+        return self._language[1]
 
     def _open(self, done: Finished) -> LoginReply:
         settings = self.settings
@@ -252,20 +251,17 @@ class GatewayLogin:
         address, sid = opened.address, opened.session_id
         notice = None
         if done.device_token and done.device_expires:
-            host = self.ctx.config.gateway.hostname
-            until = format_local(done.device_expires, self.ctx.policy.zone)
-            notice = (
-                f"This device is trusted until {until}: to skip the code, connect to "
-                f"https://{host}/d/{done.device_token} from now on. Revoke it in the portal if you lose it."
-            )
+            address_d = f"https://{self.ctx.config.gateway.hostname}/d/{done.device_token}"
+            notice = self._text(say(Code.VPN_TRUSTED_UNTIL, until=done.device_expires, address=address_d))
         elif done.recovery_left is not None:
-            notice = f"You used a recovery code; {done.recovery_left} left."
+            total = self.ctx.config.mfa.recovery_code_count  # the same sentence as the sign-in's own
+            notice = self._text(say(Code.ENGINE_RECOVERY_USED, left=done.recovery_left, total=total))
         banner = live_sessions.connect_banner(settings.banner, (), notice)
         body = xmlauth.complete(
             token=opened.token,
             session_id=sid,
             banner=banner,
-            message=f"{done.message} Your VPN address is {address}.",
+            message=self._text((*done.said, say(Code.VPN_ADDRESS, address=address))),
             cert_sha1_hex=self.cert_sha1,
         )
         return LoginReply(
@@ -303,28 +299,37 @@ class GatewayLogin:
                     return p
         return profiles[0] if len(profiles) == 1 else self.profile
 
+    def _label(self, code: Code, *, known: bool = True) -> str:
+        """A field's label, short: "Password / パスワード:" while nobody is named."""
+        return self._text(say(code), known=known) + ":"
+
     def _password_form(self, error: str | None, message: str | None = None) -> LoginReply:
-        inputs = [Input("text", "username", "Username:"), Input("password", "password", "Password:")]
+        # Nobody is named before this form is answered: its texts are in both languages.
+        inputs = [
+            Input("text", "username", self._label(Code.SIGNIN_USERNAME, known=False)),
+            Input("password", "password", self._label(Code.SIGNIN_PASSWORD, known=False)),
+        ]
         body = xmlauth.auth_form(
             handle=self.handle,
             title=self._title(),
-            message=message or f"Sign in to {self._title()} with your user name and password.",
+            message=message or self._text(say(Code.ENGINE_START, service=self._title()), known=False),
             inputs=inputs,
             error=error,
             banner=self.ctx.config.vpn.banner or None,
             groups=self._groups(),
+            group_label=self._label(Code.VPN_LABEL_GROUP, known=False),
         )
         return LoginReply(body)
 
     def _code_form(self, prompt: Prompt | None, error: str | None) -> LoginReply:
-        lines = [prompt.message if prompt else outbound.render("vpn.code.enter", CLIENT_LANGUAGE)]
+        lines = [*prompt.said] if prompt else [say(Code.VPN_CODE_ENTER)]
         phone = prompt is not None and any(m.kind == "phone" for m in prompt.methods)
-        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days, lang=CLIENT_LANGUAGE)
+        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days)
         body = xmlauth.auth_form(
             handle=self.handle,
             title=self._title(),
-            message=" ".join(lines),
-            inputs=[Input("password", "secondary_password", "Verification code:")],
+            message=self._text(tuple(lines)),
+            inputs=[Input("password", "secondary_password", self._label(Code.VPN_LABEL_CODE))],
             error=error,
         )
         return LoginReply(body)

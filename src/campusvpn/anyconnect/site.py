@@ -26,9 +26,11 @@ from campusvpn.anyconnect.login import PROTOCOL, GatewayLogin
 from campusvpn.frontdoor.http import Answer, Peer, Request, Upgrade, cookie, plain, respond_with
 from campusvpn.platform import logs, metrics
 from campusvpn.platform.local_share import LocalShare
-from campusvpn.service import live_sessions
+from campusvpn.service import client_texts, live_sessions
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
@@ -109,8 +111,7 @@ class AnyConnectSite:
                 plain(
                     conn,
                     200,
-                    f"This is the {self.cfg.service.name} gateway. Connect with Cisco Secure "
-                    "Client (AnyConnect) or openconnect to this address.",
+                    client_texts.for_anyone(self.ctx, say(Code.VPN_GATEWAY_PAGE, service=self.cfg.service.name)),
                 )
             )
         return Answer(plain(conn, 404, "Not found"))
@@ -126,7 +127,7 @@ class AnyConnectSite:
         except xmlauth.XmlAuthError as exc:
             metrics.PROTOCOL_ERRORS.labels("xml").inc()
             logs.event("gateway.bad_xml", logging.WARNING, protocol=PROTOCOL, source=peer.source, error=str(exc))
-            unreadable = "The VPN client sent a request the gateway cannot read."
+            unreadable = client_texts.for_anyone(self.ctx, say(Code.VPN_UNREADABLE))
             return _xml(
                 conn,
                 xmlauth.auth_form(
@@ -140,7 +141,7 @@ class AnyConnectSite:
         if req.kind == "logout":
             await asyncio.to_thread(live_sessions.sign_out, self.ctx, req.session_token)
             peer.state.pop("anyconnect.login", None)
-            return _xml(conn, xmlauth.logout_ok(), [])
+            return _xml(conn, xmlauth.logout_ok(client_texts.for_anyone(self.ctx, say(Code.VPN_SIGNED_OUT))), [])
         login: GatewayLogin | None = peer.state.get("anyconnect.login")
         handle = req.handle or cookie(request.headers.get("cookie", ""), "webvpncontext")
         known = self.logins.get(handle or "")

@@ -124,6 +124,7 @@ def auth_form(
     error: str | None = None,
     banner: str | None = None,
     groups: list[Choice] | None = None,
+    group_label: str = "",
     form_id: str = "main",
 ) -> bytes:
     """An `auth-request`: a form to fill, optionally with the error of the previous attempt.
@@ -147,7 +148,7 @@ def auth_form(
                 attrs["value"] = i.value
             ET.SubElement(form, "input", attrs)
         if groups:
-            select = ET.SubElement(form, "select", {"name": "group_list", "label": "Group:"})
+            select = ET.SubElement(form, "select", {"name": "group_list", "label": group_label})
             for g in groups:
                 opt = ET.SubElement(
                     select, "option", {"value": g.value, **({"selected": "true"} if g.selected else {})}
@@ -201,7 +202,7 @@ def complete(*, token: str, session_id: str, banner: str, message: str, cert_sha
     return _bytes(root)
 
 
-def logout_ok() -> bytes:
+def logout_ok(message: str) -> bytes:
     root = _doc("complete")
-    ET.SubElement(ET.SubElement(root, "auth", {"id": "success"}), "message").text = "Signed out."
+    ET.SubElement(ET.SubElement(root, "auth", {"id": "success"}), "message").text = message
     return _bytes(root)

@@ -450,12 +450,13 @@ def mfa_confirm(env: Env, username: str, code: str, as_json: bool) -> None:
 def mfa_add_phone(env: Env, username: str, kind: str, number: str, extension: str | None, as_json: bool) -> None:
     """Register a phone the operator has verified (the portal confirms by code instead)."""
     from campusvpn.service import mfa, phones
+    from campusvpn.texts.render import render
 
     m = phones.add_phone(env.ctx, username, kind, number, extension, actor=env.actor)
     if as_json:
         emit_json({"method_id": m.public_id, "number": m.phone_number, "kind": kind})
     else:
-        click.echo(f"{mfa.method_label(m)} registered ({m.public_id})")
+        click.echo(f"{render(mfa.method_label(m), 'en')} registered ({m.public_id})")
 
 
 @mfa_group.command("recovery-codes")

@@ -26,12 +26,10 @@ from campusvpn.service.errors import ServiceError
 from campusvpn.service.signin_ports import resume_signin, start_signin
 from campusvpn.signin import Finished, Password, Prompt, Purpose, SignIn, Step
 from campusvpn.signin.typed_answer import hints, typed_answer
-from campusvpn.texts import outbound
-from campusvpn.texts.message import Message
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
 
 PROTOCOL = "fortinet"  # what sessions, logs and metrics call this protocol
-# In English for now, like the AnyConnect dialogue (anyconnect.login.CLIENT_LANGUAGE says why).
-CLIENT_LANGUAGE = "en"
 SUCCESS = "ret=1,redir=/remote/fortisslvpn_xml"
 DENIED = "ret=0,redir=/remote/login?&err=sslvpn_login_permission_denied&lang=en"
 
@@ -70,6 +68,7 @@ class FortiLogin:
     created: datetime | None = None
     refused: str | None = None  # set once the sign-in was refused: any answer gets this
     _engine: SignIn | None = None
+    _language: tuple[str | None, str | None] | None = None  # (user name, their stored language), once looked up
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- between requests ----------------------------------------------------------------------
@@ -126,7 +125,7 @@ class FortiLogin:
                 return LoginAnswer(405, DENIED, finished=True)
             event = typed_answer(typed, device_label=f"VPN client {self.user_agent or ''}".strip())
             if event is None:
-                return self._challenge(outbound.render("vpn.code.empty", CLIENT_LANGUAGE))
+                return self._challenge(say(Code.VPN_CODE_EMPTY))
             return self._after(self._engine.handle(event))
 
     def refuse(self, message: str) -> LoginAnswer:
@@ -150,7 +149,7 @@ class FortiLogin:
     def _after(self, out: Prompt | Finished) -> LoginAnswer:
         if isinstance(out, Prompt):
             if out.step is Step.SECOND_FACTOR:
-                return self._challenge(self._text(out.why) if out.why else None, out)
+                return self._challenge(out.why, out)
             return self._refuse(self._text(out.why or out.said))  # the engine wants something we cannot ask here
         if not out.ok:
             if out.code == "bad_credentials":
@@ -158,9 +157,12 @@ class FortiLogin:
             return self._refuse(self._text(out.said))
         return self._open(out)
 
-    def _text(self, said: tuple[Message, ...]) -> str:
+    def _text(self, said: Message | tuple[Message, ...]) -> str:
         """For the client's box, in the person's language (service.client_texts)."""
-        return client_texts.for_client(self.ctx, said, self.username)
+        name = self.username
+        if self._language is None or self._language[0] != name:  # looked up once per name
+            self._language = (name, client_texts.stored_language(self.ctx, name))
+        return client_texts.in_language(self.ctx, said, self._language[1])
 
     def _open(self, done: Finished) -> LoginAnswer:
         try:
@@ -174,7 +176,7 @@ class FortiLogin:
                 protocol=PROTOCOL,
             )
         except ServiceError as exc:
-            return self._refuse(client_texts.for_client(self.ctx, exc.said, self.username))
+            return self._refuse(self._text(exc.said))
         return LoginAnswer(
             200,
             SUCCESS,
@@ -185,12 +187,12 @@ class FortiLogin:
             outcome="ok",
         )
 
-    def _challenge(self, error: str | None, prompt: Prompt | None = None) -> LoginAnswer:
-        lines = [error] if error else []
-        lines.append(prompt.message if prompt else outbound.render("vpn.code.enter", CLIENT_LANGUAGE))
+    def _challenge(self, error: Message | tuple[Message, ...], prompt: Prompt | None = None) -> LoginAnswer:
+        lines = [error] if isinstance(error, Message) else [*error]
+        lines += prompt.said if prompt else (say(Code.VPN_CODE_ENTER),)
         phone = prompt is not None and any(m.kind == "phone" for m in prompt.methods)
-        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days, lang=CLIENT_LANGUAGE)
-        return LoginAnswer(200, self._challenge_body(" ".join(lines)))
+        lines += hints(phone=phone, trust_days=self.ctx.config.trusted_devices.lifetime.days)
+        return LoginAnswer(200, self._challenge_body(self._text(tuple(lines))))
 
     def _refuse(self, message: str) -> LoginAnswer:
         self.refused = message

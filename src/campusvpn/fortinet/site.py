@@ -32,7 +32,7 @@ from campusvpn.service import client_texts, live_sessions, sso
 from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Message, say
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
@@ -133,7 +133,13 @@ class FortinetSite:
         if path == "/remote/logout":
             await asyncio.to_thread(live_sessions.sign_out, self.ctx, token)
             return Answer(
-                respond(conn, 200, "<html><body>Signed out.</body></html>", "text/html", [("Set-Cookie", CLEAR_COOKIE)])
+                respond(
+                    conn,
+                    200,
+                    self._page(say(Code.VPN_SIGNED_OUT)),
+                    "text/html; charset=utf-8",
+                    [("Set-Cookie", CLEAR_COOKIE)],
+                )
             )
         if path in ("/remote/index", "/remote/fortisslvpn", "/remote/fortisslvpn_xml"):
             live = await asyncio.to_thread(live_sessions.look_up, self.ctx, token)
@@ -159,7 +165,8 @@ class FortinetSite:
         realm = (parse_qs(request.target.partition("?")[2]).get("realm") or [""])[0]
         profile = self._realm(realm) if realm else self._default_profile()
         if self.cfg.vpn.settings_for(profile).login != "browser":
-            return respond(conn, 404, "This VPN signs in with user name and password in the client.\n", "text/plain")
+            said = client_texts.for_anyone(self.ctx, say(Code.VPN_CLIENT_SIGNS_IN))
+            return respond(conn, 404, said + "\n", "text/plain; charset=utf-8")
         handle = secrets.token_urlsafe(16)
         await asyncio.to_thread(
             sso.begin,
@@ -268,20 +275,29 @@ class FortinetSite:
 
     def _realm_help(self) -> str:
         host = self.cfg.gateway.hostname
-        names = " or ".join(f"https://{host}/{p.name}" for p in self.cfg.vpn.profiles)
-        return f"Choose a group: connect to {names}."
+        names = " | ".join(f"https://{host}/{p.name}" for p in self.cfg.vpn.profiles)
+        return client_texts.for_anyone(self.ctx, say(Code.VPN_CHOOSE_REALM, addresses=names))
 
     def _login_page(self, request: Request) -> str:
         realm = parse_qs(request.target.partition("?")[2]).get("realm", [""])[0]
         name = html.escape(self.cfg.service.name)
+
+        def both(code: Code) -> str:
+            return html.escape(client_texts.for_anyone(self.ctx, say(code)))
+
         return (
-            f"<html><head><title>{name}</title></head><body><h1>{name}</h1>"
-            "<p>Connect with FortiClient (SSL-VPN) or openconnect --protocol=fortinet to this address.</p>"
+            f'<html><head><meta charset="utf-8"><title>{name}</title></head><body><h1>{name}</h1>'
+            f"<p>{both(Code.VPN_FORTINET_PAGE)}</p>"
             '<form action="/remote/logincheck" method="post">'
             f'<input type="hidden" name="realm" value="{html.escape(realm)}">'
-            '<input type="text" name="username"><input type="password" name="credential">'
-            '<input type="submit" value="Login"></form></body></html>'
+            f'<input type="text" name="username" aria-label="{both(Code.SIGNIN_USERNAME)}">'
+            f'<input type="password" name="credential" aria-label="{both(Code.SIGNIN_PASSWORD)}">'
+            f'<input type="submit" value="{both(Code.SIGNIN_SUBMIT)}"></form></body></html>'
         )
+
+    def _page(self, said: Message) -> str:
+        text = html.escape(client_texts.for_anyone(self.ctx, said))
+        return f'<html><head><meta charset="utf-8"></head><body>{text}</body></html>'
 
     # --- settings and tunnel -----------------------------------------------------------------
 

@@ -6,7 +6,6 @@ sign-in engine, service errors) comes as catalogue codes with parameters, render
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -114,15 +113,11 @@ class Translator:
         return self.said(r.said)
 
     def method(self, m: Any) -> str:
-        """A verification method's name in the page's language. The service and the sign-in engine name
-        methods in English ("Authenticator app", "Mobile phone +81********78"); the kind word is swapped."""
-        label = str(m.get("label") if isinstance(m, dict) else getattr(m, "label", "")) or ""
-        if label == "Authenticator app":
-            return self("method.totp")
-        kind = re.fullmatch(r"(Mobile|Alternate|Office) phone(?: (.*))?", label)
-        if kind:
-            return f"{self('method.phone.' + kind.group(1).lower())} {kind.group(2) or ''}".strip()
-        return label
+        """A verification method's name in the page's language: a method summary (its `said`, kept
+        JSON-safe) or a sign-in choice (its `label`)."""
+        if isinstance(m, dict):
+            return self.said(Message.from_json(m["said"]))
+        return self.said(m.label)
 
     def device(self, label: str) -> str:
         """A trusted device's name ("Chrome on Windows", made at sign-in) in the page's language."""

@@ -36,6 +36,11 @@ def in_language(ctx: Context, said: Message | Iterable[Message], language: str |
     return render_both(said, ctx.config.portal.default_language, tz=zone, helpdesk=helpdesk)
 
 
+def for_anyone(ctx: Context, said: Message | Iterable[Message]) -> str:
+    """`said` for a client or page that names nobody: both languages, the configured default first."""
+    return in_language(ctx, said, None)
+
+
 def for_client(ctx: Context, said: Message | Iterable[Message], username: str | None) -> str:
     """`said` for `username`'s client box (None: the person is not known)."""
     return in_language(ctx, said, stored_language(ctx, username))

@@ -18,7 +18,7 @@ from campusvpn.service.oidc_client import OidcRefused
 from campusvpn.service.self_service import password_problems, require_fresh
 from campusvpn.store.models import IdentityLink, User
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Phrases, say
 
 SELF_RESET = "self-reset with verified identity"
 
@@ -147,7 +147,7 @@ def reset_password(ctx: Context, username: str, new: str, *, source: str | None 
             raise Forbidden(say(Code.ERROR_ACCOUNT_STATUS, status=user.status))
         problems = password_problems(ctx, user.username, new)
         if problems:
-            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems="; ".join(problems)))
+            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems=Phrases(tuple(problems))))
         now = ctx.clock.now()
         accounts.set_password_in(ctx, s, user, new, now, actor=user.username)
         audit.record(

@@ -24,7 +24,7 @@ from campusvpn.service.recovery_codes import use_recovery_code as use_recovery_c
 from campusvpn.service.trusted import revoke_all_devices
 from campusvpn.store.models import User
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Message, say
 
 
 def state_of(user: User) -> MfaState:
@@ -87,8 +87,8 @@ def verify_code(ctx: Context, s: Session, user: User, code: str, method_id: str 
 
 def send_code(
     ctx: Context, s: Session, user: User, method_id: str | None, channel: str | None, source: str | None
-) -> str:
-    """Send a one-time code to a registered phone; returns the sentence to show the user."""
+) -> Message:
+    """Send a one-time code to a registered phone; returns what to tell the user."""
     registered = [m for m in confirmed(user) if m.kind == "phone"]
     method = next((m for m in registered if method_id in (None, m.public_id)), None)
     if method is None:

@@ -13,13 +13,18 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
 from campusvpn.store.models import MfaMethod, User
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import render
+
+PHONE_NAMES = {"mobile": Code.METHOD_MOBILE, "alternate": Code.METHOD_ALTERNATE, "office": Code.METHOD_OFFICE}
 
 
-def method_label(m: MfaMethod) -> str:
+def method_label(m: MfaMethod) -> Message:
+    """A method's name, rendered in the reader's language (`label` in summaries is its English)."""
     if m.kind == "totp":
-        return f"Authenticator app ({m.label})" if m.label else "Authenticator app"
-    return f"{(m.phone_kind or 'phone').capitalize()} phone {masked(m.phone_number or '', m.phone_extension)}"
+        return say(Code.METHOD_TOTP_NAMED, name=m.label) if m.label else say(Code.METHOD_TOTP)
+    number = masked(m.phone_number or "", m.phone_extension)
+    return say(PHONE_NAMES.get(m.phone_kind or "", Code.METHOD_MOBILE), number=number)
 
 
 def method_summary(m: MfaMethod) -> dict[str, object]:
@@ -27,7 +32,8 @@ def method_summary(m: MfaMethod) -> dict[str, object]:
         "id": m.public_id,
         "kind": m.kind,
         "phone_kind": m.phone_kind,
-        "label": method_label(m),
+        "label": render(method_label(m), "en"),
+        "said": method_label(m).to_json(),  # JSON-safe: summaries also leave through the API
         "default": m.is_default,
         "confirmed": m.confirmed_at is not None,
         "added_at": m.created_at.isoformat(),

@@ -20,6 +20,8 @@ from campusvpn.service import mail_queue
 from campusvpn.service.context import Context
 from campusvpn.store.models import MailMessage, User
 from campusvpn.texts import outbound
+from campusvpn.texts.message import Message
+from campusvpn.texts.render import render as render_message
 
 # The changes a security notice names (catalogue keys `mail.security.<change>`, each with {what}).
 CHANGES = (
@@ -58,13 +60,14 @@ def security_changed(
     ctx: Context,
     user: User,
     change: str,
-    what: str | Mapping[str, str] = "",
+    what: str | Mapping[str, str] | Message = "",
     source: str | None = None,
     *,
     to: str | None = None,
 ) -> bool:
     """Tell the user (at `to`, else their address); False when they have no address on file
-    (the audit trail still has it). `what` is the same in every language, or given per language."""
+    (the audit trail still has it). `what` is the same in every language, given per language, or a
+    message (a method's name)."""
     address = to or user.email
     if not address:
         return False
@@ -81,7 +84,7 @@ def security_changed(
     parts = []
     for lang in langs:
         where = outbound.render("mail.security.where", lang, source=source) if source else ""
-        named = what if isinstance(what, str) else what[lang]
+        named = _named(what, lang)
         change_text = outbound.render(f"mail.security.{change}", lang, what=named)
         body = outbound.render(
             "mail.security.body",
@@ -97,7 +100,7 @@ def security_changed(
     subject = " / ".join(outbound.render("mail.security.subject", lang) for lang in langs)
     s = object_session(user)
     assert s is not None, "security notices are queued in the transaction of the change"
-    said = what if isinstance(what, str) else what["en"]
+    said = _named(what, "en")
     digest = hashlib.sha256(f"{change}\0{said}\0{source}".encode()).hexdigest()[:16]
     return mail_queue.enqueue(
         ctx,
@@ -109,6 +112,12 @@ def security_changed(
         body=text,
     )
     return True
+
+
+def _named(what: str | Mapping[str, str] | Message, lang: str) -> str:
+    if isinstance(what, Message):
+        return render_message(what, lang)
+    return what if isinstance(what, str) else what[lang]
 
 
 # --- lifecycle notices: in the user's language (the portal's default until they chose one) -----

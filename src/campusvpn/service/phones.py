@@ -17,6 +17,7 @@ from campusvpn.service.errors import Conflict, Forbidden, Invalid, NotFound
 from campusvpn.service.mfa_methods import confirm, method_label, require_applied
 from campusvpn.service.sender import Message
 from campusvpn.store.models import MfaMethod, PhoneChallenge, User
+from campusvpn.texts import message as texts
 from campusvpn.texts import outbound
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import say
@@ -95,9 +96,11 @@ def confirm_phone(ctx: Context, username: str, method_id: str, code: str, *, act
         return confirm(ctx, s, user, method, now, actor)
 
 
-def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str | None, source: str | None) -> str:
-    """Send a one-time code to `method` (the user's earlier codes stop working); returns the
-    sentence to show the user."""
+def send(
+    ctx: Context, s: Session, user: User, method: MfaMethod, channel: str | None, source: str | None
+) -> texts.Message:
+    """Send a one-time code to `method` (the user's earlier codes stop working); returns what to
+    tell the user."""
     allowed = CHANNELS[PhoneKind(method.phone_kind or "mobile")]
     try:
         ch = Channel(channel) if channel else allowed[0]
@@ -155,12 +158,7 @@ def send(ctx: Context, s: Session, user: User, method: MfaMethod, channel: str |
         method=method.public_id,
         channel=ch.value,
     )
-    label = method_label(method)
-    return (
-        f"We sent a code by text message to {label}."
-        if ch is Channel.SMS
-        else f"We are calling {label} to read you a code."
-    )
+    return say(Code.SENT_SMS if ch is Channel.SMS else Code.SENT_VOICE, method=method_label(method))
 
 
 def user_language(ctx: Context, user: User) -> str:

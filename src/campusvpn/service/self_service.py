@@ -17,7 +17,7 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden, Invalid, NotFound
 from campusvpn.store.models import EmailConfirmation, User
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Message, Phrases, say
 
 # A plain shape check: the address is proven by the link that reaches it, not by a pattern.
 ADDRESS = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
@@ -51,17 +51,17 @@ def require_fresh(ctx: Context, fresh_second_factor_at: datetime | None) -> None
         )
 
 
-def password_problems(ctx: Context, username: str, new: str) -> list[str]:
-    """The policy, checked: each rule broken, in words (empty: good)."""
+def password_problems(ctx: Context, username: str, new: str) -> list[Message]:
+    """The policy, checked: each rule broken, as a phrase (empty: good)."""
     out = []
     if len(new) < ctx.config.passwords.min_length:
-        out.append(f"it must have at least {ctx.config.passwords.min_length} characters")
+        out.append(say(Code.PASSWORD_RULE_MIN_LENGTH, n=ctx.config.passwords.min_length))
     if len(new) > 1024:
-        out.append("it must have at most 1024 characters")
+        out.append(say(Code.PASSWORD_RULE_MAX_LENGTH, n=1024))
     if username and username in new:
-        out.append("it must not contain your user name")
+        out.append(say(Code.PASSWORD_RULE_USERNAME))
     if new and len(set(new)) < 4:
-        out.append("it must not repeat a few characters only")
+        out.append(say(Code.PASSWORD_RULE_FEW_CHARACTERS))
     return out
 
 
@@ -86,9 +86,9 @@ def change_password(
             raise Invalid(say(Code.ERROR_CURRENT_PASSWORD))
         problems = password_problems(ctx, user.username, new)
         if ctx.hasher.verify(user.password_hash, new):
-            problems.append("it must differ from your current password")
+            problems.append(say(Code.PASSWORD_RULE_SAME))
         if problems:
-            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems="; ".join(problems)))
+            raise Invalid(say(Code.ERROR_PASSWORD_REJECTED, problems=Phrases(tuple(problems))))
         accounts.set_password_in(ctx, s, user, new, now, actor=user.username)
         notices.security_changed(ctx, user, "password_changed", source=source)
 

@@ -32,7 +32,7 @@ class Purpose(enum.StrEnum):
 class MethodChoice:
     id: str
     kind: str  # totp | phone
-    label: str
+    label: Message  # its name, rendered in the reader's language
     channels: tuple[str, ...] = ()
     default: bool = False
 
@@ -74,7 +74,7 @@ class CodeOutcome:
 @dataclass(frozen=True)
 class SendOutcome:
     methods: tuple[MethodChoice, ...]
-    said: str | None = None  # what was sent, e.g. "A code was sent by text message to ..."
+    said: Message | None = None  # what was sent (sent.sms, sent.voice)
     refused: Message | None = None  # why nothing was sent
 
 

@@ -8,7 +8,8 @@ Clients that show one field for the second factor (AnyConnect's `secondary_passw
 from __future__ import annotations
 
 from campusvpn.signin.engine import Code, SendCode
-from campusvpn.texts import outbound
+from campusvpn.texts.codes import Code as Text
+from campusvpn.texts.message import Message, say
 
 SEND_WORDS = {"sms": "sms", "text": "sms", "call": "voice", "voice": "voice"}
 TRUST_WORDS = ("trust", "remember")
@@ -27,7 +28,7 @@ def typed_answer(typed: str, *, device_label: str) -> SendCode | Code | None:
     return Code(code, trust_device=trust, device_label=device_label[:200])
 
 
-def hints(*, phone: bool, trust_days: int, lang: str) -> list[str]:
-    """What the code field's prompt adds about these conventions (catalogue keys vpn.code.*)."""
-    out = [outbound.render("vpn.code.send_words", lang)] if phone else []
-    return [*out, outbound.render("vpn.code.trust_word", lang, days=trust_days)]
+def hints(*, phone: bool, trust_days: int) -> list[Message]:
+    """What the code field's prompt adds about these conventions; the front end renders them."""
+    out = [say(Text.VPN_CODE_SEND_WORDS)] if phone else []
+    return [*out, say(Text.VPN_CODE_TRUST_WORD, days=trust_days)]

@@ -13,9 +13,16 @@ from typing import Any, TypeAlias
 
 from campusvpn.texts.codes import Code
 
-# A parameter may be another message (a phrase said in the same language), or a configured text in
-# both languages: (English, Japanese).
-Param: TypeAlias = "str | int | datetime | date | tuple[str, str] | Message"
+# A parameter may be another message (a phrase said in the same language), several of them (a list
+# inside a sentence), or a configured text in both languages: (English, Japanese).
+Param: TypeAlias = "str | int | datetime | date | tuple[str, str] | Message | Phrases"
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """Several phrases said as one list inside a sentence (each password rule a new one breaks)."""
+
+    items: tuple[Message, ...]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class Message:
         for k, v in self.params.items():
             if isinstance(v, Message):
                 out[k] = {"message": v.to_json()}
+            elif isinstance(v, Phrases):
+                out[k] = {"phrases": [m.to_json() for m in v.items]}
             elif isinstance(v, tuple):
                 out[k] = {"both": list(v)}
             elif isinstance(v, datetime):
@@ -45,6 +54,8 @@ class Message:
         for k, v in dict(data.get("params") or {}).items():
             if isinstance(v, dict) and "message" in v:
                 params[k] = Message.from_json(v["message"])
+            elif isinstance(v, dict) and "phrases" in v:
+                params[k] = Phrases(tuple(Message.from_json(m) for m in v["phrases"]))
             elif isinstance(v, dict) and "both" in v:
                 params[k] = (str(v["both"][0]), str(v["both"][1]))
             elif isinstance(v, dict) and "datetime" in v:

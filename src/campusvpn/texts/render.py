@@ -11,7 +11,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from campusvpn.texts import catalogue
-from campusvpn.texts.message import Message, Param
+from campusvpn.texts.message import Message, Param, Phrases
 from campusvpn.texts.times import format_local
 
 LANGUAGES = ("ja", "en")
@@ -32,6 +32,8 @@ def template(message: Message, lang: str) -> str:
 def _value(v: Param, lang: str, tz: ZoneInfo | None, helpdesk: tuple[str, str] | None) -> str:
     if isinstance(v, Message):
         return render(v, lang, tz=tz, helpdesk=helpdesk)
+    if isinstance(v, Phrases):  # Japanese phrases are sentences of their own
+        return ("。" if lang == "ja" else "; ").join(render(m, lang, tz=tz, helpdesk=helpdesk) for m in v.items)
     if isinstance(v, tuple):
         return v[1] if lang == "ja" else v[0]
     if isinstance(v, datetime):

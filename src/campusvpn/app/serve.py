@@ -173,6 +173,9 @@ def build(
     return Gateway(hub, enforcer, anyconnect, front, dtls, udp)
 
 
+LIFECYCLE_FIRST_AFTER = 60.0  # seconds after start; the job is idempotent and runs hourly by default
+
+
 async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:
     """The lifecycle job every [lifecycle] run_every and the e-mail queue every minute. Both are
     idempotent and keyed in the database, so several nodes may run them; a failure is logged
@@ -180,8 +183,10 @@ async def lifecycle_and_mail(ctx: Context, mail_every: float = 60.0) -> None:
     from campusvpn.service import lifecycle, mail_sender
 
     log = logging.getLogger("campusvpn.lifecycle")
-    next_lifecycle = 0.0
     loop = asyncio.get_running_loop()
+    # Not at once: a restarted gateway first takes back its reconnecting tunnels (the job reads every
+    # open account; at start it competed with a thousand resumes for the cores, bench/SOAK.md).
+    next_lifecycle = loop.time() + LIFECYCLE_FIRST_AFTER
     while True:
         try:
             if loop.time() >= next_lifecycle:

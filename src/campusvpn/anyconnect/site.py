@@ -212,7 +212,13 @@ class AnyConnectSite:
             disconnected_timeout=int(g.disconnected_timeout.total_seconds()),
         )
         session = SessionInfo(
-            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at, PROTOCOL
+            outcome.session_id,
+            outcome.username,
+            outcome.user_id,
+            outcome.address,
+            outcome.expires_at,
+            PROTOCOL,
+            outcome.language,
         )
         offer = read_offer(request.headers) if self.dtls is not None else None
         dtls_headers: list[tuple[str, str]] = []

@@ -653,9 +653,9 @@ def session_list(env: Env, username: str | None, show_all: bool, as_json: bool) 
 @session_group.command("kill")
 @click.argument("session_id", required=False)
 @click.option("--user", "username", help="End every session of this user.")
-@click.option("--reason", default="Administrative reset", show_default=True, help="Shown by the client.")
+@click.option("--reason", help="Shown by the client (in the user's language: 'ended by an administrator: REASON').")
 @pass_env
-def session_kill(env: Env, session_id: str | None, username: str | None, reason: str) -> None:
+def session_kill(env: Env, session_id: str | None, username: str | None, reason: str | None) -> None:
     """End a session (its cookie stops working; the tunnel closes within seconds)."""
     from campusvpn.service import sessions
 

@@ -323,7 +323,13 @@ class FortinetSite:
         logs.event("gateway.tunnel_request", protocol=PROTOCOL, session=outcome.session_id, user=outcome.username)
         settings = self._settings_for(outcome.profile)
         session = SessionInfo(
-            outcome.session_id, outcome.username, outcome.user_id, outcome.address, outcome.expires_at, PROTOCOL
+            outcome.session_id,
+            outcome.username,
+            outcome.user_id,
+            outcome.address,
+            outcome.expires_at,
+            PROTOCOL,
+            outcome.language,
         )
 
         async def run(transport: Any, leftover: bytes) -> None:

@@ -9,6 +9,8 @@ from campusvpn.portal import connect_info
 from campusvpn.portal.web import Req, page, take_info
 from campusvpn.service import account_views, eligibility, mfa, notices, sessions, trusted
 from campusvpn.service.errors import ServiceError
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 
 @page("/")
@@ -63,7 +65,7 @@ def vpn(req: Req) -> Response:
         sid = req.field("session", 40)
         if not any(x["id"] == sid for x in mine):
             return req.error(req.t("err.not_found"), 404)
-        sessions.kill(req.ctx, session_id=sid, actor=req.username, reason="Disconnected from the portal")
+        sessions.kill(req.ctx, session_id=sid, actor=req.username, reason=say(Code.SESSION_ENDED_IN_PORTAL))
         info = req.t("vpn.disconnected")
         mine = sessions.listing(req.ctx, username=req.username)
     decision = eligibility.check(req.ctx, req.username)

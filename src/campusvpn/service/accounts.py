@@ -288,11 +288,11 @@ def apply_status(
     )
     if status is AccountStatus.REVOKED:
         revoke_all_devices(s, user, now, actor=actor, reason="account revoked")
-        sessions.end_for_user(s, user, now, "Your account was closed.", actor=actor)
+        sessions.end_for_user(s, user, now, say(Code.SESSION_ACCOUNT_CLOSED), actor=actor)
         portal_sessions.end_for_user(s, user.username)
         api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account revoked")
     elif status is AccountStatus.SUSPENDED:
-        sessions.end_for_user(s, user, now, f"Your account was suspended: {reason}", actor=actor)
+        sessions.end_for_user(s, user, now, say(Code.SESSION_ACCOUNT_SUSPENDED, reason=reason or ""), actor=actor)
         portal_sessions.end_for_user(s, user.username)
         api_tokens.revoke_for_owner(s, user.username, now, actor=actor, reason="account suspended")
 

@@ -154,7 +154,7 @@ def reset_password(ctx: Context, username: str, new: str, *, source: str | None 
             s, now, "password.reset", actor=user.username, subject=user.username, source=source, note=SELF_RESET
         )
         notices.security_changed(ctx, user, "password_self_reset", source=source)
-        sessions.end_for_user(s, user, now, "Your password was reset; sign in again.", actor=user.username)
+        sessions.end_for_user(s, user, now, say(Code.SESSION_PASSWORD_RESET), actor=user.username)
         portal_sessions.end_for_user(s, user.username)
 
 

@@ -43,6 +43,8 @@ from campusvpn.store.models import (
     TrustedDevice,
     User,
 )
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import say
 
 ACTOR = "lifecycle"
 
@@ -169,7 +171,7 @@ def _do(ctx: Context, s: Session, user: User, due: Due, now: datetime) -> None:
         clear_mfa(s, user, now, actor=ACTOR, reason="returned after a gap in affiliation", keep_applied=False)
         user.password_hash = None
         user.password_changed_at = None
-        sessions.end_for_user(s, user, now, "Your affiliation ended; your account starts afresh.", actor=ACTOR)
+        sessions.end_for_user(s, user, now, say(Code.SESSION_AFFILIATION_ENDED), actor=ACTOR)
         audit.record(
             s,
             now,

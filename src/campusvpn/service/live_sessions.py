@@ -16,8 +16,10 @@ from campusvpn.service.accounts import current_role
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Forbidden
 from campusvpn.store.models import User, VpnSession
+from campusvpn.texts import stored
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import say
+from campusvpn.texts.render import render
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Attached:
     expires_at: datetime
     next_review: datetime | None  # when its eligibility may change while connected
     notices: tuple[str, ...] = ()  # for the connect banner, in the user's language (connect_banner)
+    language: str | None = None  # the person's stored language (None: never chosen): the hub's texts
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
         assert user is not None
         decision = eligibility.decision_for(ctx, s, user)
         if not decision.allowed:
-            sessions.end(ctx, s, row, decision.user_message(), actor="policy")
+            sessions.end(ctx, s, row, decision.said, actor="policy")
             return Refused(503, "Service Unavailable", client_texts.in_language(ctx, decision.said, user.language))
         now = ctx.clock.now()
         row.connected, row.node, row.last_seen_at = True, node, now
@@ -105,6 +108,7 @@ def attach(ctx: Context, token: str | None, node: str) -> Attached | Refused:
             row.expires_at,
             decision.next_review,
             banner_notices(ctx, user, decision),
+            user.language,
         )
 
 
@@ -146,10 +150,12 @@ def sign_out(ctx: Context, token: str | None) -> None:
     with ctx.tx() as s:
         row = sessions.resumable(ctx, s, token)
         if row is not None:
-            sessions.end(ctx, s, row, "Signed out", actor=row.username)
+            sessions.end(ctx, s, row, say(Code.SESSION_SIGNED_OUT), actor=row.username)
 
 
-def end(ctx: Context, session_id: str, reason: str, *, actor: str, node: str, bytes_in: int, bytes_out: int) -> None:
+def end(
+    ctx: Context, session_id: str, reason: sessions.Reason, *, actor: str, node: str, bytes_in: int, bytes_out: int
+) -> None:
     """A session ended by its tunnel (BYE, idle, time limit), with its last traffic."""
     sessions.mark(ctx, session_id, connected=False, node=node, bytes_in=bytes_in, bytes_out=bytes_out)
     with ctx.tx() as s:
@@ -158,15 +164,33 @@ def end(ctx: Context, session_id: str, reason: str, *, actor: str, node: str, by
             sessions.end(ctx, s, row, reason, actor=actor)
 
 
-def ended_since(ctx: Context, since: datetime, among: frozenset[str]) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Ended:
+    """A session ended elsewhere: why in English (logs) and as its client is told."""
+
+    session_id: str
+    reason: str
+    told: str  # in the person's stored language, else both (client_texts.in_language)
+
+
+def ended_since(ctx: Context, since: datetime, among: frozenset[str]) -> list[Ended]:
     """Sessions among `among` ended elsewhere (CLI, portal, policy, another node) since `since`."""
     with ctx.tx() as s:
         ended = s.execute(
-            select(VpnSession.public_id, VpnSession.end_reason).where(
-                VpnSession.ended_at.is_not(None), VpnSession.ended_at >= since - timedelta(seconds=2)
-            )
+            select(VpnSession.public_id, VpnSession.end_reason, User.language)
+            .join(User, User.id == VpnSession.user_id, isouter=True)
+            .where(VpnSession.ended_at.is_not(None), VpnSession.ended_at >= since - timedelta(seconds=2))
         ).all()
-    return [(sid, reason or "Session ended") for sid, reason in ended if sid in among]
+    out = []
+    for sid, reason, language in ended:
+        if sid not in among:
+            continue
+        said = stored.load(reason) if reason else (say(Code.SESSION_ENDED),)
+        if isinstance(said, str):  # a row from before end reasons were messages: its text as it is
+            out.append(Ended(sid, said, said))
+        else:
+            out.append(Ended(sid, render(said, "en"), client_texts.in_language(ctx, said, language)))
+    return out
 
 
 def taken_over(ctx: Context, since: datetime, among: frozenset[str], node: str) -> list[str]:
@@ -206,7 +230,7 @@ def recheck(ctx: Context, user_ids: frozenset[int]) -> Recheck:
                 continue
             d = eligibility.decision_for(ctx, s, user)
             if not d.allowed:
-                sessions.end_for_user(s, user, now, d.user_message(), actor="policy")
+                sessions.end_for_user(s, user, now, d.said, actor="policy")
                 ended += 1
             elif d.next_review is not None:
                 upcoming.append(d.next_review)

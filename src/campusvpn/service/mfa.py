@@ -190,7 +190,7 @@ def reset(ctx: Context, username: str, *, actor: str, reason: str, notice: str =
         clear_mfa(s, user, now, actor=actor, reason=reason, keep_applied=True)
         audit.record(s, now, "mfa.reset", actor=actor, subject=user.username, note=reason)
         notices.security_changed(ctx, user, notice)
-        sessions.end_for_user(s, user, now, "Your MFA was reset; register a method and sign in again.", actor=actor)
+        sessions.end_for_user(s, user, now, say(Code.SESSION_MFA_RESET), actor=actor)
         portal_sessions.end_for_user(s, user.username)
 
 

@@ -23,8 +23,15 @@ from campusvpn.service import audit
 from campusvpn.service.context import Context
 from campusvpn.service.errors import Conflict, NotFound
 from campusvpn.store.models import User, VpnSession
+from campusvpn.texts import stored
 from campusvpn.texts.codes import Code
-from campusvpn.texts.message import say
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import render
+
+# Why a session ended: a message (stored with its code, rendered in the reader's language) or, for
+# the tunnel's own log reasons, plain text.
+Reason = Message | tuple[Message, ...] | str
+END_REASON_MAX = 1000  # the column's length
 
 
 @dataclass(frozen=True)
@@ -148,15 +155,19 @@ def resumable(ctx: Context, s: Session, token: str) -> VpnSession | None:
     if row is None:
         return None
     if not row.connected and now - row.last_seen_at > ctx.config.gateway.disconnected_timeout:
-        _end(s, row, now, "the disconnected session timed out", actor=audit.SYSTEM)
+        _end(s, row, now, say(Code.SESSION_DISCONNECTED_TIMEOUT), actor=audit.SYSTEM)
         return None
     return row
 
 
-def _end(s: Session, row: VpnSession, now: datetime, reason: str, *, actor: str) -> None:
+def _end(s: Session, row: VpnSession, now: datetime, reason: Reason, *, actor: str) -> None:
     if row.ended_at is not None:
         return
-    row.ended_at, row.end_reason, row.connected = now, reason[:200], False
+    english = reason if isinstance(reason, str) else render(reason, "en")
+    kept = reason if isinstance(reason, str) else stored.dump(reason)
+    if len(kept) > END_REASON_MAX:  # a long free-text reason: its English still reaches the client
+        kept = english
+    row.ended_at, row.end_reason, row.connected = now, kept[:END_REASON_MAX], False
     audit.record(
         s,
         now,
@@ -167,15 +178,15 @@ def _end(s: Session, row: VpnSession, now: datetime, reason: str, *, actor: str)
         address=row.address,
         bytes_in=row.bytes_in,
         bytes_out=row.bytes_out,
-        note=reason,
+        note=english,
     )
 
 
-def end(ctx: Context, s: Session, row: VpnSession, reason: str, *, actor: str) -> None:
+def end(ctx: Context, s: Session, row: VpnSession, reason: Reason, *, actor: str) -> None:
     _end(s, row, ctx.clock.now(), reason, actor=actor)
 
 
-def end_for_user(s: Session, user: User, now: datetime, reason: str, *, actor: str) -> int:
+def end_for_user(s: Session, user: User, now: datetime, reason: Reason, *, actor: str) -> int:
     rows = list(s.scalars(select(VpnSession).where(VpnSession.user_id == user.id, VpnSession.ended_at.is_(None))))
     for row in rows:
         _end(s, row, now, reason, actor=actor)
@@ -188,18 +199,27 @@ def kill(
     session_id: str | None = None,
     username: str | None = None,
     actor: str,
-    reason: str = "Administrative reset",
+    reason: str | Message | None = None,
 ) -> int:
+    """End a session (or all of a user's): `reason` is the administrator's own words (None: none
+    given), or a message the caller says."""
+    said = (
+        reason
+        if isinstance(reason, Message)
+        else say(Code.SESSION_ENDED_BY_ADMIN, reason=reason)
+        if reason
+        else say(Code.SESSION_ADMIN_RESET)
+    )
     with ctx.tx() as s:
         now = ctx.clock.now()
         if username is not None:
-            return end_for_user(s, ctx.user(s, username), now, reason, actor=actor)
+            return end_for_user(s, ctx.user(s, username), now, said, actor=actor)
         row = s.scalars(
             select(VpnSession).where(VpnSession.public_id == session_id, VpnSession.ended_at.is_(None))
         ).one_or_none()
         if row is None:
             raise NotFound(say(Code.ERROR_NO_SESSION, session=str(session_id)))
-        _end(s, row, now, reason, actor=actor)
+        _end(s, row, now, said, actor=actor)
         return 1
 
 
@@ -276,7 +296,8 @@ def listing(ctx: Context, *, live_only: bool = True, username: str | None = None
                 "bytes_in": r.bytes_in,
                 "bytes_out": r.bytes_out,
                 "ended": r.ended_at.isoformat() if r.ended_at else None,
-                "end_reason": r.end_reason,
+                "end_reason": stored.render_stored(r.end_reason, "en") if r.end_reason else None,
+                "end_reason_ja": stored.render_stored(r.end_reason, "ja") if r.end_reason else None,
             }
             for r in s.scalars(q.order_by(VpnSession.started_at))
         ]

@@ -210,7 +210,7 @@ class VpnSession(Base):
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
     ended_at: Mapped[datetime | None] = mapped_column(index=True)
-    end_reason: Mapped[str | None] = mapped_column(String(200))
+    end_reason: Mapped[str | None] = mapped_column(String(1000))  # a stored message (texts.stored)
     __table_args__ = (
         # One live session per address; ended sessions keep their address for the record.
         # PostgreSQL has the same partial index: see postgresql_where.

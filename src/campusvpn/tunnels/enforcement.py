@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from campusvpn.platform import logs
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
+from campusvpn.texts.codes import Code
 from campusvpn.tunnels.hub import Hub
 
 EXPIRY_EVERY = 10.0  # seconds between sweeps of sessions left disconnected too long
@@ -26,7 +27,7 @@ FLUSH_EVERY = 10.0  # seconds between traffic writes of busy tunnels
 
 @dataclass
 class RoundResult:
-    ended: list[tuple[str, str]] = field(default_factory=list)  # (session id, reason) to close here
+    ended: list[live_sessions.Ended] = field(default_factory=list)  # to close here
     taken_over: list[str] = field(default_factory=list)  # sessions whose client connected to another worker
     swept_at: datetime | None = None  # set when the policy re-check ran and succeeded
     next_review: datetime | None = None
@@ -86,7 +87,9 @@ class Enforcer:
         for sid in result.taken_over:
             t = self.hub.tunnels.get(sid)
             if t is not None:
-                self.hub.close(t, "session re-used by a new connection", end=False)
+                self.hub.close(
+                    t, "session re-used by a new connection", end=False, told=self.hub.tell(t, Code.TUNNEL_REUSED)
+                )
         if result.swept_at is not None:
             self.next_policy_at = result.swept_at + self.ctx.config.gateway.policy_recheck
             self.review_at(result.next_review)

@@ -20,6 +20,9 @@ from collections.abc import Iterable
 from campusvpn.platform import logs, metrics
 from campusvpn.service import live_sessions
 from campusvpn.service.context import Context
+from campusvpn.texts.codes import Code
+from campusvpn.texts.message import Message, say
+from campusvpn.texts.render import LANGUAGES, render, render_both
 from campusvpn.tunnels.accounting import MarksWriter, has_unwritten_traffic, take_counts
 from campusvpn.tunnels.tunnel import Channel, Ending, SessionInfo, Tunnel
 
@@ -58,7 +61,7 @@ class Hub:
         """A client connected a session's tunnel; a newer connection of the same session wins."""
         old = self.tunnels.get(session.session_id)
         if old is not None:
-            self.close(old, "session re-used by a new connection", end=False)
+            self.close(old, "session re-used by a new connection", end=False, told=self.tell(old, Code.TUNNEL_REUSED))
         t = Tunnel(session, channel)
         self.tunnels[t.session_id] = t
         self.by_address[t.addr_bytes] = t
@@ -139,14 +142,23 @@ class Hub:
 
     # --- ending ----------------------------------------------------------------------------
 
-    def close(self, t: Tunnel, reason: str, *, end: bool) -> None:
-        """Tell the client why (it prints the reason) and close; `end` says the session ended too."""
+    def tell(self, t: Tunnel, code: Code) -> str:
+        """`code` for this tunnel's client box: in the person's language, else in both (the default
+        first), as service.client_texts says it; no database query on the loop."""
+        lang = t.session.language
+        if lang in LANGUAGES:
+            return render(say(code), lang)
+        return render_both(say(code), self.ctx.config.portal.default_language)
+
+    def close(self, t: Tunnel, reason: str, *, end: bool, told: str | None = None) -> None:
+        """Tell the client why (it prints `told`, by default `reason`) and close; `end` says the
+        session ended too. `reason` is for the logs: English whatever the person reads."""
         if t.closing:
             return
         t.closing = True
         for ch in t.channels():
             with contextlib.suppress(Exception):
-                ch.close(reason)
+                ch.close(told if told is not None else reason)
         self._forget(t)
         self.marks.note(t, connected=None)  # its traffic; the session's state is someone else's to set
         logs.event(
@@ -166,7 +178,7 @@ class Hub:
             "gateway.tunnel_down", protocol=t.session.protocol, session=t.session_id, user=t.username, reason=reason
         )
 
-    def end_session(self, t: Tunnel, reason: str) -> None:
+    def end_session(self, t: Tunnel, reason: str, said: Message | None = None) -> None:
         """End the session for good (the user signed off, idle, time limit)."""
         self._forget(t)
         logs.event(
@@ -174,10 +186,10 @@ class Hub:
         )
         din, dout = take_counts(t)
         asyncio.get_running_loop().run_in_executor(
-            None, self._end_in_store, t.session_id, t.username, reason, din, dout
+            None, self._end_in_store, t.session_id, t.username, said or reason, din, dout
         )
 
-    def _end_in_store(self, session_id: str, username: str, reason: str, din: int, dout: int) -> None:
+    def _end_in_store(self, session_id: str, username: str, reason: Message | str, din: int, dout: int) -> None:
         live_sessions.end(self.ctx, session_id, reason, actor=username, node=self.node, bytes_in=din, bytes_out=dout)
 
     def connection_ended(self, t: Tunnel, ending: Ending, *, error_kind: str) -> None:
@@ -203,12 +215,12 @@ class Hub:
         else:
             self.detach(t, reason)
 
-    def close_sessions(self, ended: Iterable[tuple[str, str]]) -> None:
+    def close_sessions(self, ended: Iterable[live_sessions.Ended]) -> None:
         """Sessions ended elsewhere (CLI, portal, policy): close their tunnels with the reason."""
-        for sid, reason in ended:
-            t = self.tunnels.get(sid)
+        for e in ended:
+            t = self.tunnels.get(e.session_id)
             if t is not None:
-                self.close(t, reason, end=True)
+                self.close(t, e.reason, end=True, told=e.told)
 
     # --- timers ----------------------------------------------------------------------------
 
@@ -217,11 +229,11 @@ class Hub:
         now = self.ctx.clock.now()
         for t in list(self.tunnels.values()):
             if now >= t.expires_at:
-                self.close(t, "Max time exceeded: sign in again", end=True)
-                self.end_session(t, "session time limit reached")
+                self.close(t, "Max time exceeded: sign in again", end=True, told=self.tell(t, Code.TUNNEL_TIME_LIMIT))
+                self.end_session(t, "session time limit reached", say(Code.TUNNEL_TIME_LIMIT))
             elif mono - t.last_data > idle_timeout:
-                self.close(t, "Idle Timeout", end=True)
-                self.end_session(t, "idle timeout")
+                self.close(t, "Idle Timeout", end=True, told=self.tell(t, Code.TUNNEL_IDLE))
+                self.end_session(t, "idle timeout", say(Code.TUNNEL_IDLE))
             elif mono - t.last_rx > dead_after:
                 t.channel.drop()  # dead peer: drop the connection, keep the session for resumption
                 self.detach(t, "dead peer")

@@ -56,6 +56,7 @@ class SessionInfo:
     address: str
     expires_at: datetime
     protocol: str  # the protocol package's name ("anyconnect", "fortinet"): a label for logs and metrics
+    language: str | None = None  # the person's stored language (None: never chosen): what the client is told
 
     @property
     def addr_bytes(self) -> bytes:

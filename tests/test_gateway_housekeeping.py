@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 from tests.conftest import add_user, make_config
 
 from campusvpn.platform.clock import FixedClock
 from campusvpn.service import live_sessions, mfa, phones, sessions
 from campusvpn.service.context import Context, open_context
-from campusvpn.store.models import VpnSession
+from campusvpn.store.models import User, VpnSession
 from campusvpn.tunnels.enforcement import Enforcer
 from campusvpn.tunnels.hub import Hub
 from campusvpn.tunnels.tunnel import SessionInfo, Tunnel
@@ -53,7 +54,13 @@ def _attach(ctx: Context, hub: Hub, enforcer: Enforcer) -> tuple[Tunnel, FakeCha
     enforcer.review_at(attached.next_review)
     channel = FakeChannel()
     info = SessionInfo(
-        attached.session_id, attached.username, attached.user_id, attached.address, attached.expires_at, "anyconnect"
+        attached.session_id,
+        attached.username,
+        attached.user_id,
+        attached.address,
+        attached.expires_at,
+        "anyconnect",
+        attached.language,
     )
     return hub.attach(info, channel), channel
 
@@ -206,3 +213,90 @@ def test_a_reconnect_during_a_storage_outage_is_told_to_retry_and_live_tunnels_k
         assert hub.is_live(t) and channel.closed_with is None
 
     asyncio.run(run())
+
+
+def _with_language(ctx: Context, language: str | None) -> None:
+    """The person's stored language, once their MFA is active (they may connect)."""
+    assert isinstance(ctx.clock, FixedClock)
+    ctx.clock.advance(timedelta(minutes=41))
+    with ctx.tx() as s:
+        s.scalars(select(User).where(User.username == "1234567890")).one().language = language
+
+
+async def _settled(hub: Hub) -> None:
+    for _ in range(200):  # the session's end is written from a worker thread
+        await asyncio.sleep(0.01)
+        if not hub.marks.writing:
+            break
+
+
+@pytest.mark.parametrize("language", ["ja", None])
+def test_the_hubs_own_closes_are_told_in_the_persons_language(tmp_path: Path, language: str | None) -> None:
+    ctx, clock = _staff_with_phone(tmp_path, trained=True)
+    _with_language(ctx, language)
+
+    async def run() -> tuple[str | None, str | None]:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        t, idle = _attach(ctx, hub, enforcer)
+        t.last_data -= 120
+        hub.check_timers(idle_timeout=60, dead_after=1e9)
+        await _settled(hub)
+        t, late = _attach(ctx, hub, enforcer)
+        clock.set(t.expires_at)
+        hub.check_timers(idle_timeout=1e9, dead_after=1e9)
+        await _settled(hub)
+        return idle.closed_with, late.closed_with
+
+    idle, late = asyncio.run(run())
+    idle_ja, late_ja = (
+        "一定時間通信がなかったため、接続を切断しました。",
+        "接続時間の上限に達しました。もう一度サインインしてください。",
+    )
+    idle_en, late_en = "Idle timeout: the connection was unused for too long.", "Max time exceeded: sign in again."
+    if language == "ja":
+        assert (idle, late) == (idle_ja, late_ja)
+    else:  # never chosen: both languages, the configured default (Japanese) first
+        assert (idle, late) == (f"{idle_ja} / {idle_en}", f"{late_ja} / {late_en}")
+    ended = sessions.listing(ctx, live_only=False)
+    assert [r["end_reason"] for r in ended] == [idle_en, late_en]  # the listing reads the stored codes
+
+
+def test_an_administrators_kill_reaches_the_client_in_japanese_with_their_words(tmp_path: Path) -> None:
+    ctx, _clock = _staff_with_phone(tmp_path, trained=True)
+    _with_language(ctx, "ja")
+
+    async def run() -> FakeChannel:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        t, channel = _attach(ctx, hub, enforcer)
+        sessions.kill(ctx, session_id=t.session_id, actor="admin", reason="不審な通信の調査のため")
+        enforcer.apply(enforcer.check_store(*hub.snapshot()))
+        await _settled(hub)
+        return channel
+
+    channel = asyncio.run(run())
+    assert channel.closed_with == "管理者がセッションを終了しました（理由: 不審な通信の調査のため）。"
+    (row,) = sessions.listing(ctx, live_only=False)
+    assert row["end_reason"] == "The session was ended by an administrator: 不審な通信の調査のため"
+    assert row["end_reason_ja"] == channel.closed_with
+
+
+def test_an_end_reason_stored_as_plain_text_still_reaches_the_client(tmp_path: Path) -> None:
+    ctx, _clock = _staff_with_phone(tmp_path, trained=True)
+    _with_language(ctx, None)
+
+    async def run() -> FakeChannel:
+        hub = Hub(ctx, tun_fd=None, node="gw1")
+        enforcer = Enforcer(ctx, hub)
+        t, channel = _attach(ctx, hub, enforcer)
+        sessions.kill(ctx, session_id=t.session_id, actor="admin")
+        with ctx.tx() as s:  # a row written before end reasons were messages
+            s.scalars(select(VpnSession)).one().end_reason = "Administrative reset"
+        enforcer.apply(enforcer.check_store(*hub.snapshot()))
+        await _settled(hub)
+        return channel
+
+    channel = asyncio.run(run())
+    assert channel.closed_with == "Administrative reset"
+    assert sessions.listing(ctx, live_only=False)[0]["end_reason"] == "Administrative reset"

@@ -22,13 +22,16 @@ from campusvpn.service.context import Context
 from campusvpn.service.sender import read_outbox
 
 SRC = Path(__file__).parent.parent / "src" / "campusvpn"
-SCANNED = ("anyconnect", "fortinet", "signin", "service")
+SCANNED = ("anyconnect", "fortinet", "signin", "service", "tunnels")
 
 # Calls whose arguments reach a VPN client's screen (or a gateway page a person reads): the XML
 # builders, the dialogues' form and refusal helpers, the engine's outputs, the connect banner; for
-# an HTTP answer only its body (position 2), not its headers.
+# an HTTP answer only its body (position 2), not its headers; for a tunnel's close only what the
+# client is told (`told`), not the English reason kept for the logs; a session's stored end reason.
 ALL = None
-SINKS: dict[str, int | None] = {
+SINKS: dict[str, int | str | None] = {
+    "close": "told",
+    "end_for_user": 3,
     "auth_form": ALL,
     "sso_form": ALL,
     "complete": ALL,
@@ -131,7 +134,12 @@ def english_handed_to_clients(source: str, filename: str) -> list[str]:
             if not (isinstance(call, ast.Call) and _name(call.func) in SINKS):
                 continue
             only = SINKS[_name(call.func)]
-            args = [*call.args, *(k.value for k in call.keywords)] if only is ALL else call.args[only : only + 1]
+            if only is ALL:
+                args = [*call.args, *(k.value for k in call.keywords)]
+            elif isinstance(only, str):
+                args = [k.value for k in call.keywords if k.arg == only]
+            else:
+                args = call.args[only : only + 1]
             for arg in args:
                 visit(arg, names, set())
     return sorted(found, key=lambda f: int(f.split(":")[1]))

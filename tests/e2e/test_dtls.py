@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.helpers_net import TCP_CLIENT, TCP_SERVER
-from tests.e2e.test_openconnect import recorder, totp_args
+from tests.e2e.test_openconnect import ADMIN_ENDED, recorder, totp_args
 from tests.e2e.testbed import (
     CAMPUS_IP,
     GW_IP,
@@ -220,6 +220,6 @@ def test_session_kill_ends_both_channels(dbed: Testbed) -> None:
     [sess] = json.loads(dbed.cli(None, "session", "list", "--user", "1000000104", "--json").stdout)
     dbed.cli(None, "session", "kill", sess["id"])
     assert wait_until(lambda: not pid_alive(pid), 5) is not None, "the client was still connected 5 s later"
-    assert "Administrative reset" in log.read_text()
+    assert ADMIN_ENDED in log.read_text()
     downs = [e for e in gateway_events(dbed, "gateway.channel_down") if e.get("user") == "1000000104"]
     assert downs and downs[0]["channel"] == "dtls"

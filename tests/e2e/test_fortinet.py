@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e.helpers_net import FORTI_FUZZER, TCP_CLIENT, TCP_SERVER
-from tests.e2e.test_openconnect import env_of, recorder, totp_args
+from tests.e2e.test_openconnect import ADMIN_ENDED, env_of, recorder, totp_args
 from tests.e2e.testbed import CAMPUS_IP, GW_IP, PASSWORD, Testbed, missing_requirements, pid_alive, sh, wait_until
 from tests.helpers import sent_code
 
@@ -134,9 +134,9 @@ def test_session_kill_ends_the_client_within_5_seconds_with_the_reason(bed: Test
     assert took is not None, "the client was still connected 5 s later"
     print(f"session kill: tunnel ended {took:.2f} s after the command")
     log = (bed.dir / "foc-fk.log").read_text()
-    assert "Administrative reset" in log, log
+    assert ADMIN_ENDED in log, log
     [ended] = json.loads(bed.cli(None, "session", "list", "--all", "--user", "1000000105", "--json").stdout)
-    assert ended["ended"] and ended["end_reason"] == "Administrative reset"
+    assert ended["ended"] and ended["end_reason"] == ADMIN_ENDED
 
 
 TUNNEL_PROBE = (

@@ -61,3 +61,12 @@ def test_a_duration_too_long_for_a_timedelta_is_a_config_error_with_its_place(tm
     path = tmp_path / "campusvpn.toml"
     with pytest.raises(ConfigError, match="longer than 100 years"):
         parse_config('[mfa]\nactivation_delay = "99999999999999999999s"\n', path)
+
+
+def test_an_unknown_key_made_of_spaces_is_named_quoted_after_the_file(tmp_path: Path) -> None:
+    # Found by the config_loader target in a CI rehearsal: the key `" ="` gave "FILE:  =: unknown setting",
+    # its name lost among the separators.
+    path = tmp_path / "campusvpn.toml"
+    with pytest.raises(ConfigError) as caught:
+        parse_config('" =".oo =3\n', path)
+    assert caught.value.problems == [f'{path}: " =": unknown setting; ' + caught.value.problems[0].split("; ", 1)[1]]

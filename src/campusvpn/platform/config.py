@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -51,6 +52,11 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError([_describe(err, path, lines) for err in exc.errors()]) from exc
 
 
+def _key_part(name: str) -> str:
+    """A key as TOML writes it: bare if it can be, else quoted (a key of spaces or dots is still seen)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
+
+
 def _describe(err: Any, path: Path, lines: dict[tuple[str | int, ...], int]) -> str:
     loc: tuple[str | int, ...] = tuple(err["loc"])
     line = 0
@@ -58,7 +64,7 @@ def _describe(err: Any, path: Path, lines: dict[tuple[str | int, ...], int]) -> 
         if loc[:n] in lines:
             line = lines[loc[:n]]
             break
-    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[") or "(top)"
+    key = ".".join(_key_part(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[") or "(top)"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = f"unknown setting; {_allowed_keys(loc[:-1])}"

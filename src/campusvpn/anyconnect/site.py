@@ -31,7 +31,7 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import Unavailable
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import say
-from campusvpn.tunnels.hub import Hub
+from campusvpn.tunnels.hub import Hub, session_info
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
 if TYPE_CHECKING:  # pyOpenSSL costs ~9 MB of memory: imported only when DTLS is on
@@ -211,15 +211,7 @@ class AnyConnectSite:
             session_remaining=max(1, int((outcome.expires_at - self.ctx.clock.now()).total_seconds())),
             disconnected_timeout=int(g.disconnected_timeout.total_seconds()),
         )
-        session = SessionInfo(
-            outcome.session_id,
-            outcome.username,
-            outcome.user_id,
-            outcome.address,
-            outcome.expires_at,
-            PROTOCOL,
-            outcome.language,
-        )
+        session = session_info(outcome, PROTOCOL)
         offer = read_offer(request.headers) if self.dtls is not None else None
         dtls_headers: list[tuple[str, str]] = []
         mtu: int | None = None

@@ -33,7 +33,7 @@ from campusvpn.service.context import Context
 from campusvpn.service.errors import ServiceError
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import Message, say
-from campusvpn.tunnels.hub import Hub
+from campusvpn.tunnels.hub import Hub, session_info
 from campusvpn.tunnels.tunnel import WRITE_HIGH_WATER, SessionInfo
 
 MAX_BODY = 8 * 1024
@@ -322,15 +322,7 @@ class FortinetSite:
         self.on_review(outcome.next_review)
         logs.event("gateway.tunnel_request", protocol=PROTOCOL, session=outcome.session_id, user=outcome.username)
         settings = self._settings_for(outcome.profile)
-        session = SessionInfo(
-            outcome.session_id,
-            outcome.username,
-            outcome.user_id,
-            outcome.address,
-            outcome.expires_at,
-            PROTOCOL,
-            outcome.language,
-        )
+        session = session_info(outcome, PROTOCOL)
 
         async def run(transport: Any, leftover: bytes) -> None:
             now = time.monotonic()

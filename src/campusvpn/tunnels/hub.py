@@ -18,16 +18,28 @@ from collections import Counter
 from collections.abc import Iterable
 
 from campusvpn.platform import logs, metrics
-from campusvpn.service import live_sessions
+from campusvpn.service import client_texts, live_sessions
 from campusvpn.service.context import Context
 from campusvpn.texts.codes import Code
 from campusvpn.texts.message import Message, say
-from campusvpn.texts.render import LANGUAGES, render, render_both
 from campusvpn.tunnels.accounting import MarksWriter, has_unwritten_traffic, take_counts
 from campusvpn.tunnels.tunnel import Channel, Ending, SessionInfo, Tunnel
 
 # Larger IP packets than this never go to a client (every protocol frames at most this much).
 MAX_PACKET = 16384 - 8
+
+
+def session_info(outcome: live_sessions.Attached, protocol: str) -> SessionInfo:
+    """What the hub keeps of a session its client may connect now (every protocol's site builds it so)."""
+    return SessionInfo(
+        outcome.session_id,
+        outcome.username,
+        outcome.user_id,
+        outcome.address,
+        outcome.expires_at,
+        protocol,
+        outcome.language,
+    )
 
 
 class Hub:
@@ -143,12 +155,9 @@ class Hub:
     # --- ending ----------------------------------------------------------------------------
 
     def tell(self, t: Tunnel, code: Code) -> str:
-        """`code` for this tunnel's client box: in the person's language, else in both (the default
-        first), as service.client_texts says it; no database query on the loop."""
-        lang = t.session.language
-        if lang in LANGUAGES:
-            return render(say(code), lang)
-        return render_both(say(code), self.ctx.config.portal.default_language)
+        """`code` for this tunnel's client box, by the one rule of service.client_texts (the person's
+        language, else both); the language came with the session, so no database query on the loop."""
+        return client_texts.in_language(self.ctx, say(code), t.session.language)
 
     def close(self, t: Tunnel, reason: str, *, end: bool, told: str | None = None) -> None:
         """Tell the client why (it prints `told`, by default `reason`) and close; `end` says the
